@@ -1,0 +1,1 @@
+"""Act: work orders, routing, SLAs from commitments, supervision, verification, access."""

@@ -1,0 +1,1 @@
+"""Analyze satisfaction: key drivers, dissatisfied segments, journeys, churn risk."""

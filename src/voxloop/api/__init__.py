@@ -1,0 +1,1 @@
+"""HTTP API (FastAPI) assembled from every domain's routes."""

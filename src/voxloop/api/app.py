@@ -1,0 +1,67 @@
+"""Application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from voxloop import __version__
+from voxloop.config import Settings
+from voxloop.errors import (
+    ConflictError,
+    InvalidTransitionError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnusableInputError,
+    VoxloopError,
+)
+from voxloop.store.service import make_engine, make_sessionmaker, migrate
+
+_STATUS = {
+    NotFoundError: 404,
+    ConflictError: 409,
+    InvalidTransitionError: 409,
+    PermissionDeniedError: 403,
+    UnusableInputError: 422,
+}
+
+
+def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
+    """Create the voxloop web application (API under /api/v1, dashboard under /)."""
+    from pathlib import Path
+
+    from voxloop.act import views as act_views
+    from voxloop.analyze import views as analyze_views
+    from voxloop.detect import views as detect_views
+    from voxloop.ingest import views as ingest_views
+    from voxloop.understand import views as understand_views
+    from voxloop.web import views as web_views
+
+    if run_migrations:
+        migrate(settings)
+    engine = make_engine(settings)
+    app = FastAPI(
+        title="voxloop", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json"
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+
+    @app.exception_handler(VoxloopError)
+    async def _voxloop_error(_request: Request, exc: VoxloopError) -> JSONResponse:
+        status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
+        return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        """Report liveness and version."""
+        return {"status": "ok", "version": __version__}
+
+    for module in (ingest_views, understand_views, detect_views, analyze_views, act_views):
+        app.include_router(module.router, prefix="/api/v1")
+        app.include_router(module.pages)
+    app.include_router(web_views.router)
+    static = Path(__file__).resolve().parent.parent / "web" / "static"
+    app.mount("/static", StaticFiles(directory=static), name="static")
+    return app

@@ -1,0 +1,1 @@
+"""Assist agents and inspect conversation quality."""

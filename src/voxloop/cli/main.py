@@ -1,0 +1,71 @@
+"""Entry point of the ``voxloop`` command; each domain registers its own commands."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from voxloop.config import load_settings
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="voxloop customer-experience platform"
+)
+evaluate_app = typer.Typer(no_args_is_help=True, help="Measure models on labelled data.")
+analyze_app = typer.Typer(no_args_is_help=True, help="Satisfaction analyses.")
+app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(analyze_app, name="analyze")
+
+
+@app.command()
+def init() -> None:
+    """Create the data directory and migrate the operational store."""
+    from voxloop.store.service import migrate
+
+    settings = load_settings()
+    migrate(settings)
+    typer.echo(f"initialised {settings.home.resolve()}")
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Print what the store holds."""
+    from voxloop.cli.pipeline import store_status
+
+    summary = store_status(settings=load_settings())
+    if as_json:
+        typer.echo(json.dumps(summary, ensure_ascii=False))
+    else:
+        for key, value in summary.items():
+            typer.echo(f"{key:>24}: {value}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Serve the API and dashboard."""
+    import uvicorn
+
+    from voxloop.api.app import create_app
+
+    settings = load_settings()
+    bind_host = host or settings.host
+    bind_port = port or settings.port
+    typer.echo(f"voxloop dashboard: http://{bind_host}:{bind_port}/")
+    uvicorn.run(create_app(settings), host=bind_host, port=bind_port, log_level="info")
+
+
+def _register_domains() -> None:
+    from voxloop.cli import act, analyze, detect, ingest, understand
+
+    for module in (ingest, understand, detect, analyze, act):
+        module.register(app=app, evaluate=evaluate_app, analyze=analyze_app)
+
+
+def main() -> None:
+    """Run the CLI."""
+    _register_domains()
+    app()

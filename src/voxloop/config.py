@@ -1,0 +1,82 @@
+"""Settings: one pydantic-settings class, ``VOXLOOP_*`` env vars plus an optional ``voxloop.toml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from voxloop.errors import ConfigError
+
+#: Secrets that ship in the code; accepted only when ``env == "dev"``.
+PLACEHOLDER_SECRETS = frozenset({"", "dev-insecure-change-me", "changeme", "secret"})
+
+
+class Settings(BaseSettings):
+    """All runtime configuration of voxloop."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VOXLOOP_",
+        toml_file="voxloop.toml",
+        extra="ignore",
+    )
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    home: Path = Field(default=Path("voxloop-data"), description="Data directory.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the operational store; SQLite under home by default.",
+    )
+    secret_key: str = Field(
+        default="dev-insecure-change-me",
+        description="Key for pseudonymising customer identifiers and signing tokens.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    batch_size: int = Field(default=65_536, ge=1, description="Rows per ingest batch.")
+    default_language: str = "zh"
+    timezone: str = "Asia/Shanghai"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read init kwargs, then env vars, then ``voxloop.toml``."""
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.env != "dev" and self.secret_key in PLACEHOLDER_SECRETS:
+            raise ConfigError(
+                "VOXLOOP_SECRET_KEY is a placeholder; set a real secret outside env=dev"
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """Return the operational store URL, defaulting to SQLite under ``home``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'voxloop.db').resolve()}"
+
+    @property
+    def lake_dir(self) -> Path:
+        """Return the folder of analytical Parquet tables."""
+        return self.home / "lake"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, ``voxloop.toml`` and explicit overrides."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Detect surges with their root cause and group voices into problems."""

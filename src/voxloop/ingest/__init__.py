@@ -1,0 +1,1 @@
+"""Collect every customer voice: files, HTTP push; lose nothing."""

@@ -1,0 +1,1 @@
+"""Storage: analytical Parquet lake read through DuckDB, operational SQL store via SQLAlchemy."""

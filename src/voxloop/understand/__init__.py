@@ -1,0 +1,1 @@
+"""Understand each voice: scenario, intent, sentiment, emotion, urgency; PII masked first."""

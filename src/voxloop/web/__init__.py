@@ -1,0 +1,1 @@
+"""Server-rendered dashboard (zh-CN / en), all assets served locally."""
