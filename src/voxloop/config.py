@@ -1,4 +1,4 @@
-"""Settings: one pydantic-settings class, ``VOXLOOP_*`` env vars plus an optional ``voxloop.toml``."""
+"""Settings: one pydantic-settings class, VOXLOOP_* env vars plus an optional voxloop.toml."""
 
 from __future__ import annotations
 
