@@ -202,6 +202,8 @@ VOICE_SCHEMA = pa.schema(
         pa.field("language", pa.string()),
         pa.field("text", pa.string(), nullable=False),
         pa.field("attributes", STR_MAP),
+        # Placeholder type -> count of PII spans masked in ``text`` before storage.
+        pa.field("pii_counts", pa.map_(pa.string(), pa.int32())),
         *LINEAGE_FIELDS,
     ]
 )
