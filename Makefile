@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench browser clean
+.PHONY: demo test lint typecheck unit bench system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,15 +12,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Debian's chromium + chromium-driver for the UI tests; best effort (root and apt needed),
-# the browser tests say why they skip where this could not install them.
-browser:
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
-	  echo "chromium present"; \
+# Debian packages the tests use: chromium + chromium-driver (UI tests) and R's rpart (peer
+# agreement of the decision tree). Best effort (needs root and apt); the tests that need
+# them say why they skip where this could not install them.
+SYSTEM_PACKAGES := chromium chromium-driver r-base-core r-cran-rpart
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "system packages present"; \
 	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
-	    || echo "could not install chromium; browser tests will skip"; \
-	else echo "not root or no apt-get: browser tests will skip"; fi
+	  echo "installing:$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
+	    || echo "could not install$$missing; tests that need them will skip"; \
+	else echo "not root or no apt-get; missing:$$missing; tests that need them will skip"; fi
 
 demo: $(STAMP)
 	$(BIN)/voxloop demo
@@ -35,7 +39,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
-test: $(STAMP) browser lint typecheck unit
+test: $(STAMP) system-deps lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

@@ -1,8 +1,456 @@
-"""HTTP routes of the act domain: JSON API (router, under /api/v1) and pages."""
+"""HTTP routes of the act domain: JSON API (router, under /api/v1) and pages.
+
+Every route needs a principal (bearer token, session cookie, or dev mode; see
+``voxloop.act.access``); region-scoped users only ever see their own region's orders, and an
+order outside the scope answers 404 exactly like a missing one.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
 
-router = APIRouter()
-pages = APIRouter()
+from fastapi import APIRouter, Depends, Form, Header, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from voxloop.act import kpis, service, supervision
+from voxloop.act.access import (
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    Principal,
+    authenticate_password,
+    make_session_cookie,
+)
+from voxloop.act.commitments import load_commitments
+from voxloop.act.schemas import (
+    AnswerRequest,
+    AssignRequest,
+    CommentRequest,
+    OrderCreate,
+    OrderOut,
+    TransitionRequest,
+)
+from voxloop.api.service import (
+    get_session,
+    get_settings,
+    optional_principal,
+    require_permission,
+)
+from voxloop.config import Settings
+from voxloop.store.service import part_files, table_dir
+
+router = APIRouter(tags=["act"])
+pages = APIRouter(include_in_schema=False)
+
+READ = Depends(require_permission("read"))
+WRITE = Depends(require_permission("write"))
+OPERATE = Depends(require_permission("operate"))
+
+
+def _unprocessable(field: str, message: str) -> HTTPException:
+    return HTTPException(
+        status_code=422,
+        detail=[{"loc": ["body", field], "msg": message, "type": "value_error"}],
+    )
+
+
+def _out(order: Any) -> dict[str, Any]:
+    return OrderOut.model_validate(order).model_dump(mode="json")
+
+
+@router.post("/work-orders", status_code=201)
+def create_work_order(
+    data: OrderCreate,
+    response: Response,
+    principal: Principal = WRITE,
+    session: Session = Depends(get_session),
+    idempotency_key: str | None = Header(default=None, max_length=200),
+) -> dict[str, Any]:
+    """Create a work order; a retried request with the same Idempotency-Key returns it again."""
+    if idempotency_key and not data.idempotency_key:
+        data = data.model_copy(update={"idempotency_key": idempotency_key})
+    order, created = service.create_order(session=session, principal=principal, data=data)
+    if not created:
+        response.status_code = 200
+    return _out(order)
+
+
+@router.get("/work-orders")
+def list_work_orders(
+    principal: Principal = READ,
+    session: Session = Depends(get_session),
+    state: str | None = Query(default=None, max_length=30),
+    scenario: str | None = Query(default=None, max_length=20),
+    province: str | None = Query(default=None, max_length=100),
+    queue: str | None = Query(default=None, max_length=100),
+    source_ref: str | None = Query(default=None, max_length=200),
+    limit: int = Query(default=100, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0),
+) -> dict[str, Any]:
+    """List the work orders in the caller's region, newest first."""
+    orders = service.list_orders(
+        session=session,
+        principal=principal,
+        state=state,
+        scenario=scenario,
+        province=province,
+        queue=queue,
+        source_ref=source_ref,
+        limit=limit,
+        offset=offset,
+    )
+    return {"items": [_out(o) for o in orders], "limit": limit, "offset": offset}
+
+
+@router.get("/work-orders/{order_id}")
+def get_work_order(
+    order_id: str, principal: Principal = READ, session: Session = Depends(get_session)
+) -> dict[str, Any]:
+    """Return one order with its linked customers/voices, comments and verification tasks."""
+    order = service.get_order(session=session, principal=principal, order_id=order_id)
+    links = service.order_links(session=session, order_id=order.id)
+    customers = [link.customer_id for link in links if link.customer_id]
+    body = _out(order)
+    body["links"] = [{"customer_id": x.customer_id, "voice_id": x.voice_id} for x in links]
+    body["comments"] = [
+        {"author": c.author, "body": c.body, "created_at": c.created_at.isoformat()}
+        for c in service.comments(session=session, order_id=order.id)
+    ]
+    body["verification_tasks"] = [
+        {
+            "id": t.id,
+            "customer_id": t.customer_id,
+            "kind": t.kind,
+            "state": t.state,
+            "satisfied": t.satisfied,
+        }
+        for t in service.verification_tasks(session=session, order_id=order.id)
+    ]
+    if customers:
+        service.record_access(
+            session=session,
+            principal=principal,
+            customer_ids=customers,
+            purpose=f"order:{order.id}",
+        )
+    return body
+
+
+@router.post("/work-orders/{order_id}/transition")
+def transition_work_order(
+    order_id: str,
+    data: TransitionRequest,
+    principal: Principal = WRITE,
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """Move an order to another state (409 on a stale version or an illegal transition)."""
+    try:
+        order = service.transition(
+            session=session,
+            principal=principal,
+            order_id=order_id,
+            to=data.to,
+            version=data.version,
+            reason=data.reason,
+            notes=data.notes,
+        )
+    except ValueError as exc:
+        raise _unprocessable("reason", str(exc)) from exc
+    return _out(order)
+
+
+@router.post("/work-orders/{order_id}/assign")
+def assign_work_order(
+    order_id: str,
+    data: AssignRequest,
+    principal: Principal = Depends(require_permission("assign")),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """Assign an order to a user working in its region."""
+    order = service.assign(
+        session=session,
+        principal=principal,
+        order_id=order_id,
+        assignee=data.assignee,
+        version=data.version,
+    )
+    return _out(order)
+
+
+@router.post("/work-orders/{order_id}/comments", status_code=201)
+def comment_work_order(
+    order_id: str,
+    data: CommentRequest,
+    principal: Principal = WRITE,
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """Add a comment to an order."""
+    comment = service.add_comment(
+        session=session, principal=principal, order_id=order_id, body=data.body
+    )
+    return {"id": comment.id, "author": comment.author, "created_at": comment.created_at}
+
+
+@router.get("/work-orders/{order_id}/audit")
+def work_order_audit(
+    order_id: str, principal: Principal = READ, session: Session = Depends(get_session)
+) -> list[dict[str, Any]]:
+    """Return an order's audit trail."""
+    service.get_order(session=session, principal=principal, order_id=order_id)
+    return [
+        {"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "detail": e.detail}
+        for e in service.audit_trail(session=session, object_id=order_id)
+    ]
+
+
+@router.post("/verification-tasks/{task_id}/answer")
+def answer_verification_task(
+    task_id: int,
+    data: AnswerRequest,
+    principal: Principal = WRITE,
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """Record a customer's callback / re-survey answer."""
+    task = service.record_answer(
+        session=session,
+        principal=principal,
+        task_id=task_id,
+        satisfied=data.satisfied,
+        score=data.score,
+        note=data.note,
+    )
+    return {"id": task.id, "state": task.state, "satisfied": task.satisfied}
+
+
+@router.post("/act/tick")
+def act_tick(
+    principal: Principal = OPERATE, session: Session = Depends(get_session)
+) -> dict[str, Any]:
+    """Run the SLA reminders/escalations and the verification check now."""
+    now = datetime.now(UTC)
+    return {
+        "sla": service.tick(session=session, at=now),
+        "verification": service.evaluate_verification(session=session, at=now),
+    }
+
+
+def _events_connection(settings: Settings, principal: Principal) -> Any:
+    """DuckDB connection with an ``events`` view restricted to the principal's region."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    if part_files(settings, "events"):
+        glob = str(table_dir(settings, "events") / "part-*.parquet").replace("'", "''")
+        where = kpis._scope_sql(principal, "e")
+        con.execute(
+            f"CREATE VIEW events AS SELECT * FROM "
+            f"(SELECT * FROM read_parquet('{glob}', union_by_name=true) "
+            f"QUALIFY row_number() OVER (PARTITION BY id) = 1) e WHERE {where}"
+        )
+    return con
+
+
+def _checks(settings: Settings, principal: Principal) -> Any:
+    return supervision.check_events(_events_connection(settings, principal))
+
+
+@router.get("/commitments")
+def list_commitments(principal: Principal = READ) -> dict[str, Any]:
+    """Return the commitments, their SLA limits and the escalation chain."""
+    return load_commitments().model_dump()
+
+
+@router.get("/commitments/compliance")
+def commitment_compliance(
+    principal: Principal = READ,
+    settings: Settings = Depends(get_settings),
+    period: str = Query(default="week", pattern="^(day|week|month)$"),
+) -> dict[str, Any]:
+    """Return compliance per supervision rule and its trend."""
+    checks = _checks(settings, principal)
+    return {
+        "rules": supervision.compliance(checks),
+        "trend": supervision.trend(checks, period=period),
+    }
+
+
+@router.get("/commitments/violations")
+def commitment_violations(
+    principal: Principal = READ,
+    settings: Settings = Depends(get_settings),
+    rule: str | None = Query(default=None, pattern="^R[0-9]{1,2}$"),
+    limit: int = Query(default=200, ge=1, le=100_000),
+) -> dict[str, Any]:
+    """Return violations (customer pseudonym, events, deadline) per rule."""
+    checks = _checks(settings, principal)
+    rows = [v for v in supervision.violations(checks) if rule is None or v["rule"] == rule]
+    return {"total": len(rows), "items": rows[:limit]}
+
+
+@router.get("/kpis")
+def get_kpis(
+    principal: Principal = READ,
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings),
+) -> dict[str, Any]:
+    """Return the operations KPIs (see docs/kpis.md)."""
+    from voxloop.store.service import lake_connection
+
+    con = lake_connection(settings, ("voices", "readings", "customers"))
+    return {
+        "lake": kpis.lake_kpis(con, principal=principal),
+        "orders": kpis.order_kpis(session=session, principal=principal),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Pages
+
+
+def _login_redirect(request: Request) -> RedirectResponse:
+    return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+
+
+def _safe_next(target: str | None) -> str:
+    # Only same-site paths: never redirect to another host after login.
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+@pages.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str | None = None) -> HTMLResponse:
+    """Show the login form."""
+    from voxloop.web.service import render
+
+    return render(request, "act/login.html", {"next": _safe_next(next), "error": None})
+
+
+@pages.post("/login", response_model=None)
+def login_submit(
+    request: Request,
+    username: str = Form(max_length=100),
+    password: str = Form(max_length=1000),
+    next: str = Form(default="/", max_length=500),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings),
+) -> Response:
+    """Check the password and set the signed session cookie."""
+    from voxloop.web.service import render
+
+    principal = authenticate_password(session=session, username=username, password=password)
+    if principal is None or principal.user_id is None:
+        response = render(
+            request, "act/login.html", {"next": _safe_next(next), "error": "act.login.failed"}
+        )
+        response.status_code = 401
+        return response
+    service.audit(
+        session=session,
+        actor=principal.username,
+        action="user.login",
+        object_type="user",
+        object_id=str(principal.user_id),
+    )
+    session.commit()
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        make_session_cookie(secret_key=settings.secret_key, user_id=principal.user_id),
+        max_age=SESSION_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=settings.env == "prod",
+    )
+    return response
+
+
+@pages.post("/logout")
+def logout() -> RedirectResponse:
+    """Drop the session cookie."""
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+def _countdown(due: datetime | None, now: datetime) -> dict[str, Any] | None:
+    if due is None:
+        return None
+    seconds = (due - now).total_seconds()
+    hours = abs(seconds) / 3600
+    text = f"{int(hours // 24)}d {int(hours % 24)}h" if hours >= 24 else f"{hours:.1f}h"
+    level = "breached" if seconds < 0 else ("soon" if seconds < 4 * 3600 else "ok")
+    return {"text": text, "level": level, "overdue": seconds < 0}
+
+
+@pages.get("/work-orders", response_class=HTMLResponse, response_model=None)
+def work_orders_page(
+    request: Request,
+    principal: Principal | None = Depends(optional_principal),
+    session: Session = Depends(get_session),
+) -> Response:
+    """Show the work-order board with SLA countdowns."""
+    from voxloop.act import states
+    from voxloop.web.service import render
+
+    if principal is None:
+        return _login_redirect(request)
+    now = datetime.now(UTC)
+    orders = service.list_orders(session=session, principal=principal, limit=500)
+    columns = [
+        states.NEW,
+        states.ASSIGNED,
+        states.IN_PROGRESS,
+        states.PENDING_CUSTOMER,
+        states.ESCALATED,
+        states.REOPENED,
+        states.RESOLVED,
+    ]
+    board = {state: [o for o in orders if o.state == state] for state in columns}
+    return render(
+        request,
+        "act/work_orders.html",
+        {
+            "principal": principal,
+            "columns": columns,
+            "board": board,
+            "countdown": {o.id: _countdown(o.due_at, now) for o in orders},
+            "counts": service.count_orders(session=session, principal=principal),
+            "kpis": kpis.order_kpis(session=session, principal=principal, at=now),
+        },
+    )
+
+
+@pages.get("/commitments", response_class=HTMLResponse, response_model=None)
+def commitments_page(
+    request: Request,
+    principal: Principal | None = Depends(optional_principal),
+    settings: Settings = Depends(get_settings),
+) -> Response:
+    """Show the commitments with their compliance per rule."""
+    from voxloop.web import charts
+    from voxloop.web.service import language, render, translate
+
+    if principal is None:
+        return _login_redirect(request)
+    lang = language(request)
+    checks = _checks(settings, principal)
+    rules = supervision.compliance(checks)
+    chart = charts.bar_chart(
+        [f"{r['rule']} {r['name'][lang]}" for r in rules],
+        [round(100 * (r["compliance_rate"] or 0), 1) for r in rules],
+        title=translate("act.commitments.chart", lang),
+        empty_message=translate("act.no_data", lang),
+    )
+    return render(
+        request,
+        "act/commitments.html",
+        {
+            "book": load_commitments(),
+            "rules": rules,
+            "chart": chart,
+            "violations": supervision.violations(checks)[:50],
+        },
+    )

@@ -58,10 +58,35 @@ def serve(
     uvicorn.run(create_app(settings), host=bind_host, port=bind_port, log_level="info")
 
 
-def _register_domains() -> None:
-    from voxloop.cli import act, analyze, detect, ingest, understand
+@app.command()
+def demo(
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Exit after the pipeline.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    customers: Annotated[int, typer.Option(min=100)] = 20_000,
+    days: Annotated[int, typer.Option(min=1)] = 60,
+    seed: Annotated[int, typer.Option()] = 7,
+) -> None:
+    """Generate a demo operator, ingest it, run every pipeline stage, then serve."""
+    from voxloop.cli.pipeline import run_demo
 
-    for module in (ingest, understand, detect, analyze, act):
+    settings = load_settings()
+    summary = run_demo(
+        settings=settings,
+        customers=customers,
+        days=days,
+        seed=seed,
+        log=None if as_json else typer.echo,
+    )
+    if as_json:
+        typer.echo(json.dumps(summary, ensure_ascii=False, default=str))
+    if not no_serve:
+        serve(host=None, port=None)
+
+
+def _register_domains() -> None:
+    from voxloop.cli import act, analyze, detect, generate, ingest, understand
+
+    for module in (ingest, generate, understand, detect, analyze, act):
         module.register(app=app, evaluate=evaluate_app, analyze=analyze_app)
 
 

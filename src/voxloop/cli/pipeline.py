@@ -21,6 +21,46 @@ def run_stages(*, settings: Settings) -> dict[str, Any]:
     return {name: stage(settings=settings) for name, stage in pipeline_stages()}
 
 
+def run_demo(
+    *,
+    settings: Settings,
+    customers: int,
+    days: int,
+    seed: int,
+    log: Callable[[str], Any] | None = None,
+) -> dict[str, Any]:
+    """Generate a demo operator under ``home/demo-input``, ingest it and run every stage."""
+    import time
+
+    from voxloop.ingest.generator import generate_operator
+    from voxloop.ingest.service import ingest_path
+    from voxloop.store.service import migrate
+
+    def say(message: str) -> None:
+        if log is not None:
+            log(message)
+
+    started = time.perf_counter()
+    migrate(settings)
+    out_dir = settings.home / "demo-input"
+    say(f"generating a demo operator: {customers} customers, {days} days, seed {seed}")
+    generated = generate_operator(customers=customers, days=days, seed=seed, out_dir=out_dir)
+    say(f"ingesting {out_dir}")
+    ingested = ingest_path(settings=settings, path=out_dir)
+    say("running pipeline stages")
+    stages = run_stages(settings=settings)
+    summary: dict[str, Any] = {
+        "home": str(settings.home.resolve()),
+        "generated": generated,
+        "ingested": ingested,
+        "stages": stages,
+        "status": store_status(settings=settings),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    say(f"done in {summary['seconds']} s")
+    return summary
+
+
 def store_status(*, settings: Settings) -> dict[str, Any]:
     """Count the records in every lake table."""
     from voxloop.store.service import lake_connection

@@ -166,6 +166,17 @@ class IngestResult(BaseModel):
     stored: int = 0
     quarantined: int = 0
     duplicates: int = 0
+    batch_id: str | None = Field(default=None, description="Lineage id of this run.")
+
+    def add(self, other: IngestResult) -> IngestResult:
+        """Return the sum of two runs' counts (keeps this run's ``batch_id``)."""
+        return IngestResult(
+            read=self.read + other.read,
+            stored=self.stored + other.stored,
+            quarantined=self.quarantined + other.quarantined,
+            duplicates=self.duplicates + other.duplicates,
+            batch_id=self.batch_id or other.batch_id,
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -263,6 +274,30 @@ LAKE_TABLES: dict[RecordKind, tuple[str, pa.Schema]] = {
     RecordKind.customer: ("customers", CUSTOMER_SCHEMA),
     RecordKind.event: ("events", EVENT_SCHEMA),
 }
+
+#: Rows that could not be stored, with the reason and the raw record (PII masked).
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("source_file", pa.string()),
+        pa.field("source_row", pa.int64()),
+        pa.field("field", pa.string()),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("raw", pa.string()),
+        pa.field("batch_id", pa.string(), nullable=False),
+        pa.field("quarantined_at", TS, nullable=False),
+    ]
+)
+
+#: Dedup keys of one lake part: 128-bit hashes of ``id`` and of ``content_hash``.
+KEYS_SCHEMA = pa.schema(
+    [
+        pa.field("id_hi", pa.uint64(), nullable=False),
+        pa.field("id_lo", pa.uint64(), nullable=False),
+        pa.field("ch_hi", pa.uint64(), nullable=False),
+        pa.field("ch_lo", pa.uint64(), nullable=False),
+    ]
+)
 
 #: Pydantic model per record kind (HTTP push and tests).
 RECORD_MODELS: dict[RecordKind, type[BaseModel]] = {

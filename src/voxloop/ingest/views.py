@@ -2,7 +2,94 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+
+from voxloop.api.service import get_settings
+from voxloop.config import Settings
+from voxloop.ingest.schemas import RecordKind
 
 router = APIRouter()
 pages = APIRouter()
+
+#: Most records one push may carry; larger loads belong in files.
+MAX_PUSH = 100_000
+
+
+@router.post("/ingest/{kind}", tags=["ingest"])
+def push_records(
+    kind: RecordKind,
+    request: Request,
+    records: Annotated[list[dict[str, Any]], Body(max_length=MAX_PUSH)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> dict[str, Any]:
+    """Ingest a JSON list of records; return the counts and the quarantined rows' reasons."""
+    from voxloop.ingest.service import ingest_records, list_quarantine
+
+    result = ingest_records(
+        settings=settings, kind=kind, records=records, engine=request.app.state.engine
+    )
+    errors: list[dict[str, Any]] = []
+    if result.quarantined and result.batch_id:
+        _, rows = list_quarantine(settings=settings, limit=100, batch_id=result.batch_id)
+        errors = [
+            {"row": r["source_row"], "field": r["field"], "reason": r["reason"]}
+            for r in sorted(rows, key=lambda r: r["source_row"] or 0)
+        ]
+    return {
+        "read": result.read,
+        "stored": result.stored,
+        "quarantined": result.quarantined,
+        "duplicates": result.duplicates,
+        "batch_id": result.batch_id,
+        "errors": errors,
+    }
+
+
+@router.get("/voices", tags=["ingest"])
+def list_voices(
+    settings: Annotated[Settings, Depends(get_settings)],
+    start: Annotated[dt.datetime | None, Query(alias="from")] = None,
+    end: Annotated[dt.datetime | None, Query(alias="to")] = None,
+    province: str | None = None,
+    city: str | None = None,
+    district: str | None = None,
+    channel: str | None = None,
+    kind: str | None = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """List stored voices (newest first) filtered by time, region, channel, kind and text."""
+    from voxloop.ingest.service import query_voices
+
+    total, items = query_voices(
+        settings=settings,
+        start=start,
+        end=end,
+        province=province,
+        city=city,
+        district=district,
+        channel=channel,
+        kind=kind,
+        q=q,
+        limit=limit,
+        offset=offset,
+    )
+    return {"total": total, "limit": limit, "offset": offset, "items": items}
+
+
+@router.get("/quarantine", tags=["ingest"])
+def list_quarantined(
+    settings: Annotated[Settings, Depends(get_settings)],
+    batch_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """List quarantined rows (newest first) with file, row, field, reason and raw record."""
+    from voxloop.ingest.service import list_quarantine
+
+    total, items = list_quarantine(settings=settings, limit=limit, offset=offset, batch_id=batch_id)
+    return {"total": total, "limit": limit, "offset": offset, "items": items}

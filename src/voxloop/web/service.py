@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import yaml
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 
 WEB_DIR = Path(__file__).resolve().parent
 LANGUAGES = ("zh-CN", "en")
@@ -39,16 +42,65 @@ def translate(key: str, lang: str) -> str:
     return entry.get(lang) or entry.get("en") or key
 
 
+def label(prefix: str, value: object, lang: str) -> str:
+    """Translate a code such as a channel or scenario: ``prefix.value``, else the value."""
+    if value is None or value == "":
+        return translate("web.unknown", lang)
+    key = f"{prefix}.{value}"
+    text = translate(key, lang)
+    return str(value) if text == key else text
+
+
+_PII = re.compile(r"&lt;([A-Z]{2,12})&gt;")
+
+
+def pii_marks(text: object) -> Markup:
+    """Escape ``text`` and show masked-PII placeholders (``<PHONE>``) as labelled chips."""
+    escaped = str(escape("" if text is None else str(text)))
+    return Markup(_PII.sub(r'<span class="pii" title="masked \1">\1</span>', escaped))
+
+
+def url_with(request: Request, path: str | None = None, **changes: object) -> str:
+    """Return ``path`` (default: the current path) with the query string updated.
+
+    ``None`` or ``""`` removes a parameter; other values replace it.
+    """
+    params = dict(request.query_params)
+    params.pop("lang", None)
+    for key, value in changes.items():
+        if value is None or value == "":
+            params.pop(key, None)
+        else:
+            params[key] = str(value)
+    query = urlencode(params)
+    target = path if path is not None else request.url.path
+    return f"{target}?{query}" if query else target
+
+
 @cache
 def templates() -> Jinja2Templates:
     """Return the Jinja2 environment over ``web/templates``."""
-    return Jinja2Templates(directory=str(WEB_DIR / "templates"))
+    env = Jinja2Templates(directory=str(WEB_DIR / "templates"))
+    env.env.filters["pii"] = pii_marks
+    return env
 
 
 def render(request: Request, template: str, context: dict[str, Any]) -> HTMLResponse:
-    """Render ``template`` (e.g. ``"detect/alerts.html"``) in the request's language."""
+    """Render ``template`` (e.g. ``"detect/alerts.html"``) in the request's language.
+
+    Besides ``context``, templates get ``lang``, ``t(key)``, ``label(prefix, code)``,
+    ``url_with(path=None, **params)``, ``lang_urls`` and the ``pii`` filter.
+    """
     lang = language(request)
-    ctx = {"lang": lang, "t": lambda key: translate(key, lang), **context}
+    ctx = {
+        "lang": lang,
+        "t": lambda key: translate(key, lang),
+        "label": lambda prefix, value: label(prefix, value, lang),
+        "url_with": lambda path=None, **kw: url_with(request, path, **kw),
+        "lang_urls": {code: url_with(request, lang=code) for code in LANGUAGES},
+        "nav_path": request.url.path,
+        **context,
+    }
     response = templates().TemplateResponse(request, template, ctx)
     if request.query_params.get("lang") in LANGUAGES:
         response.set_cookie("lang", lang, samesite="lax")

@@ -1,7 +1,124 @@
-"""HTTP routes of the web domain."""
+"""HTTP routes of the web domain: the overview (``/``) and voices (``/voices``) pages."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+from urllib.parse import urlencode
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+
+from voxloop.api.service import get_settings
+from voxloop.config import Settings
+from voxloop.errors import UnusableInputError
+from voxloop.web import charts
+from voxloop.web.queries import facets, list_voices, overview
+from voxloop.web.schemas import Overview, Scope, VoiceFilters, parse_query
+from voxloop.web.service import label, language, render, translate
+
+router = APIRouter(include_in_schema=False)
+
+
+def _overview_charts(data: Overview, *, scope: Scope, lang: str) -> dict[str, Any]:
+    def t(key: str) -> str:
+        return translate(key, lang)
+
+    out: dict[str, Any] = {}
+    out["channel_chart"] = charts.line_chart(
+        {label("channel", ch, lang): pts for ch, pts in data.by_channel.items()},
+        title=t("web.chart.by_channel"),
+        y_label=t("web.voices_per_" + data.bucket),
+        empty_message=t("web.no_data"),
+        height=280,
+    )
+    hrefs: list[str | None] = []
+    for name, _ in data.by_region:
+        if name is None:
+            hrefs.append(None)
+        elif data.region_level == "province":
+            hrefs.append(_url("/", province=name, days=scope.days))
+        elif data.region_level == "city":
+            hrefs.append(_url("/", province=scope.province, city=name, days=scope.days))
+        else:
+            hrefs.append(
+                _url(
+                    "/voices",
+                    province=scope.province,
+                    city=scope.city,
+                    district=name,
+                )
+            )
+    out["region_chart"] = charts.bar_chart(
+        [name if name is not None else t("web.unknown") for name, _ in data.by_region],
+        [n for _, n in data.by_region],
+        title=t(f"web.chart.by_{data.region_level}"),
+        hrefs=hrefs,
+        empty_message=t("web.no_data"),
+        width=520,
+    )
+    if data.has_readings and data.by_scenario:
+        codes = list(data.by_scenario)
+        out["scenario_chart"] = charts.bar_chart(
+            [f"{code} {label('scenario', code, lang)}" if code != "?" else "?" for code in codes],
+            {
+                label("sentiment", s, lang): [data.by_scenario[c].get(s, 0) for c in codes]
+                for s in ("negative", "neutral", "positive")
+            },
+            title=t("web.chart.by_scenario"),
+            stacked=True,
+            hrefs=[_url("/voices", scenario=c) if c != "?" else None for c in codes],
+            colors={label("sentiment", k, lang): v for k, v in charts.SENTIMENT_COLORS.items()},
+            width=560,
+        )
+    if data.has_readings and data.sentiment_trend:
+        out["sentiment_chart"] = charts.line_chart(
+            {label("sentiment", s, lang): pts for s, pts in data.sentiment_trend.items()},
+            title=t("web.chart.sentiment_trend"),
+            y_label=t("web.voices_per_" + data.bucket),
+            colors={label("sentiment", k, lang): v for k, v in charts.SENTIMENT_COLORS.items()},
+            height=280,
+        )
+    return out
+
+
+def _url(path: str, **params: object) -> str:
+    # Drill-down links start from a clean query string, not the current page's filters.
+    query = urlencode({k: str(v) for k, v in params.items() if v not in (None, "")})
+    return f"{path}?{query}" if query else path
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview_page(request: Request, settings: Settings = Depends(get_settings)) -> HTMLResponse:
+    """Show the overview dashboard: volumes, regions, scenarios, sentiment, latest voices."""
+    lang = language(request)
+    try:
+        scope: Scope = parse_query(Scope, dict(request.query_params))
+    except UnusableInputError as exc:
+        response = render(request, "web/overview.html", {"error": str(exc), "data": Overview()})
+        response.status_code = 422
+        return response
+    data = overview(settings=settings, scope=scope)
+    ctx: dict[str, Any] = {"data": data, "scope": scope, "error": None}
+    if data.kpis.voices:
+        ctx.update(_overview_charts(data, scope=scope, lang=lang))
+    return render(request, "web/overview.html", ctx)
+
+
+@router.get("/voices", response_class=HTMLResponse)
+def voices_page(request: Request, settings: Settings = Depends(get_settings)) -> HTMLResponse:
+    """List voices with filters and paging, each with its latest reading and confidence."""
+    try:
+        filters: VoiceFilters = parse_query(VoiceFilters, dict(request.query_params))
+        error = None
+    except UnusableInputError as exc:
+        filters, error = VoiceFilters(), str(exc)
+    page = list_voices(settings=settings, filters=filters)
+    facet = facets(settings=settings, province=filters.province, city=filters.city)
+    response = render(
+        request,
+        "web/voices.html",
+        {"filters": filters, "page": page, "facets": facet, "error": error},
+    )
+    if error:
+        response.status_code = 422
+    return response

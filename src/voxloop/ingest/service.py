@@ -1,0 +1,751 @@
+"""Ingest files and pushed records into the lake, losing nothing.
+
+Every input row ends up exactly once as *stored* (a row of the kind's lake table),
+*quarantined* (a row of the ``quarantine`` lake table, with field and reason) or
+*duplicate* (an earlier row of the same batch, or a stored row, has the same ``id`` or the
+same content hash).  The pipeline per batch is: read text columns → apply the mapping →
+type and check in one DuckDB query (``normalize``) → mask PII → under the table's writer
+lock: anti-join the 128-bit keys of stored rows, register customer identities, write one
+lake part and its keys part.  See ``docs/data-model.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import uuid
+import zoneinfo
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from voxloop.config import Settings
+from voxloop.errors import NotFoundError, PermissionDeniedError, UnusableInputError
+from voxloop.ingest.mapping import ROW_INDEX, Mapping, apply_mapping, load_mapping
+from voxloop.ingest.models import CustomerIdentity, IdentityAccessLog
+from voxloop.ingest.normalize import FIELD_SPECS, normalize
+from voxloop.ingest.readers import (
+    RawBatch,
+    file_format,
+    read_csv,
+    read_jsonl,
+    read_parquet,
+    read_records,
+    read_xlsx,
+)
+from voxloop.ingest.schemas import (
+    KEYS_SCHEMA,
+    LAKE_TABLES,
+    QUARANTINE_SCHEMA,
+    TS,
+    IngestResult,
+    RecordKind,
+)
+from voxloop.store.service import (
+    make_engine,
+    make_sessionmaker,
+    migrate,
+    part_files,
+    table_dir,
+    write_part,
+    writer_lock,
+)
+
+QUARANTINE_TABLE = "quarantine"
+
+#: File-name stems that name a record kind when ``--kind`` is not given.
+KIND_BY_STEM = {
+    "voices": RecordKind.voice,
+    "voice": RecordKind.voice,
+    "surveys": RecordKind.survey,
+    "survey": RecordKind.survey,
+    "customers": RecordKind.customer,
+    "customer": RecordKind.customer,
+    "events": RecordKind.event,
+    "event": RecordKind.event,
+}
+
+_migrated: set[str] = set()
+
+
+# ---------------------------------------------------------------------------
+# Pseudonymisation and identities
+
+
+def pseudonymise(*, key: str, ids: pa.Array) -> pa.Array:
+    """Return ``"c" + sha256(f"{key}|{id}")[:24]`` for each id (nulls stay null)."""
+    con = duckdb.connect()
+    try:
+        con.register("ids", pa.table({"i": pc.cast(ids, pa.string())}))
+        out = con.sql(
+            "SELECT CASE WHEN i IS NULL THEN NULL "
+            "ELSE 'c' || left(sha256($key || '|' || i), 24) END AS p FROM ids",
+            params={"key": key},
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return out.column("p").combine_chunks()
+
+
+def _ensure_store(settings: Settings) -> None:
+    url = settings.resolved_database_url
+    if url not in _migrated:
+        migrate(settings)
+        _migrated.add(url)
+
+
+def _register_identities(engine: Engine, pseudonyms: pa.Array, raw: pa.Array) -> None:
+    """Insert (pseudonym, real id) pairs that are not known yet."""
+    pairs = pa.table({"p": pseudonyms, "r": raw}).filter(pc.is_valid(pseudonyms))
+    if pairs.num_rows == 0:
+        return
+    pairs = pairs.group_by("p").aggregate([("r", "min")])
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if engine.dialect.name == "postgresql":
+        now += "+00"
+    rows = list(
+        zip(
+            pairs.column("p").to_pylist(),
+            pairs.column("r_min").to_pylist(),
+            [now] * pairs.num_rows,
+            strict=True,
+        )
+    )
+    # Plain driver executemany: the ORM's per-row bookkeeping costs more than the insert.
+    if engine.dialect.name == "postgresql":
+        sql = (
+            "INSERT INTO customer_identities (pseudonym, customer_id, first_seen_at) "
+            "VALUES (%s, %s, %s::timestamptz) ON CONFLICT (pseudonym) DO NOTHING"
+        )
+    else:
+        sql = (
+            "INSERT OR IGNORE INTO customer_identities (pseudonym, customer_id, first_seen_at) "
+            "VALUES (?, ?, ?)"
+        )
+    with engine.begin() as conn:
+        conn.exec_driver_sql(sql, rows)
+
+
+def resolve_contact(
+    *,
+    settings: Settings,
+    pseudonym: str,
+    actor: str,
+    purpose: str,
+    session: Session | None = None,
+) -> str:
+    """Return the real customer id of ``pseudonym`` and log who asked and why.
+
+    Every call with an actor and a purpose appends one row to ``identity_access_log``,
+    found or not; without both the call is refused.
+    """
+    if not actor or not actor.strip() or not purpose or not purpose.strip():
+        raise PermissionDeniedError(
+            "resolving a customer identity needs an actor and a purpose (both are logged)"
+        )
+    if session is None:
+        _ensure_store(settings)
+        engine = make_engine(settings)
+        try:
+            with make_sessionmaker(engine)() as own:
+                return resolve_contact(
+                    settings=settings,
+                    pseudonym=pseudonym,
+                    actor=actor,
+                    purpose=purpose,
+                    session=own,
+                )
+        finally:
+            engine.dispose()
+    found = session.get(CustomerIdentity, pseudonym)
+    session.add(
+        IdentityAccessLog(
+            pseudonym=pseudonym,
+            actor=actor.strip(),
+            purpose=purpose.strip(),
+            found=found is not None,
+            accessed_at=dt.datetime.now(dt.UTC),
+        )
+    )
+    session.commit()
+    if found is None:
+        raise NotFoundError(f"no customer with pseudonym {pseudonym!r}")
+    return found.customer_id
+
+
+def access_log(*, settings: Settings, pseudonym: str | None = None) -> list[dict[str, Any]]:
+    """Return the identity access log (newest first), optionally for one pseudonym."""
+    _ensure_store(settings)
+    engine = make_engine(settings)
+    try:
+        with make_sessionmaker(engine)() as session:
+            stmt = select(IdentityAccessLog).order_by(IdentityAccessLog.id.desc())
+            if pseudonym is not None:
+                stmt = stmt.where(IdentityAccessLog.pseudonym == pseudonym)
+            return [
+                {
+                    "pseudonym": r.pseudonym,
+                    "actor": r.actor,
+                    "purpose": r.purpose,
+                    "found": r.found,
+                    "accessed_at": r.accessed_at.isoformat(),
+                }
+                for r in session.scalars(stmt)
+            ]
+    finally:
+        engine.dispose()
+
+
+def count_identities(*, settings: Settings) -> int:
+    """Return how many customer identities the operational store holds."""
+    _ensure_store(settings)
+    engine = make_engine(settings)
+    try:
+        with make_sessionmaker(engine)() as session:
+            return int(session.scalar(select(func.count()).select_from(CustomerIdentity)) or 0)
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------------------
+# Dedup keys: one keys part (128-bit hashes of id and content hash) per lake part, with
+# the same file name, under ``home/keys/<table>/``.
+
+
+def _keys_dir(settings: Settings, table: str) -> Path:
+    return settings.home / "keys" / table
+
+
+def _sync_keys(settings: Settings, table: str) -> None:
+    """Make the keys parts match the lake parts (repairs a crash between the two writes)."""
+    kdir = _keys_dir(settings, table)
+    kdir.mkdir(parents=True, exist_ok=True)
+    data = {p.name: p for p in part_files(settings, table)}
+    keys = {p.name: p for p in kdir.glob("part-*.parquet")}
+    for name in keys.keys() - data.keys():
+        keys[name].unlink()
+    missing = data.keys() - keys.keys()
+    if not missing:
+        return
+    con = duckdb.connect()
+    try:
+        for name in sorted(missing):
+            part = pq.read_table(data[name], columns=["id", "content_hash"])
+            con.register("p", part)
+            rebuilt = con.sql(
+                "SELECT md5_number_upper(id) AS id_hi, md5_number_lower(id) AS id_lo, "
+                "('0x' || left(content_hash, 16))::UBIGINT AS ch_hi, "
+                "('0x' || right(content_hash, 16))::UBIGINT AS ch_lo FROM p"
+            ).to_arrow_table()
+            con.unregister("p")
+            _write_keys(kdir / name, rebuilt.cast(KEYS_SCHEMA))
+    finally:
+        con.close()
+
+
+def _write_keys(path: Path, keys: pa.Table) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(keys, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def _duplicate_mask(con: Any, settings: Settings, table: str, keys: pa.Table) -> np.ndarray:
+    """Flag rows whose id or content key repeats an earlier row of the batch or the store."""
+    con.register("b", keys)
+    kdir = _keys_dir(settings, table)
+    stored = ""
+    if any(kdir.glob("part-*.parquet")):
+        glob = str(kdir / "part-*.parquet").replace("'", "''")
+        stored = (
+            f", k AS MATERIALIZED (SELECT * FROM read_parquet('{glob}')) "
+            "SELECT i FROM b SEMI JOIN k ON b.id_hi = k.id_hi AND b.id_lo = k.id_lo "
+            "UNION SELECT i FROM b SEMI JOIN k ON b.ch_hi = k.ch_hi AND b.ch_lo = k.ch_lo "
+            "UNION "
+        )
+    sql = (
+        "WITH w AS (SELECT i, "
+        "row_number() OVER (PARTITION BY id_hi, id_lo ORDER BY i) AS r1, "
+        "row_number() OVER (PARTITION BY ch_hi, ch_lo ORDER BY i) AS r2 FROM b)"
+        + (stored or " ")
+        + "SELECT i FROM w WHERE r1 > 1 OR r2 > 1"
+    )
+    try:
+        dup_idx = con.sql(sql).to_arrow_table().column("i").to_numpy()
+    finally:
+        con.unregister("b")
+    mask = np.zeros(keys.num_rows, dtype=bool)
+    mask[dup_idx] = True
+    return mask
+
+
+# ---------------------------------------------------------------------------
+# Quarantine
+
+
+def _mask_json(raw: list[str]) -> list[str]:
+    from voxloop.understand.pii import mask_array
+
+    masked, _ = mask_array(pa.array(raw, pa.string()))
+    return [str(v) for v in masked.to_pylist()]
+
+
+def _write_quarantine(
+    settings: Settings,
+    *,
+    kind: RecordKind,
+    source_file: str,
+    batch_id: str,
+    rows: list[int],
+    fields: list[str | None],
+    reasons: list[str],
+    raws: list[str],
+) -> None:
+    if not rows:
+        return
+    now = dt.datetime.now(dt.UTC)
+    n = len(rows)
+    data = pa.table(
+        {
+            "kind": pa.array([kind.value] * n, pa.string()),
+            "source_file": pa.array([source_file] * n, pa.string()),
+            "source_row": pa.array(rows, pa.int64()),
+            "field": pa.array(fields, pa.string()),
+            "reason": pa.array(reasons, pa.string()),
+            "raw": pa.array(_mask_json(raws), pa.string()),
+            "batch_id": pa.array([batch_id] * n, pa.string()),
+            "quarantined_at": pa.array([now] * n, TS),
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+    with writer_lock(settings, QUARANTINE_TABLE):
+        write_part(settings, QUARANTINE_TABLE, data)
+
+
+def _raw_json(table: pa.Table, idx: np.ndarray, replace: dict[str, str]) -> list[str]:
+    """Serialise source rows (for quarantine), with real customer ids pseudonymised."""
+    out = []
+    for rec in table.take(pa.array(idx, pa.int64())).to_pylist():
+        text = json.dumps(rec, ensure_ascii=False)
+        for real, pseudo in replace.items():
+            if real and real in text:
+                text = text.replace(json.dumps(real, ensure_ascii=False), json.dumps(pseudo))
+        out.append(text)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# The ingest pipeline
+
+
+def _lake_table(
+    good: pa.Table,
+    kind: RecordKind,
+    *,
+    rows: np.ndarray,
+    batch_id: str,
+    source_file: str,
+    now: dt.datetime,
+) -> pa.Table:
+    from voxloop.understand.pii import mask_array
+
+    _, schema = LAKE_TABLES[kind]
+    n = good.num_rows
+    cols: dict[str, Any] = {}
+    for name in schema.names:
+        if name in good.column_names:
+            cols[name] = good.column(name)
+    if kind is RecordKind.voice:
+        masked, counts = mask_array(good.column("text"))
+        cols["text"], cols["pii_counts"] = masked, counts
+    elif kind is RecordKind.survey:
+        cols["comment"], _ = mask_array(good.column("comment"))
+    cols["content_hash"] = good.column("__content_hash")
+    cols["ingested_at"] = pa.array(np.full(n, np.datetime64(now.replace(tzinfo=None), "us")), TS)
+    cols["batch_id"] = pa.nulls(n, pa.string()).fill_null(batch_id)
+    cols["source_file"] = pa.nulls(n, pa.string()).fill_null(source_file)
+    cols["source_row"] = pa.array(rows[good.column(ROW_INDEX).to_numpy()], pa.int64())
+    arrays = [pc.cast(cols[f.name], f.type) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _ingest_batches(
+    *,
+    settings: Settings,
+    kind: RecordKind,
+    batches: Iterator[RawBatch],
+    mapping: Mapping | None,
+    source_file: str,
+    engine: Engine | None = None,
+) -> IngestResult:
+    table_name, _ = LAKE_TABLES[kind]
+    batch_id = uuid.uuid4().hex
+    result = IngestResult(batch_id=batch_id)
+    timezone = (mapping.timezone if mapping else None) or settings.timezone
+    formats = {
+        k: [v] if isinstance(v, str) else list(v)
+        for k, v in (mapping.formats if mapping else {}).items()
+    }
+    pseudo_fields = [s.name for s in FIELD_SPECS[kind] if s.pseudonymise]
+    _ensure_store(settings)
+    own_engine = engine is None
+    eng = make_engine(settings) if engine is None else engine
+    con = duckdb.connect()
+    try:
+        for batch in batches:
+            result = result.add(
+                _ingest_batch(
+                    settings=settings,
+                    kind=kind,
+                    batch=batch,
+                    mapping=mapping,
+                    source_file=source_file,
+                    batch_id=batch_id,
+                    table_name=table_name,
+                    timezone=timezone,
+                    formats=formats,
+                    pseudo_fields=pseudo_fields,
+                    con=con,
+                    engine=eng,
+                )
+            )
+    finally:
+        con.close()
+        if own_engine:
+            eng.dispose()
+    return result
+
+
+def _ingest_batch(
+    *,
+    settings: Settings,
+    kind: RecordKind,
+    batch: RawBatch,
+    mapping: Mapping | None,
+    source_file: str,
+    batch_id: str,
+    table_name: str,
+    timezone: str,
+    formats: dict[str, list[str]],
+    pseudo_fields: list[str],
+    con: Any,
+    engine: Engine,
+) -> IngestResult:
+    q_rows: list[int] = [r.row for r in batch.rejects]
+    q_fields: list[str | None] = [r.field for r in batch.rejects]
+    q_reasons: list[str] = [r.reason for r in batch.rejects]
+    q_raws: list[str] = [r.raw for r in batch.rejects]
+    stored = duplicates = 0
+    n = len(batch.rows)
+    if n:
+        canon = apply_mapping(batch.table, mapping, kind, num_rows=n)
+        typed = normalize(
+            con,
+            canon,
+            kind,
+            secret_key=settings.secret_key,
+            timezone=timezone,
+            formats=formats,
+            hash_id=True if mapping is not None and mapping.dedup == "id" else None,
+        )
+        is_bad = pc.is_valid(typed.column("__reason"))
+        bad = typed.filter(is_bad)
+        good = typed.filter(pc.invert(is_bad))
+        if bad.num_rows:
+            idx = bad.column(ROW_INDEX).to_numpy()
+            replace: dict[str, str] = {}
+            for f in pseudo_fields:
+                for real, pseudo in zip(
+                    bad.column("__raw_" + f).to_pylist(), bad.column(f).to_pylist(), strict=True
+                ):
+                    if real is not None and pseudo is not None:
+                        replace[real] = pseudo
+            q_rows.extend(batch.rows[idx].tolist())
+            q_fields.extend(bad.column("__field").to_pylist())
+            q_reasons.extend(bad.column("__reason").to_pylist())
+            q_raws.extend(_raw_json(batch.table, idx, replace))
+        if good.num_rows:
+            now = dt.datetime.now(dt.UTC)
+            lake = _lake_table(
+                good, kind, rows=batch.rows, batch_id=batch_id, source_file=source_file, now=now
+            )
+            keys = pa.table(
+                {
+                    "i": pa.array(np.arange(good.num_rows, dtype=np.int64)),
+                    "id_hi": good.column("__id_hi"),
+                    "id_lo": good.column("__id_lo"),
+                    "ch_hi": good.column("__ch_hi"),
+                    "ch_lo": good.column("__ch_lo"),
+                }
+            )
+            with writer_lock(settings, table_name):
+                _sync_keys(settings, table_name)
+                dup = _duplicate_mask(con, settings, table_name, keys)
+                keep = pa.array(~dup)
+                new = lake.filter(keep)
+                new_good = good.filter(keep)
+                for f in pseudo_fields:
+                    _register_identities(
+                        engine,
+                        new_good.column(f).combine_chunks(),
+                        new_good.column("__raw_" + f).combine_chunks(),
+                    )
+                part = write_part(settings, table_name, new)
+                if part is not None:
+                    _write_keys(
+                        _keys_dir(settings, table_name) / part.name,
+                        keys.filter(keep).drop_columns(["i"]).cast(KEYS_SCHEMA),
+                    )
+            stored = new.num_rows
+            duplicates = int(dup.sum())
+    _write_quarantine(
+        settings,
+        kind=kind,
+        source_file=source_file,
+        batch_id=batch_id,
+        rows=q_rows,
+        fields=q_fields,
+        reasons=q_reasons,
+        raws=q_raws,
+    )
+    return IngestResult(
+        read=batch.read, stored=stored, quarantined=len(q_rows), duplicates=duplicates
+    )
+
+
+def infer_kind(path: Path) -> RecordKind | None:
+    """Guess the record kind from a file name such as ``voices.jsonl`` or ``customers.csv``."""
+    stem = path.name.lower().split(".", 1)[0]
+    for prefix, kind in KIND_BY_STEM.items():
+        if stem == prefix or stem.startswith(prefix + "_") or stem.startswith(prefix + "-"):
+            return kind
+    return None
+
+
+def _resolve_mapping(mapping: Mapping | Path | str | None) -> Mapping | None:
+    if mapping is None or isinstance(mapping, Mapping):
+        return mapping
+    return load_mapping(Path(mapping))
+
+
+def ingest_file(
+    *,
+    settings: Settings,
+    path: Path | str,
+    kind: RecordKind | str | None = None,
+    mapping: Mapping | Path | str | None = None,
+    engine: Engine | None = None,
+) -> IngestResult:
+    """Ingest one CSV/JSONL/Parquet/XLSX file in batches of ``settings.batch_size`` rows."""
+    path = Path(path)
+    if not path.is_file():
+        raise UnusableInputError(f"{path}: no such file")
+    m = _resolve_mapping(mapping)
+    k = RecordKind(kind) if kind else (m.kind if m and m.kind else infer_kind(path))
+    if k is None:
+        raise UnusableInputError(
+            f"{path}: cannot tell the record kind from the file name; give --kind "
+            "(voice, survey, customer or event)"
+        )
+    fmt = file_format(path)
+    size = settings.batch_size
+    batches: Iterator[RawBatch]
+    if fmt == "csv":
+        batches = read_csv(
+            path,
+            batch_size=size,
+            encoding=m.encoding if m else None,
+            delimiter=m.delimiter if m else None,
+        )
+    elif fmt == "jsonl":
+        batches = read_jsonl(path, batch_size=size, encoding=m.encoding if m else None)
+    elif fmt == "parquet":
+        batches = read_parquet(path, batch_size=size)
+    else:
+        batches = read_xlsx(path, batch_size=size, sheet=m.sheet if m else None)
+    return _ingest_batches(
+        settings=settings,
+        kind=k,
+        batches=batches,
+        mapping=m,
+        source_file=str(path),
+        engine=engine,
+    )
+
+
+def ingest_path(
+    *,
+    settings: Settings,
+    path: Path | str,
+    kind: RecordKind | str | None = None,
+    mapping: Mapping | Path | str | None = None,
+) -> IngestResult:
+    """Ingest a file, or every supported file of a folder (kind from each file name)."""
+    path = Path(path)
+    if not path.is_dir():
+        return ingest_file(settings=settings, path=path, kind=kind, mapping=mapping)
+    order = {RecordKind.customer: 0, RecordKind.voice: 1, RecordKind.survey: 2, RecordKind.event: 3}
+    files = []
+    for child in sorted(path.iterdir()):
+        if not child.is_file():
+            continue
+        try:
+            file_format(child)
+        except UnusableInputError:
+            continue
+        k = RecordKind(kind) if kind else infer_kind(child)
+        if k is not None:
+            files.append((order[k], child, k))
+    if not files:
+        raise UnusableInputError(
+            f"{path}: no voices/surveys/customers/events file (csv, jsonl, parquet, xlsx) found"
+        )
+    total = IngestResult()
+    for _, child, k in sorted(files, key=lambda t: (t[0], t[1].name)):
+        total = total.add(ingest_file(settings=settings, path=child, kind=k, mapping=mapping))
+    return total
+
+
+def ingest_records(
+    *,
+    settings: Settings,
+    kind: RecordKind | str,
+    records: Iterable[Any],
+    engine: Engine | None = None,
+    source: str = "http",
+) -> IngestResult:
+    """Ingest pushed records (canonical flat fields; ``region``/``plan`` objects allowed)."""
+    k = RecordKind(kind)
+    return _ingest_batches(
+        settings=settings,
+        kind=k,
+        batches=read_records(records, batch_size=settings.batch_size),
+        mapping=None,
+        source_file=source,
+        engine=engine,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Reading back
+
+
+def _lake_con(settings: Settings, table: str) -> Any:
+    from voxloop.store.service import lake_connection
+
+    if not part_files(settings, table):
+        return None
+    return lake_connection(settings, (table,))
+
+
+def list_quarantine(
+    *, settings: Settings, limit: int = 100, offset: int = 0, batch_id: str | None = None
+) -> tuple[int, list[dict[str, Any]]]:
+    """Return (total, rows) of quarantined records, newest first."""
+    con = _lake_con(settings, QUARANTINE_TABLE)
+    if con is None:
+        return 0, []
+    where, params = ("WHERE batch_id = $b", {"b": batch_id}) if batch_id else ("", {})
+    total_row = con.execute(f"SELECT count(*) FROM quarantine {where}", params).fetchone()
+    rows = con.execute(
+        "SELECT kind, source_file, source_row, field, reason, raw, batch_id, "
+        f"strftime(quarantined_at, '%Y-%m-%dT%H:%M:%SZ') FROM quarantine {where} "
+        f"ORDER BY quarantined_at DESC, source_file, source_row LIMIT {int(limit)} "
+        f"OFFSET {int(offset)}",
+        params,
+    ).fetchall()
+    con.close()
+    keys = (
+        "kind",
+        "source_file",
+        "source_row",
+        "field",
+        "reason",
+        "raw",
+        "batch_id",
+        "quarantined_at",
+    )
+    return int(total_row[0]) if total_row else 0, [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def query_voices(
+    *,
+    settings: Settings,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    province: str | None = None,
+    city: str | None = None,
+    district: str | None = None,
+    channel: str | None = None,
+    kind: str | None = None,
+    q: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[int, list[dict[str, Any]]]:
+    """Return (total, page) of stored voices matching the filters, newest first."""
+    con = _lake_con(settings, "voices")
+    if con is None:
+        return 0, []
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    for name, value in (
+        ("province", province),
+        ("city", city),
+        ("district", district),
+        ("channel", channel),
+        ("kind", kind),
+    ):
+        if value:
+            clauses.append(f"{name} = ${name}")
+            params[name] = value
+    for name, op, moment in (("start", ">=", start), ("end", "<", end)):
+        if moment is not None:
+            if moment.tzinfo is None:
+                # Naive times are local, as everywhere in voxloop.
+                moment = moment.replace(tzinfo=zoneinfo.ZoneInfo(settings.timezone))
+            clauses.append(f"received_at {op} ${name}::TIMESTAMPTZ")
+            params[name] = moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+    if q:
+        clauses.append("contains(lower(text), lower($q))")
+        params["q"] = q
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    total_row = con.execute(f"SELECT count(*) FROM voices {where}", params).fetchone()
+    cur = con.execute(
+        "SELECT id, source, kind, strftime(received_at, '%Y-%m-%dT%H:%M:%S.%fZ') AS received_at, "
+        "strftime(occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ') AS occurred_at, customer_id, province, "
+        "city, district, channel, language, text, attributes, pii_counts "
+        f"FROM voices {where} ORDER BY voices.received_at DESC, id "
+        f"LIMIT {int(limit)} OFFSET {int(offset)}",
+        params,
+    )
+    names = [d[0] for d in cur.description]
+    items = []
+    for row in cur.fetchall():
+        rec = dict(zip(names, row, strict=True))
+        for mk in ("attributes", "pii_counts"):
+            val = rec.get(mk)
+            rec[mk] = dict(val) if isinstance(val, dict) else dict(val or {})
+        items.append(rec)
+    con.close()
+    return int(total_row[0]) if total_row else 0, items
+
+
+def lake_rows(*, settings: Settings, table: str) -> int:
+    """Return the number of rows stored in a lake table (0 when absent)."""
+    files = part_files(settings, table)
+    if not files:
+        return 0
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def table_path(*, settings: Settings, kind: RecordKind) -> Path:
+    """Return the folder of ``kind``'s lake table."""
+    return table_dir(settings, LAKE_TABLES[kind][0])

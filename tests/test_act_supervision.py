@@ -1,0 +1,145 @@
+"""Commitment supervision over journey events: each rule's ok / violation / pending cases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from voxloop.act import supervision
+from voxloop.ingest.schemas import EVENT_SCHEMA
+
+T0 = datetime(2026, 9, 1, 1, 0, tzinfo=UTC)  # 09:00 Shanghai
+
+
+class Events:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, eid, customer, kind, hours, channel=None, **attrs):
+        self.rows.append(
+            {
+                "id": eid,
+                "customer_id": customer,
+                "type": kind,
+                "occurred_at": T0 + timedelta(hours=hours),
+                "channel": channel,
+                "attributes": list(attrs.items()),
+            }
+        )
+
+    def connection(self):
+        fields = [EVENT_SCHEMA.field(n) for n in ("id", "customer_id", "type", "occurred_at")]
+        fields += [EVENT_SCHEMA.field("channel"), EVENT_SCHEMA.field("attributes")]
+        table = pa.Table.from_pylist(self.rows, schema=pa.schema(fields))
+        con = duckdb.connect(":memory:")
+        con.register("events_arrow", table)
+        con.execute("CREATE VIEW events AS SELECT * FROM events_arrow")
+        return con
+
+
+def _status(checks, request_id):
+    row = checks.filter(pc.equal(checks.column("request_event_id"), request_id)).to_pylist()
+    assert len(row) == 1, request_id
+    return row[0]["status"]
+
+
+def build():
+    ev = Events()
+    # R6: on time, late, never done (deadline passed), contract-bound, pending at data end.
+    ev.add("p1", "a", "plan_change_requested", 0)
+    ev.add("p1d", "a", "plan_change_done", 47, request_id="p1")
+    ev.add("p2", "b", "plan_change_requested", 0)
+    ev.add("p2d", "b", "plan_change_done", 49, request_id="p2")
+    ev.add("p3", "c", "plan_change_requested", 0)
+    ev.add("p4", "d", "plan_change_requested", 0, contract_end="2026-09-05")
+    ev.add("p4d", "d", "plan_change_done", 24 * 4 + 30, request_id="p4")
+    ev.add("p5", "e", "plan_change_requested", 24 * 9)
+    # R7: same interaction ok; different interaction = violation; app channel not checked;
+    # ineligible not checked.
+    ev.add("u1", "f", "unsubscribe_requested", 1, "hotline_10086", interaction_id="i1")
+    ev.add(
+        "u1d", "f", "unsubscribe_done", 1.1, "hotline_10086", interaction_id="i1", request_id="u1"
+    )
+    ev.add("u2", "g", "unsubscribe_requested", 1, "store", interaction_id="i2")
+    ev.add("u2d", "g", "unsubscribe_done", 30, "store", interaction_id="i3", request_id="u2")
+    ev.add("u3", "h", "unsubscribe_requested", 1, "app", interaction_id="i4")
+    ev.add("u4", "i", "unsubscribe_requested", 1, "store", interaction_id="i5", eligible="false")
+    # R8: same local day ok (23:00 local), next day violation.
+    ev.add("b1", "j", "broadband_cancel_requested", 0)
+    ev.add("b1d", "j", "broadband_cancel_done", 14, request_id="b1")
+    ev.add("b2", "k", "broadband_cancel_requested", 0)
+    ev.add("b2d", "k", "broadband_cancel_done", 16, request_id="b2")
+    # R4: reminder linked by customer (no request_id) ok; missing reminder violation.
+    ev.add("o1", "l", "usage_over_plan", 2)
+    ev.add("o1r", "l", "overage_reminder_sent", 2.5)
+    ev.add("o2", "m", "usage_over_plan", 2)
+    # R13: both in time; late first response; reply missing after 15 days.
+    ev.add("c1", "n", "complaint_opened", 0)
+    ev.add("c1f", "n", "complaint_first_response", 5, request_id="c1")
+    ev.add("c1r", "n", "complaint_replied", 100, request_id="c1")
+    ev.add("c2", "o", "complaint_opened", 0)
+    ev.add("c2f", "o", "complaint_first_response", 60, request_id="c2")
+    ev.add("c2r", "o", "complaint_replied", 100, request_id="c2")
+    ev.add("c3", "p", "complaint_opened", 0)
+    ev.add("c3f", "p", "complaint_first_response", 3, request_id="c3")
+    ev.add("end", "z", "bill_issued", 24 * 20)
+    return ev
+
+
+def test_rules_classify_each_case():
+    checks = supervision.check_events(build().connection())
+    expected = {
+        "p1": "ok",
+        "p2": "violation",
+        "p3": "violation",
+        "p4": "ok",  # within 48 h of the contract end, although 126 h after the request
+        "u1": "ok",
+        "u2": "violation",
+        "b1": "ok",
+        "b2": "violation",
+        "o1": "ok",
+        "o2": "violation",
+        "c1": "ok",
+        "c2": "violation",
+        "c3": "violation",
+    }
+    for request_id, status in expected.items():
+        assert _status(checks, request_id) == status, request_id
+    requests = set(checks.column("request_event_id").to_pylist())
+    assert not requests & {"u3", "u4"}  # app channel and ineligible requests are not checked
+
+
+def test_deadline_after_data_end_is_pending():
+    ev = build()
+    ev.rows = [r for r in ev.rows if r["id"] != "end"]
+    checks = supervision.check_events(ev.connection())
+    # Data now ends at p5 (day 9): c3's 15-day reply deadline has not come yet.
+    assert _status(checks, "c3") == "pending"
+    assert _status(checks, "p5") == "pending"
+
+
+def test_summary_trend_and_violation_events():
+    checks = supervision.check_events(build().connection())
+    summary = {row["rule"]: row for row in supervision.compliance(checks)}
+    # p5 (day 9, never done) is overdue by the data's end (day 20).
+    assert summary["R6"]["checked"] == 5 and summary["R6"]["violations"] == 3
+    assert summary["R6"]["compliance_rate"] == 0.4
+    assert summary["R7"]["checked"] == 2
+    found = {(v["rule"], v["customer_id"]) for v in supervision.violations(checks)}
+    assert found == {
+        ("R6", "b"),
+        ("R6", "c"),
+        ("R6", "e"),
+        ("R7", "g"),
+        ("R8", "k"),
+        ("R4", "m"),
+        ("R13", "o"),
+        ("R13", "p"),
+    }
+    late = next(v for v in supervision.violations(checks) if v["customer_id"] == "b")
+    assert late["event_ids"] == ["p2", "p2d"]
+    weeks = supervision.trend(checks, period="week")
+    assert {w["rule"] for w in weeks} == set(supervision.RULE_IDS)

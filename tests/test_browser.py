@@ -1,0 +1,203 @@
+"""Drive the real dashboard (``voxloop serve``) in headless Debian Chromium via selenium."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_web_pages import local_days, populate_lake
+from voxloop.config import Settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+        reason="needs Debian chromium and chromium-driver (/usr/bin/chromium, "
+        "/usr/bin/chromedriver); install them with `make browser`",
+    ),
+]
+
+
+def free_port() -> int:
+    """Return a free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Run ``voxloop serve`` over a small populated home; yield its base URL."""
+    root = tmp_path_factory.mktemp("browser")
+    home = root / "home"
+    populate_lake(Settings(home=home, env="test", secret_key="browser-test-key"))
+    port = free_port()
+    env = {
+        **os.environ,
+        "VOXLOOP_HOME": str(home),
+        "VOXLOOP_ENV": "test",
+        "VOXLOOP_SECRET_KEY": "browser-test-key",
+    }
+    env.pop("VOXLOOP_DATABASE_URL", None)
+    log = (root / "server.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from voxloop.cli.main import main; main()",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=root,  # no voxloop.toml from the repository
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"voxloop serve exited with {proc.returncode}: "
+                    + (root / "server.log").read_text()
+                )
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("voxloop serve did not answer /healthz within 60 s")
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Start headless Chromium with a fresh profile."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1440,2600",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def screenshot_path(tmp_path: Path, name: str) -> Path:
+    """Where to save a screenshot: ``$VOXLOOP_SCREENSHOTS`` if set, else the test's tmp dir."""
+    folder = Path(os.environ.get("VOXLOOP_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
+def test_overview_in_chromium(server: str, browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{server}/?lang=zh-CN")
+    WebDriverWait(browser, 30).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "svg.chart-line"))
+    )
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN"
+    assert browser.find_element(By.TAG_NAME, "h1").text == "客户之声总览"
+
+    # Charts are laid out (non-zero size) and carry their data.
+    line = browser.find_element(By.CSS_SELECTOR, "#volume svg.chart-line")
+    assert line.size["width"] > 300 and line.size["height"] > 100
+    points = line.find_elements(By.CSS_SELECTOR, "circle.point")
+    assert len(points) == 5 * local_days()
+    assert sum(float(p.get_attribute("data-value")) for p in points) == 240
+    bars = browser.find_elements(By.CSS_SELECTOR, "#regions rect.bar")
+    assert {b.get_attribute("data-label") for b in bars} >= {"江苏", "广东", "浙江"}
+    assert all(float(b.get_attribute("width")) > 0 for b in bars)
+    assert browser.find_elements(By.CSS_SELECTOR, "#scenarios rect.bar")
+    assert browser.find_elements(By.CSS_SELECTOR, "#sentiment circle.point")
+
+    rows = browser.find_elements(By.CSS_SELECTOR, "#latest tr.voice-row")
+    assert len(rows) == 12
+    assert rows[0].get_attribute("data-voice-id") == "v0239"
+    assert browser.find_elements(By.CSS_SELECTOR, "#latest .pii")
+    shot = screenshot_path(tmp_path, "overview-zh.png")
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+    # Switch language with the header link; the page re-renders in English.
+    browser.find_element(By.CSS_SELECTOR, '.langswitch a[data-lang="en"]').click()
+    WebDriverWait(browser, 30).until(
+        lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    )
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Voice of customer overview"
+    assert "Voice volume by channel" in browser.find_element(By.ID, "volume").text
+    shot = screenshot_path(tmp_path, "overview-en.png")
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+    # Drill down from a province bar to its cities.
+    browser.find_element(By.CSS_SELECTOR, '#regions g[data-label="江苏"] a').click()
+    WebDriverWait(browser, 30).until(lambda d: "province=" in d.current_url)
+    cities = browser.find_elements(By.CSS_SELECTOR, "#regions rect.bar")
+    assert {b.get_attribute("data-label") for b in cities} == {"南京", "苏州"}
+    assert "Voices by city" in browser.find_element(By.ID, "regions").text
+
+
+def test_voices_page_filters_in_chromium(server: str, browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    browser.get(f"{server}/voices?lang=en")
+    total = browser.find_element(By.CSS_SELECTOR, ".result-count")
+    assert total.get_attribute("data-total") == "240"
+    Select(browser.find_element(By.ID, "f-scenario")).select_by_value("HBB")
+    browser.find_element(By.ID, "f-q").send_keys("话费")
+    browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    WebDriverWait(browser, 30).until(lambda d: "scenario=HBB" in d.current_url)
+    filtered = int(
+        browser.find_element(By.CSS_SELECTOR, ".result-count").get_attribute("data-total")
+    )
+    assert 0 < filtered < 240
+    codes = browser.find_elements(By.CSS_SELECTOR, "tr.voice-row .scenario-code")
+    assert codes and {c.text for c in codes} == {"HBB"}
+    shot = screenshot_path(tmp_path, "voices-en.png")
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000

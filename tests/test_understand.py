@@ -1,0 +1,221 @@
+"""Understand stage end to end: lake voices -> readings, training, corrections, API, CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import typer
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from voxloop.config import Settings
+from voxloop.ingest.schemas import VOICE_SCHEMA
+from voxloop.store.service import lake_connection, write_part
+from voxloop.understand import service
+from voxloop.understand.reading import READING_SCHEMA, build_bundle, read_table
+from voxloop.understand.taxonomy import default_taxonomy
+
+PHRASES = {
+    "BILL": [
+        "这个月话费莫名其妙多扣了{n}元",
+        "没订过的业务每月扣我{n}块钱",
+        "账单金额不对多收了{n}元",
+    ],
+    "HBB": ["家里宽带断网{n}天了", "宽带报修{n}天没人上门", "光猫红灯宽带{n}小时上不了网"],
+    "SVC": ["10086打了{n}次都转不了人工", "客服态度很差挂了我{n}次电话", "人工客服排队{n}分钟"],
+    "MNET": ["小区手机信号只有{n}格", "地下室没有信号打不了电话{n}次", "4G网速只有{n}K"],
+}
+
+
+def _voices(n_per: int, *, start: int = 0) -> pa.Table:
+    now = datetime(2026, 9, 1, tzinfo=UTC)
+    rows = []
+    i = start
+    for code, templates in PHRASES.items():
+        for k in range(n_per):
+            text = templates[k % len(templates)].format(n=k + 2)
+            rows.append(
+                {
+                    "id": f"v{i}",
+                    "source": "test",
+                    "kind": "complaint",
+                    "received_at": now + timedelta(hours=i),
+                    "customer_id": f"c{i % 7}",
+                    "channel": "hotline_10086",
+                    "text": text,
+                    "attributes": [("scenario", code)],
+                    "pii_counts": [],
+                    "content_hash": f"h{i}",
+                    "ingested_at": now,
+                    "batch_id": "b1",
+                }
+            )
+            i += 1
+    return pa.Table.from_pylist(rows, schema=VOICE_SCHEMA)
+
+
+def test_read_table_schema_and_precedence() -> None:
+    bundle = build_bundle(taxonomy=default_taxonomy())
+    texts = [
+        "话费被乱扣费了，我要去工信部投诉",  # BILL operator rule beats the SUPV rule (priority)
+        "家里宽带断网两天了没人修",
+        "嗯",
+        "I will call the press and my lawyer about this bill",
+    ]
+    table = pa.table({"id": ["a", "b", "c", "d"], "text": texts})
+    out = read_table(table, bundle=bundle)
+    assert out.schema == READING_SCHEMA
+    rows = out.to_pylist()
+    assert rows[0]["scenario"] == "BILL"
+    assert rows[0]["scenario_source"] == "rule:bill-unknown-charge"
+    assert rows[0]["scenario_confidence"] == 1.0
+    assert rows[0]["escalation_risk"] and "工信部" in rows[0]["urgency_triggers"]
+    assert rows[1]["scenario"] == "HBB" and rows[1]["scenario_source"] == "model:text_svm"
+    assert rows[1]["subcategory"] in {
+        c.code for c in default_taxonomy().scenario("HBB").subcategories
+    }
+    assert rows[2]["scenario_source"] == "uncertain" and rows[2]["needs_review"]
+    assert set(rows[3]["urgency_triggers"]) >= {"press", "lawyer"}
+    assert all(r["model_version"] == bundle.version for r in rows)
+    assert {r["sentiment"] for r in rows} <= {"negative", "neutral", "positive"}
+    with pytest.raises(ValueError, match="'text'"):
+        read_table(pa.table({"id": ["x"]}), bundle=bundle)
+
+
+def test_pipeline_train_and_correct(settings: Settings) -> None:
+    assert service.read_new_voices(settings=settings) == {"read": 0, "model_version": None}
+    write_part(settings, "voices", _voices(6))
+    first = service.read_new_voices(settings=settings)
+    assert first["read"] == 24 and first["model_version"].startswith("default-")
+    # Idempotent: nothing new for the same model version.
+    assert service.read_new_voices(settings=settings)["read"] == 0
+    write_part(settings, "voices", _voices(1, start=100))
+    assert service.read_new_voices(settings=settings)["read"] == 4
+
+    # Repeat contacts: customer c0 wrote several voices within 30 days.
+    con = lake_connection(settings, ("readings",))
+    triggers = con.execute("SELECT flatten(list(urgency_triggers)) FROM readings").fetchone()
+    assert any(t.startswith("repeat_contact:") for t in triggers[0])
+
+    # A human correction is a new, later reading row; the old one stays.
+    fixed = service.correct_reading(
+        settings=settings,
+        voice_id="v0",
+        correction=service.ReadingCorrection(scenario="PRIV", subcategory="data_leak"),
+    )
+    assert fixed["scenario_source"] == "human" and fixed["scenario"] == "PRIV"
+    latest = service.get_reading(settings=settings, voice_id="v0")
+    assert latest["scenario"] == "PRIV" and latest["subcategory"] == "data_leak"
+    n_rows = con.execute("SELECT count(*) FROM readings WHERE voice_id = 'v0'").fetchone()
+    assert n_rows is not None and n_rows[0] == 2  # the model reading stays (append-only)
+    with pytest.raises(service.NotFoundError, match="unknown scenario"):
+        service.correct_reading(
+            settings=settings, voice_id="v0", correction=service.ReadingCorrection(scenario="XYZ")
+        )
+    with pytest.raises(service.NotFoundError, match="no reading"):
+        service.get_reading(settings=settings, voice_id="missing")
+
+    # Training uses attributes.scenario history and the correction; a new version re-reads all.
+    texts, labels = service.labelled_history(settings=settings, codes={"BILL", "PRIV", "HBB"})
+    assert len(texts) == len(labels) and labels.count("PRIV") == 1 and "SVC" not in labels
+    res = service.train(settings=settings)
+    assert res["n_history"] == 28 and res["model_version"].startswith("u")
+    assert (Path(res["path"]) / "manifest.json").exists()
+    again = service.read_new_voices(settings=settings)
+    assert again["read"] == 28 and again["model_version"] == res["model_version"]
+    con = lake_connection(settings, ("readings",))
+    versions = con.execute("SELECT count(DISTINCT model_version) FROM readings").fetchone()
+    assert versions is not None and versions[0] == 3  # default, trained, human
+
+
+def test_api_and_page(settings: Settings) -> None:
+    from voxloop.api.app import create_app
+
+    write_part(settings, "voices", _voices(2))
+    service.read_new_voices(settings=settings)
+    client = TestClient(create_app(settings, run_migrations=False))
+    got = client.get("/api/v1/voices/v1/reading")
+    assert got.status_code == 200 and got.json()["voice_id"] == "v1"
+    patched = client.patch(
+        "/api/v1/voices/v1/reading", json={"scenario": "SVC", "intent": "escalate"}
+    )
+    assert patched.status_code == 200
+    body = patched.json()
+    assert body["scenario"] == "SVC" and body["scenario_source"] == "human"
+    assert client.get("/api/v1/voices/v1/reading").json()["intent"] == "escalate"
+    assert client.get("/api/v1/voices/nope/reading").status_code == 404
+    bad = client.patch("/api/v1/voices/v1/reading", json={"sentiment": "furious"})
+    assert bad.status_code == 422
+    for lang, word in (("zh-CN", "声音理解"), ("en", "Voice understanding")):
+        page = client.get(f"/understand?lang={lang}")
+        assert page.status_code == 200 and word in page.text
+
+
+def test_cli_evaluate_and_train(settings: Settings, tmp_path: Path) -> None:
+    from voxloop.cli.understand import register
+
+    app, evaluate, analyze = typer.Typer(), typer.Typer(), typer.Typer()
+    app.add_typer(evaluate, name="evaluate")
+    register(app=app, evaluate=evaluate, analyze=analyze)
+    data = tmp_path / "d.jsonl"
+    table = _voices(5)
+    with data.open("w", encoding="utf-8") as fh:
+        for row in table.select(["text", "attributes"]).to_pylist():
+            label = dict(row["attributes"])["scenario"]
+            fh.write(json.dumps({"t": row["text"], "y": label}, ensure_ascii=False) + "\n")
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "text",
+            "--train",
+            str(data),
+            "--text-col",
+            "t",
+            "--label-col",
+            "y",
+            "--cv",
+            "2",
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert set(out) == {
+        "accuracy",
+        "macro_f1",
+        "n_train",
+        "n_test",
+        "train_seconds",
+        "predict_per_second",
+    }
+    assert out["n_train"] == 10 and 0 <= out["accuracy"] <= 1
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "text",
+            "--train",
+            str(data),
+            "--test",
+            str(data),
+            "--text-col",
+            "t",
+            "--label-col",
+            "y",
+        ],
+    )
+    assert res.exit_code == 0 and "macro-F1" in res.output and "BILL" in res.output
+
+    env = {"VOXLOOP_HOME": str(settings.home), "VOXLOOP_ENV": "dev"}
+    write_part(settings, "voices", _voices(2))
+    res = runner.invoke(app, ["train", "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["n_history"] == 8
+    res = runner.invoke(app, ["understand", "--json"], env=env)
+    assert res.exit_code == 0 and json.loads(res.output)["read"] == 8

@@ -1,0 +1,159 @@
+"""Shared check suite over every registered understanding model, plus taxonomy and evaluation."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voxloop.errors import ConfigError, UnusableInputError
+from voxloop.understand.estimators import REGISTRY
+from voxloop.understand.evaluation import evaluate_cv, read_labelled, task_model
+from voxloop.understand.lexicon import EMOTIONS, SENTIMENTS
+from voxloop.understand.taxonomy import SCENARIO_CODES, default_taxonomy, load_taxonomy
+
+# Importing the lexicon module registers its models.
+assert "lexicon_sentiment" in REGISTRY
+
+TEXTS = [
+    "话费莫名其妙多扣了五十块",
+    "无缘无故扣了我二十元话费",
+    "家里宽带断网两天了",
+    "宽带一直掉线没人修",
+    "客服态度太差了气死我了",
+    "10086转不了人工",
+    "I was charged twice this month",
+    "my internet has been down for days",
+    "非常满意谢谢你们",
+    "服务很好很专业",
+    "害怕个人信息被泄露",
+    "竟然没想到这么快就解决了",
+]
+LABELS = ["BILL", "BILL", "HBB", "HBB", "SVC", "SVC", "BILL", "HBB", "SVC", "SVC", "SVC", "HBB"]
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_registered_model_contract(name: str, tmp_path: Path) -> None:
+    cls = REGISTRY[name]
+    model = cls()
+    # __init__ only stores parameters: no learned state before fit.
+    assert not [k for k in vars(model) if k.endswith("_")]
+    params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    assert set(model.get_params()) == set(params)
+    assert model.fit(TEXTS, LABELS) is model
+    learned = [k for k in vars(model) if k.endswith("_")]
+    assert learned and "classes_" in learned
+    pred = model.predict(TEXTS)
+    proba = model.predict_proba(TEXTS)
+    assert len(pred) == len(TEXTS)
+    assert proba.shape == (len(TEXTS), len(model.classes_))
+    assert np.all(proba >= 0)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert set(np.asarray(pred).tolist()) <= set(model.classes_.tolist())
+    # predict agrees with the arg-max of predict_proba
+    assert (model.classes_[np.argmax(proba, axis=1)] == pred).all()
+    path = model.save(tmp_path / f"{name}.pkl")
+    loaded = cls.load(path)
+    assert (loaded.predict(TEXTS) == pred).all()
+    np.testing.assert_allclose(loaded.predict_proba(TEXTS), proba)
+    other = next(c for n, c in REGISTRY.items() if c is not cls)
+    with pytest.raises(TypeError, match="does not hold"):
+        other.load(path)
+
+
+def test_text_classifier_learns_and_rejects_bad_input() -> None:
+    model = REGISTRY["text_svm"]().fit(TEXTS * 3, LABELS * 3)
+    assert model.predict(["这个月又多扣了我三十块钱话费"])[0] == "BILL"
+    assert model.predict(["宽带断网了"])[0] == "HBB"
+    with pytest.raises(TypeError, match="row 1"):
+        model.predict(["ok", None])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="two distinct labels"):
+        REGISTRY["text_svm"]().fit(["a", "b"], ["x", "x"])
+
+
+def test_lexicon_models_read_chinese_and_english() -> None:
+    sent = REGISTRY["lexicon_sentiment"]().fit()
+    assert list(sent.classes_) == list(SENTIMENTS)
+    pred = sent.predict(["客服态度太差了", "非常满意，谢谢", "不满意", "还不错", "请问怎么改套餐"])
+    assert pred.tolist() == ["negative", "positive", "negative", "positive", "neutral"]
+    assert sent.predict(["terrible service, I am angry"])[0] == "negative"
+    emo = REGISTRY["lexicon_emotion"]().fit()
+    assert list(emo.classes_) == list(EMOTIONS)
+    out = emo.predict(["气死我了太过分", "我很担心信息被泄露", "太好了谢谢", "今天下雨"])
+    assert out.tolist() == ["anger", "fear", "joy", "neutral"]
+
+
+def test_default_taxonomy_has_contract_codes() -> None:
+    tax = default_taxonomy()
+    assert tuple(s.code for s in tax.scenarios) == SCENARIO_CODES
+    texts, codes, subs = tax.examples()
+    assert len(texts) == len(codes) == len(subs) >= 14 * 8
+    for s in tax.scenarios:
+        assert s.zh and s.en and len(s.subcategories) >= 3
+        for sub in s.subcategories:
+            assert len(sub.examples) >= 3, (s.code, sub.code)
+
+
+def test_operator_taxonomy_extends_or_replaces(tmp_path: Path) -> None:
+    extra = tmp_path / "op.yaml"
+    extra.write_text(
+        """
+name: operator
+version: "op-1"
+scenarios:
+  - code: BILL
+    zh: 资费
+    en: Charges
+    rules: [{id: op-roaming, pattern: "漫游费", priority: 20}]
+    subcategories:
+      - {code: roaming, zh: 漫游, en: Roaming, examples: [漫游费太贵, 出国漫游扣了好多钱]}
+  - code: IOT
+    zh: 物联网
+    en: IoT
+    subcategories:
+      - {code: card, zh: 物联卡, en: IoT card, examples: [物联卡停机了, 物联网卡流量没了]}
+""",
+        encoding="utf-8",
+    )
+    tax = load_taxonomy(extra)
+    assert tax.version == "op-1"
+    assert [s.code for s in tax.scenarios][-1] == "IOT"
+    bill = tax.scenario("BILL")
+    assert bill.zh == "资费" and "roaming" in [c.code for c in bill.subcategories]
+    assert tax.rules()[0][0].id == "op-roaming"
+    assert len(bill.subcategories) == 5
+    replaced = load_taxonomy(extra, mode="replace")
+    assert [s.code for s in replaced.scenarios] == ["BILL", "IOT"]
+
+
+def test_invalid_taxonomy_names_the_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        'name: x\nversion: "1"\nscenarios:\n  - {code: A, zh: a, en: a, '
+        'rules: [{id: r, pattern: "(unclosed"}]}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match="invalid regex"):
+        load_taxonomy(bad, mode="replace")
+    with pytest.raises(ConfigError, match="mode"):
+        load_taxonomy(bad, mode="merge")
+
+
+def test_read_labelled_and_cv(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    rows = "\n".join(f'"{t}",{y}' for t, y in zip(TEXTS * 2, LABELS * 2, strict=True))
+    path.write_text("text,label\n" + rows + "\n", encoding="utf-8")
+    texts, labels = read_labelled(path, text_col="text", label_col="label")
+    assert len(texts) == 24 and labels[0] == "BILL"
+    res = evaluate_cv((texts, labels), folds=2)
+    assert 0.0 <= res["accuracy"] <= 1.0 and res["folds"] == 2
+    with pytest.raises(UnusableInputError, match="no column 'body'"):
+        read_labelled(path, text_col="body", label_col="label")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nhello,\n", encoding="utf-8")
+    with pytest.raises(UnusableInputError, match="row 1"):
+        read_labelled(bad, text_col="text", label_col="label")
+    with pytest.raises(UnusableInputError, match="unknown task"):
+        task_model("topic")
