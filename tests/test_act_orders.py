@@ -1,4 +1,4 @@
-"""Work orders on SQLite and PostgreSQL: life cycle, concurrency, idempotency, SLAs, verification."""
+"""Work orders on SQLite and PostgreSQL: life cycle, concurrency, idempotency, SLA, verification."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ from voxloop.act import service, states
 from voxloop.act.access import Principal, add_user, principal_of
 from voxloop.act.commitments import add_business_hours, deadline, load_commitments
 from voxloop.act.schemas import OrderCreate, VerificationPolicy
-from voxloop.errors import ConflictError, InvalidTransitionError, NotFoundError
+from voxloop.errors import (
+    ConflictError,
+    InvalidTransitionError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from voxloop.store.service import make_engine, make_sessionmaker, migrate
 
 ACT_TABLES = (
@@ -295,12 +300,14 @@ def test_tick_reminds_then_escalates_once(db, admin):
 def test_audit_log_refuses_update_and_delete(db, admin):
     with db() as s:
         service.create_order(session=s, principal=admin, data=_order(), at=T0)
+        before = s.execute(text("SELECT count(*) FROM act_audit_log")).scalar()
+        assert before == 2  # user.create and order.create
     for statement in ("UPDATE act_audit_log SET actor = 'x'", "DELETE FROM act_audit_log"):
         with db() as s, pytest.raises(Exception, match="append-only"):
             s.execute(text(statement))
             s.commit()
     with db() as s:
-        assert s.execute(text("SELECT count(*) FROM act_audit_log")).scalar() == 1
+        assert s.execute(text("SELECT count(*) FROM act_audit_log")).scalar() == before
 
 
 def test_out_of_scope_order_looks_absent(db, admin):
@@ -321,3 +328,48 @@ def test_business_hours_skip_nights_weekends_and_holidays():
     assert deadline(sept_30_18, 1, "business") == datetime(2026, 10, 8, 2, 0, tzinfo=UTC)
     assert deadline(thursday_17, 2, "24x7") == thursday_17 + timedelta(hours=2)
     assert {c.id for c in load_commitments().commitments} >= {"C3-plan-change", "C4-unsubscribe"}
+
+
+def test_assignee_on_create_must_be_in_scope_and_allowed(db, admin):
+    with db() as s:
+        gd = principal_of(add_user(session=s, username="gd-a", role="agent", province="广东"))
+        add_user(session=s, username="js-a", role="agent", province="江苏")
+        s.commit()
+        order, _ = service.create_order(
+            session=s, principal=admin, data=_order(assignee="js-a"), at=T0
+        )
+        assert order.state == "assigned" and order.assigned_at == T0
+        with pytest.raises(PermissionDeniedError, match="works outside"):
+            service.create_order(session=s, principal=admin, data=_order(assignee="gd-a"))
+        with pytest.raises(PermissionDeniedError, match="may not assign"):
+            service.create_order(
+                session=s, principal=gd, data=_order(province="广东", assignee="js-a")
+            )
+        mine, _ = service.create_order(
+            session=s, principal=gd, data=_order(province="广东", city="广州", assignee="gd-a")
+        )
+        assert mine.assignee_id is not None
+
+
+def test_pending_verification_tasks_are_region_scoped(db, admin):
+    with db() as s:
+        for province, customer in (("江苏", "c1"), ("广东", "c2")):
+            order, _ = service.create_order(
+                session=s,
+                principal=admin,
+                data=_order(province=province, city=None, customer_ids=[customer]),
+                at=T0,
+            )
+            service.transition(
+                session=s,
+                principal=admin,
+                order_id=order.id,
+                to="resolved",
+                version=1,
+                reason="fixed",
+                at=T0,
+            )
+        gd = Principal(user_id=None, username="gd", role="agent", province="广东")
+        tasks = service.pending_verification_tasks(session=s, principal=gd)
+        assert [t.customer_id for t in tasks] == ["c2"]
+        assert len(service.pending_verification_tasks(session=s, principal=admin)) == 2

@@ -72,6 +72,9 @@ def build():
     ev.add("b1d", "j", "broadband_cancel_done", 14, request_id="b1")
     ev.add("b2", "k", "broadband_cancel_requested", 0)
     ev.add("b2d", "k", "broadband_cancel_done", 16, request_id="b2")
+    # Request and response sharing a request id of their own (generator style).
+    ev.add("b3", "k2", "broadband_cancel_requested", 1, request_id="bc-9", eligible="true")
+    ev.add("b3d", "k2", "broadband_cancel_done", 3, request_id="bc-9")
     # R4: reminder linked by customer (no request_id) ok; missing reminder violation.
     ev.add("o1", "l", "usage_over_plan", 2)
     ev.add("o1r", "l", "overage_reminder_sent", 2.5)
@@ -100,6 +103,7 @@ def test_rules_classify_each_case():
         "u2": "violation",
         "b1": "ok",
         "b2": "violation",
+        "b3": "ok",
         "o1": "ok",
         "o2": "violation",
         "c1": "ok",
@@ -143,3 +147,24 @@ def test_summary_trend_and_violation_events():
     assert late["event_ids"] == ["p2", "p2d"]
     weeks = supervision.trend(checks, period="week")
     assert {w["rule"] for w in weeks} == set(supervision.RULE_IDS)
+
+
+def test_generated_operator_violations_found_exactly(tmp_path):
+    """On a generated operator the rules find exactly the planted violations."""
+    import json
+
+    from voxloop.config import Settings
+    from voxloop.ingest.generator import generate_operator
+    from voxloop.ingest.service import ingest_file
+    from voxloop.store.service import lake_connection
+
+    out = tmp_path / "op"
+    generate_operator(customers=3000, days=60, seed=3, out_dir=out)
+    settings = Settings(home=tmp_path / "home", env="test", secret_key="gen-test-key")
+    ingest_file(settings=settings, path=out / "events.jsonl", kind="event")
+    checks = supervision.check_events(lake_connection(settings, ("events",)))
+    truth = json.loads((out / "ground_truth.json").read_text())["commitment_violations"]
+    score = supervision.compare_with_truth(checks, truth, key=settings.secret_key)
+    assert score["all"]["planted"] >= 20
+    for rule in (*supervision.RULE_IDS, "all"):
+        assert score[rule]["missed"] == 0 and score[rule]["false_positives"] == 0, (rule, score)

@@ -17,7 +17,7 @@ from voxloop.ingest.schemas import VOICE_SCHEMA
 from voxloop.store.service import lake_connection, write_part
 from voxloop.understand import service
 from voxloop.understand.reading import READING_SCHEMA, build_bundle, read_table
-from voxloop.understand.taxonomy import default_taxonomy
+from voxloop.understand.taxonomy import default_taxonomy, load_taxonomy
 
 PHRASES = {
     "BILL": [
@@ -58,10 +58,21 @@ def _voices(n_per: int, *, start: int = 0) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=VOICE_SCHEMA)
 
 
-def test_read_table_schema_and_precedence() -> None:
-    bundle = build_bundle(taxonomy=default_taxonomy())
+def test_read_table_schema_and_precedence(tmp_path: Path) -> None:
+    extra = tmp_path / "rules.yaml"
+    extra.write_text(
+        """
+name: op
+version: op-1
+scenarios:
+  - {code: BILL, zh: 资费, en: Charges, rules: [{id: op-bill, pattern: "乱扣费", priority: 10}]}
+  - {code: SUPV, zh: 监督, en: Supervision, rules: [{id: op-miit, pattern: "工信部", priority: 1}]}
+""",
+        encoding="utf-8",
+    )
+    bundle = build_bundle(taxonomy=load_taxonomy(extra))
     texts = [
-        "话费被乱扣费了，我要去工信部投诉",  # BILL operator rule beats the SUPV rule (priority)
+        "话费被乱扣费了，我要去工信部投诉",  # both rules match: the higher priority wins
         "家里宽带断网两天了没人修",
         "嗯",
         "I will call the press and my lawyer about this bill",
@@ -71,7 +82,7 @@ def test_read_table_schema_and_precedence() -> None:
     assert out.schema == READING_SCHEMA
     rows = out.to_pylist()
     assert rows[0]["scenario"] == "BILL"
-    assert rows[0]["scenario_source"] == "rule:bill-unknown-charge"
+    assert rows[0]["scenario_source"] == "rule:op-bill"
     assert rows[0]["scenario_confidence"] == 1.0
     assert rows[0]["escalation_risk"] and "工信部" in rows[0]["urgency_triggers"]
     assert rows[1]["scenario"] == "HBB" and rows[1]["scenario_source"] == "model:text_svm"

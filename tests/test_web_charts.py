@@ -169,3 +169,14 @@ def test_chart_ids_are_stable_and_distinct() -> None:
     a = bar_chart(["x"], [1], title="a")
     assert a == bar_chart(["x"], [1], title="a")
     assert parse(a).get("id") != parse(bar_chart(["x"], [2], title="a")).get("id")
+
+
+def test_line_chart_hourly_axis_labels_carry_the_day() -> None:
+    t0 = datetime(2026, 9, 1, 0)
+    hourly = [(t0 + timedelta(hours=h), h % 5) for h in range(72)]
+    root = parse(line_chart({"s": hourly}, title="hourly"))
+    labels = [e.text or "" for e in root.iter(f"{NS}text") if e.get("text-anchor") == "middle"]
+    assert labels[0] == "09-01" and "09-01 11:00" in labels
+    assert len(set(labels)) == len(labels) > 3
+    within_day = parse(line_chart({"s": hourly[:24]}, title="day"))
+    assert "06:00" in [e.text for e in within_day.iter(f"{NS}text")]

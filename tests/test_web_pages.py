@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from voxloop.api.app import create_app
@@ -188,11 +189,26 @@ def client(settings: Settings) -> TestClient:
     return TestClient(create_app(settings))
 
 
-@pytest.fixture
-def filled(settings: Settings) -> TestClient:
-    """A test client over a populated lake."""
+@pytest.fixture(scope="module")
+def filled_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings over one populated lake shared by the read-only tests of this module."""
+    settings = Settings(
+        home=tmp_path_factory.mktemp("web") / "home", env="test", secret_key="test-secret-key"
+    )
     populate_lake(settings)
-    return TestClient(create_app(settings))
+    return settings
+
+
+@pytest.fixture(scope="module")
+def filled_app(filled_settings: Settings) -> FastAPI:
+    """The application over the populated lake (migrated once)."""
+    return create_app(filled_settings)
+
+
+@pytest.fixture
+def filled(filled_app: FastAPI) -> TestClient:
+    """A fresh client (no language cookie) over the populated lake."""
+    return TestClient(filled_app)
 
 
 def svg_marks(html: str, cls: str) -> list[str]:
@@ -301,7 +317,7 @@ def test_overview_without_readings(settings: Settings) -> None:
     assert "Scenarios by sentiment" not in html
 
 
-def test_voices_filters_and_paging(filled: TestClient, settings: Settings) -> None:
+def test_voices_filters_and_paging(filled: TestClient, filled_settings: Settings) -> None:
     rows = voice_rows(240)
     html = filled.get("/voices", params={"channel": "app", "per_page": "20", "lang": "en"}).text
     expected = [r for r in rows if r["channel"] == "app"]
@@ -316,7 +332,7 @@ def test_voices_filters_and_paging(filled: TestClient, settings: Settings) -> No
     assert re.findall(r'data-voice-id="(v\d+)"', html) == ["v0007"]
     # Local dates (Asia/Shanghai): voices of 2026-09-02 local time.
     page = list_voices(
-        settings=settings,
+        settings=filled_settings,
         filters=VoiceFilters.model_validate({"from": "2026-09-02", "to": "2026-09-02"}),
     )
     local = [r["received_at"] + timedelta(hours=8) for r in rows]  # type: ignore[operator]
@@ -364,3 +380,42 @@ def test_static_assets_are_local(filled: TestClient) -> None:
     assert "https://" not in html
     css = filled.get("/static/app.css")
     assert css.status_code == 200 and "@media print" in css.text
+
+
+def test_results_follow_new_lake_parts(settings: Settings) -> None:
+    populate_lake(settings)
+    assert overview(settings=settings, scope=Scope()).kpis.voices == 240
+    extra = voice_rows(241)[240:]
+    write_part(settings, "voices", pa.Table.from_pylist(extra, schema=VOICE_SCHEMA))
+    data = overview(settings=settings, scope=Scope())
+    assert data.kpis.voices == 241
+    assert data.latest[0].id == "v0240"
+    assert list_voices(settings=settings, filters=VoiceFilters()).total == 241
+
+
+def test_overview_links_keep_region_and_period(filled: TestClient) -> None:
+    html = filled.get("/", params={"province": "江苏", "days": "7", "lang": "en"}).text
+    chart = html[html.index('id="scenarios"') : html.index('id="sentiment"')]
+    scenario_links = re.findall(r'href="(/voices\?scenario=[^"]+)"', chart)
+    assert scenario_links
+    assert all("province=%E6%B1%9F%E8%8B%8F" in h and "from=2026-09-1" in h for h in scenario_links)
+    follow = filled.get(scenario_links[0].replace("&amp;", "&"))
+    assert follow.status_code == 200
+    assert 0 < int(re.search(r'data-total="(\d+)"', follow.text)[1]) < 240  # type: ignore[index]
+
+
+def test_voice_detail_lists_every_reading_newest_first(filled: TestClient) -> None:
+    html = filled.get("/voices/v0010", params={"lang": "en"}).text
+    versions = re.findall(r'<td class="mono">(m\d)</td>', html)
+    assert versions == ["m2", "m1"]
+    assert "Current" in html and "Service touchpoints" in html
+    assert 'href="/voices/v0010"' in filled.get("/voices", params={"q": "第10条"}).text
+    html = filled.get("/voices/v0007", params={"lang": "en"}).text
+    assert '<span class="pii">PHONE</span> × 1' in html
+    assert "scenario" in html  # the voice's own attributes are listed
+
+
+def test_voice_detail_unknown_id(filled: TestClient, client: TestClient) -> None:
+    response = filled.get("/voices/nope", params={"lang": "en"})
+    assert response.status_code == 404 and "Voice not found" in response.text
+    assert client.get("/voices/v0001").status_code == 404

@@ -28,7 +28,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import ColumnElement, and_, func, select, true
 from sqlalchemy.orm import Session
 
-from voxloop.act.models import ApiToken, User
+from voxloop.act.models import ApiToken, AuditEntry, User
 from voxloop.errors import ConflictError, NotFoundError, PermissionDeniedError
 
 ROLES: Final = ("admin", "supervisor", "analyst", "agent")
@@ -91,6 +91,19 @@ DEV_ADMIN: Final = Principal(user_id=None, username="dev-admin", role="admin")
 SYSTEM: Final = Principal(user_id=None, username="system", role="admin")
 
 
+def _audit(session: Session, actor: str, action: str, user_id: str, detail: dict[str, Any]) -> None:
+    session.add(
+        AuditEntry(
+            at=_now(),
+            actor=actor,
+            action=action,
+            object_type="user",
+            object_id=user_id,
+            detail=json.dumps(detail, ensure_ascii=False),
+        )
+    )
+
+
 def _hasher() -> PasswordHasher:
     return PasswordHasher()
 
@@ -108,6 +121,7 @@ def add_user(
     province: str | None = None,
     city: str | None = None,
     display_name: str | None = None,
+    actor: str = "cli",
 ) -> User:
     """Create a user (argon2-hashed password); refuse unknown roles and duplicates."""
     if role not in ROLES:
@@ -130,6 +144,13 @@ def add_user(
     )
     session.add(user)
     session.flush()
+    _audit(
+        session,
+        actor,
+        "user.create",
+        str(user.id),
+        {"username": username, "role": role, "province": province, "city": city},
+    )
     return user
 
 
@@ -176,7 +197,9 @@ def authenticate_password(*, session: Session, username: str, password: str) -> 
     return principal_of(user)
 
 
-def create_token(*, session: Session, username: str, name: str | None = None) -> str:
+def create_token(
+    *, session: Session, username: str, name: str | None = None, actor: str = "cli"
+) -> str:
     """Create an API token for ``username``; return it (shown once, stored hashed)."""
     user = get_user(session=session, username=username)
     token_id = secrets.token_hex(8)
@@ -191,6 +214,7 @@ def create_token(*, session: Session, username: str, name: str | None = None) ->
         )
     )
     session.flush()
+    _audit(session, actor, "token.create", str(user.id), {"token_id": token_id, "name": name})
     return f"{TOKEN_PREFIX}{token_id}_{secret}"
 
 
@@ -219,6 +243,7 @@ def revoke_token(*, session: Session, token_id: str) -> None:
     if api_token is None:
         raise NotFoundError(f"no token {token_id!r}")
     api_token.revoked_at = _now()
+    _audit(session, "cli", "token.revoke", str(api_token.user_id), {"token_id": token_id})
 
 
 def has_users(*, session: Session) -> bool:

@@ -61,6 +61,18 @@ class OrderCreate(BaseModel):
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
 
 
+class FromVoicesRequest(BaseModel):
+    """An order for lake voices: one voice, a problem's voices or an alert's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    voice_ids: list[str] = Field(min_length=1, max_length=100_000)
+    source_kind: SourceKind = "voice"
+    source_ref: str | None = Field(default=None, max_length=200)
+    title: str | None = Field(default=None, min_length=1, max_length=300)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+
 class TransitionRequest(BaseModel):
     """Move an order to ``to``; ``version`` is the version the caller last saw."""
 

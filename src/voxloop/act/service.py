@@ -90,6 +90,14 @@ def _commit(session: Session) -> None:
         raise ConflictError(f"concurrent update, reload and retry ({type(exc).__name__})") from exc
 
 
+def _flush(session: Session) -> None:
+    try:
+        session.flush()
+    except (StaleDataError, OperationalError) as exc:
+        session.rollback()
+        raise ConflictError(f"concurrent update, reload and retry ({type(exc).__name__})") from exc
+
+
 def _visible(principal: Principal, order: WorkOrder) -> bool:
     return principal.sees(order.province, order.city)
 
@@ -144,11 +152,9 @@ def order_links(*, session: Session, order_id: str) -> list[WorkOrderLink]:
     )
 
 
-def _user_id(session: Session, username: str) -> int:
-    user_id = session.scalar(select(User.id).where(User.username == username))
-    if user_id is None:
-        raise NotFoundError(f"assignee {username!r}: no such user")
-    return user_id
+def principal_sees(user: User, province: str | None, city: str | None) -> bool:
+    """Return whether ``user``'s region scope covers ``province``/``city``."""
+    return Principal(None, user.username, user.role, user.province, user.city).sees(province, city)
 
 
 def create_order(
@@ -193,7 +199,18 @@ def create_order(
     commitment_id, due_at = due_for_order(
         book=book or load_commitments(), scenario=data.scenario, channel=data.channel, start=at
     )
-    assignee_id = _user_id(session, data.assignee) if data.assignee else None
+    assignee_id = None
+    if data.assignee:
+        if data.assignee != principal.username:
+            require(principal, "assign")
+        assignee = session.scalar(select(User).where(User.username == data.assignee))
+        if assignee is None:
+            raise NotFoundError(f"assignee {data.assignee!r}: no such user")
+        if not principal_sees(assignee, province, city):
+            raise PermissionDeniedError(
+                f"{data.assignee!r} works outside {province or '-'} and cannot take this order"
+            )
+        assignee_id = assignee.id
     order = WorkOrder(
         id=uuid.uuid4().hex,
         idempotency_key=data.idempotency_key,
@@ -271,7 +288,10 @@ def _link_rows(
         for voice_id, customer_id in zip(voice_ids, customer_ids, strict=True):
             rows.append(
                 WorkOrderLink(
-                    order_id=order_id, voice_id=voice_id, customer_id=customer_id, added_at=at
+                    order_id=order_id,
+                    voice_id=voice_id,
+                    customer_id=customer_id or None,
+                    added_at=at,
                 )
             )
         return rows
@@ -327,7 +347,7 @@ def transition(
             order.resolution_notes = notes
     if to == states.REOPENED and reason == "regression":
         order.regressed = True
-    session.flush()
+    _flush(session)
     if to == states.RESOLVED:
         _start_verification(session=session, order=order, at=at, policy=policy)
     audit(
@@ -364,9 +384,7 @@ def assign(
     user = session.scalar(select(User).where(User.username == assignee))
     if user is None:
         raise NotFoundError(f"assignee {assignee!r}: no such user")
-    if not Principal(None, user.username, user.role, user.province, user.city).sees(
-        order.province, order.city
-    ):
+    if not principal_sees(user, order.province, order.city):
         raise PermissionDeniedError(
             f"{assignee!r} works outside {order.province or '-'} and cannot take this order"
         )
@@ -377,7 +395,7 @@ def assign(
         _enter(order, states.ASSIGNED, at)
     else:
         order.updated_at = at
-    session.flush()
+    _flush(session)
     audit(
         session=session,
         actor=principal.username,
@@ -452,9 +470,7 @@ def _recipients(session: Session, specs: Sequence[str], order: WorkOrder) -> lis
             for user in session.scalars(
                 select(User).where(User.role == role, User.active.is_(True)).order_by(User.id)
             ):
-                if Principal(None, user.username, user.role, user.province, user.city).sees(
-                    order.province, order.city
-                ):
+                if principal_sees(user, order.province, order.city):
                     names.append(user.username)
         else:
             names.append(spec)
@@ -529,7 +545,7 @@ def tick(*, session: Session, at: datetime, book: CommitmentBook | None = None) 
         if order.state != states.ESCALATED and states.ESCALATED in states.TRANSITIONS[order.state]:
             previous = order.state
             _enter(order, states.ESCALATED, at)
-            session.flush()
+            _flush(session)
             audit(
                 session=session,
                 actor=SYSTEM.username,
@@ -545,7 +561,7 @@ def tick(*, session: Session, at: datetime, book: CommitmentBook | None = None) 
                 at=at,
             )
         else:
-            session.flush()
+            _flush(session)
     _commit(session)
     return summary
 
@@ -601,6 +617,25 @@ def _start_verification(
         )
         created += not suppressed
     return created
+
+
+def pending_verification_tasks(
+    *, session: Session, principal: Principal, limit: int = 200
+) -> list[VerificationTask]:
+    """Return pending callback / re-survey tasks of orders in the principal's region."""
+    require(principal, "read")
+    return list(
+        session.scalars(
+            select(VerificationTask)
+            .join(WorkOrder, WorkOrder.id == VerificationTask.order_id)
+            .where(
+                VerificationTask.state == "pending",
+                scope_filter(principal, WorkOrder.province, WorkOrder.city),
+            )
+            .order_by(VerificationTask.created_at, VerificationTask.id)
+            .limit(limit)
+        )
+    )
 
 
 def verification_tasks(*, session: Session, order_id: str) -> list[VerificationTask]:
@@ -682,7 +717,7 @@ def evaluate_verification(
         _enter(order, target, at)
         if target == states.REOPENED:
             order.resolution_reason = "verification_failed"
-        session.flush()
+        _flush(session)
         audit(
             session=session,
             actor=SYSTEM.username,
@@ -736,7 +771,7 @@ def on_new_voice_for_problem(
             _enter(order, states.REOPENED, at)
             order.regressed = True
             order.resolution_reason = "regression"
-            session.flush()
+            _flush(session)
             audit(
                 session=session,
                 actor=SYSTEM.username,

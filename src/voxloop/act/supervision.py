@@ -82,11 +82,11 @@ def _responses(kind: str) -> str:
     linked_{kind} AS (
         SELECT r.id AS req_id, d.id AS done_id, d.occurred_at AS done_at,
                d.attributes['interaction_id'] AS done_interaction
-        FROM req r JOIN events d
-          ON d.type = '{kind}' AND d.attributes['request_id'] = r.id
+        FROM req r JOIN ev d
+          ON d.type = '{kind}' AND d.attributes['request_id'] = r.link_key
         UNION ALL
         SELECT r.id, d.id, d.occurred_at, d.attributes['interaction_id']
-        FROM req r JOIN events d
+        FROM req r JOIN ev d
           ON d.type = '{kind}' AND d.attributes['request_id'] IS NULL
          AND d.customer_id = r.customer_id AND d.occurred_at >= r.occurred_at
     ),
@@ -95,6 +95,13 @@ def _responses(kind: str) -> str:
                list(done_interaction) AS interactions
         FROM linked_{kind} GROUP BY req_id
     )"""
+
+
+# Duplicate event rows (re-ingested files) must not double-count a request.
+_EV = "ev AS (SELECT * FROM events QUALIFY row_number() OVER (PARTITION BY id) = 1)"
+# Request and response share ``attributes.request_id``; a request without one is referred to
+# by its own event id.
+_REQ = "SELECT *, coalesce(attributes['request_id'], id) AS link_key FROM ev"
 
 
 def _status(deadline: str, done: str) -> str:
@@ -110,7 +117,7 @@ def _rule_sql(rule: str, book: CommitmentBook) -> str:
         hours = _hours(book, "C2-overage-reminder", 24)
         deadline = f"r.occurred_at + INTERVAL {hours * 3600:.0f} SECOND"
         return f"""
-        WITH req AS (SELECT * FROM events WHERE type = 'usage_over_plan'),
+        WITH {_EV}, req AS ({_REQ} WHERE type = 'usage_over_plan'),
         {_responses("overage_reminder_sent")}
         SELECT r.id, r.customer_id, r.occurred_at, {deadline} AS deadline, f.done_at,
                {_status(deadline, "f.done_at")} AS status,
@@ -133,7 +140,7 @@ def _rule_sql(rule: str, book: CommitmentBook) -> str:
         seconds = f"INTERVAL {hours * 3600:.0f} SECOND"
         deadline = f"greatest(r.occurred_at, coalesce({contract}, r.occurred_at)) + {seconds}"
         return f"""
-        WITH req AS (SELECT * FROM events WHERE type = 'plan_change_requested'),
+        WITH {_EV}, req AS ({_REQ} WHERE type = 'plan_change_requested'),
         {_responses("plan_change_done")}
         SELECT r.id, r.customer_id, r.occurred_at, {deadline} AS deadline, f.done_at,
                {_status(deadline, "f.done_at")} AS status,
@@ -143,8 +150,8 @@ def _rule_sql(rule: str, book: CommitmentBook) -> str:
     if rule == "R7":
         grace = f"INTERVAL {SAME_INTERACTION_GRACE_HOURS * 3600:.0f} SECOND"
         return f"""
-        WITH req AS (
-            SELECT * FROM events
+        WITH {_EV}, req AS (
+            {_REQ}
             WHERE type = 'unsubscribe_requested'
               AND channel IN ('hotline_10086', 'store')
               AND coalesce(lower(attributes['eligible']), 'true') <> 'false'),
@@ -170,8 +177,8 @@ def _rule_sql(rule: str, book: CommitmentBook) -> str:
             f"- {local})::TIMESTAMPTZ"
         )
         return f"""
-        WITH req AS (
-            SELECT * FROM events
+        WITH {_EV}, req AS (
+            {_REQ}
             WHERE type = 'broadband_cancel_requested'
               AND coalesce(lower(attributes['eligible']), 'true') <> 'false'),
         {_responses("broadband_cancel_done")}
@@ -188,7 +195,7 @@ def _rule_sql(rule: str, book: CommitmentBook) -> str:
         s1 = _status(d1, "f1.done_at")
         s2 = _status(d2, "f2.done_at")
         return f"""
-        WITH req AS (SELECT * FROM events WHERE type = 'complaint_opened'),
+        WITH {_EV}, req AS ({_REQ} WHERE type = 'complaint_opened'),
         {_responses("complaint_first_response")},
         {_responses("complaint_replied")}
         SELECT r.id, r.customer_id, r.occurred_at,
@@ -345,3 +352,38 @@ def violations(checks: pa.Table) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
+
+
+def compare_with_truth(
+    checks: pa.Table, truth: list[dict[str, Any]], *, key: str, rules: tuple[str, ...] = RULE_IDS
+) -> dict[str, Any]:
+    """Score found violations against planted ones (raw ids pseudonymised with ``key``).
+
+    A violation matches when rule, customer pseudonym and request event agree.  Returns
+    per-rule and overall planted / found / true positives / false positives / missed.
+    """
+    from voxloop.ingest.service import pseudonymise
+
+    planted_rows = [t for t in truth if t["rule"] in rules]
+    pseudo = pseudonymise(key=key, ids=pa.array([t["customer_id"] for t in planted_rows]))
+    planted = {
+        (t["rule"], p, t["event_ids"][0])
+        for t, p in zip(planted_rows, pseudo.to_pylist(), strict=True)
+    }
+    found = {
+        (v["rule"], v["customer_id"], v["event_ids"][0])
+        for v in violations(checks)
+        if v["rule"] in rules
+    }
+    out: dict[str, Any] = {}
+    for rule in (*rules, "all"):
+        p = {x for x in planted if rule in ("all", x[0])}
+        f = {x for x in found if rule in ("all", x[0])}
+        out[rule] = {
+            "planted": len(p),
+            "found": len(f),
+            "true_positives": len(p & f),
+            "false_positives": len(f - p),
+            "missed": len(p - f),
+        }
+    return out

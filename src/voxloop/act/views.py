@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Header, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from voxloop.act import kpis, service, supervision
@@ -28,6 +28,7 @@ from voxloop.act.schemas import (
     AnswerRequest,
     AssignRequest,
     CommentRequest,
+    FromVoicesRequest,
     OrderCreate,
     OrderOut,
     TransitionRequest,
@@ -72,6 +73,35 @@ def create_work_order(
     if idempotency_key and not data.idempotency_key:
         data = data.model_copy(update={"idempotency_key": idempotency_key})
     order, created = service.create_order(session=session, principal=principal, data=data)
+    if not created:
+        response.status_code = 200
+    return _out(order)
+
+
+@router.post("/work-orders/from-voices", status_code=201)
+def create_work_order_from_voices(
+    data: FromVoicesRequest,
+    response: Response,
+    principal: Principal = WRITE,
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings),
+    idempotency_key: str | None = Header(default=None, max_length=200),
+) -> dict[str, Any]:
+    """Create an order for lake voices (region, scenario and customers taken from the lake)."""
+    from voxloop.act.sources import order_for_voices
+
+    try:
+        request = order_for_voices(
+            settings=settings,
+            voice_ids=data.voice_ids,
+            source_kind=data.source_kind,
+            source_ref=data.source_ref,
+            title=data.title,
+            idempotency_key=data.idempotency_key or idempotency_key,
+        )
+    except ValueError as exc:
+        raise _unprocessable("voice_ids", str(exc)) from exc
+    order, created = service.create_order(session=session, principal=principal, data=request)
     if not created:
         response.status_code = 200
     return _out(order)
@@ -202,6 +232,26 @@ def work_order_audit(
     return [
         {"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "detail": e.detail}
         for e in service.audit_trail(session=session, object_id=order_id)
+    ]
+
+
+@router.get("/verification-tasks")
+def list_verification_tasks(
+    principal: Principal = READ,
+    session: Session = Depends(get_session),
+    limit: int = Query(default=200, ge=1, le=5000),
+) -> list[dict[str, Any]]:
+    """List pending callback / re-survey tasks in the caller's region, oldest first."""
+    tasks = service.pending_verification_tasks(session=session, principal=principal, limit=limit)
+    return [
+        {
+            "id": t.id,
+            "order_id": t.order_id,
+            "customer_id": t.customer_id,
+            "kind": t.kind,
+            "created_at": t.created_at.isoformat(),
+        }
+        for t in tasks
     ]
 
 
@@ -355,8 +405,8 @@ def login_submit(
         object_id=str(principal.user_id),
     )
     session.commit()
-    response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie(
+    redirect = RedirectResponse(_safe_next(next), status_code=303)
+    redirect.set_cookie(
         SESSION_COOKIE,
         make_session_cookie(secret_key=settings.secret_key, user_id=principal.user_id),
         max_age=SESSION_SECONDS,
@@ -364,7 +414,7 @@ def login_submit(
         samesite="lax",
         secure=settings.env == "prod",
     )
-    return response
+    return redirect
 
 
 @pages.post("/logout")

@@ -95,8 +95,9 @@ class Encoder:
 
 
 def _numeric(series: pd.Series, name: str) -> np.ndarray:
-    if series.dtype == bool:
-        return series.to_numpy(dtype=np.float64)
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        # Nullable dtypes (Int64, boolean) hold pd.NA: go through float with NaN.
+        return series.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
     values = pd.to_numeric(series, errors="coerce")
     bad = values.isna() & series.notna() & (series.astype("string").str.strip() != "")
     if bad.any():

@@ -204,6 +204,41 @@ def correlation(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None)
     return corr
 
 
+def pairwise_correlation(x: np.ndarray, y: np.ndarray, *, floor: float = 0.05) -> np.ndarray:
+    """Return the correlation matrix of ``[x, y]`` from pairwise-complete observations.
+
+    Survey factors are asked only where relevant, so most rows miss some drivers; each
+    pair uses the rows where both are present.  Such a matrix is often indefinite, and
+    a near-zero eigenvalue would let R² reach 1, so eigenvalues are clipped at ``floor``
+    and the matrix rescaled to unit diagonal; R² then stays below 1 - floor.
+
+    References
+    ----------
+    Higham, N. J. (2002). Computing the nearest correlation matrix. IMA J. Numer. Anal.
+    22(3), 329-343 (here the simpler one-step eigenvalue clipping).
+    """
+    data = np.column_stack([x, y])
+    seen = np.isfinite(data).astype(np.float64)
+    filled = np.where(seen > 0, data, 0.0)
+    n = seen.T @ seen
+    s1 = filled.T @ seen  # s1[i, j] = sum of column i over rows where j is present
+    s2 = (filled**2).T @ seen
+    sxy = filled.T @ filled
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = sxy / n - (s1 / n) * (s1.T / n)
+        var_i = s2 / n - (s1 / n) ** 2
+        corr = cov / np.sqrt(var_i * var_i.T)
+    corr = np.where(np.isfinite(corr) & (n >= 3), corr, 0.0)
+    np.fill_diagonal(corr, 1.0)
+    vals, vecs = np.linalg.eigh(corr)
+    if vals.min() < floor:
+        fixed = (vecs * np.maximum(vals, floor)) @ vecs.T
+        d = np.sqrt(np.diag(fixed))
+        corr = fixed / np.outer(d, d)
+    result: np.ndarray = corr
+    return result
+
+
 def _group_columns(group_of_column: list[int], n_groups: int) -> list[np.ndarray]:
     cols = np.asarray(group_of_column)
     return [np.flatnonzero(cols == g) for g in range(n_groups)]
@@ -469,6 +504,7 @@ class KeyDriverModel(Estimator):
         n_boot: int = 0,
         top_k: int = 5,
         seed: int = 0,
+        missing: str = "impute",
     ) -> None:
         self.outcome = outcome
         self.exact_max = exact_max
@@ -476,6 +512,7 @@ class KeyDriverModel(Estimator):
         self.n_boot = n_boot
         self.top_k = top_k
         self.seed = seed
+        self.missing = missing
 
     def fit(self, x: pd.DataFrame, y: np.ndarray) -> Self:
         """Fit the regression and the relative importances; return ``self``."""
@@ -495,7 +532,16 @@ class KeyDriverModel(Estimator):
         except np.linalg.LinAlgError as exc:
             raise UnusableInputError(f"drivers are collinear: {exc}") from exc
         n_groups = len(design.groups)
-        corr = correlation(design.matrix, y)
+        if self.missing == "pairwise":
+            raw = encoder.codes(x)
+            if encoder.categorical:
+                # Level codes are not numbers: pairwise mode keeps numeric drivers only.
+                raise UnusableInputError("missing='pairwise' needs numeric drivers only")
+            corr = pairwise_correlation(raw, y)
+        elif self.missing == "impute":
+            corr = correlation(design.matrix, y)
+        else:
+            raise UnusableInputError(f"missing must be impute or pairwise: {self.missing!r}")
         shares, method = relative_importance(
             corr,
             design.group_of_column,
@@ -506,7 +552,7 @@ class KeyDriverModel(Estimator):
         )
         performance = np.array(
             [
-                float(np.mean(design.matrix[:, design.group_of_column.index(g)]))
+                float(np.nanmean(pd.to_numeric(x[design.groups[g]], errors="coerce")))
                 if design.groups[g] in encoder.numeric
                 else np.nan
                 for g in range(n_groups)
@@ -529,7 +575,7 @@ class KeyDriverModel(Estimator):
             else []
         )
         self.stability_: RankingStability | None = None
-        if self.n_boot > 0:
+        if self.n_boot > 0 and self.missing == "impute":
             self.stability_ = bootstrap_ranking(
                 design.matrix,
                 y,

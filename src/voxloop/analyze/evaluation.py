@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ from voxloop.analyze.churn import ChurnModel
 from voxloop.analyze.design import binary_target, read_table
 from voxloop.analyze.drivers import KeyDriverModel
 from voxloop.analyze.satisfaction import SatisfactionModel
+from voxloop.config import Settings
 from voxloop.errors import UnusableInputError
 
 
@@ -97,8 +99,8 @@ def evaluate_satisfaction(
         "accuracy": float(accuracy_score(y[scored], prob[scored] >= 0.5)),
         "roc_auc": float(roc_auc_score(y[scored], prob[scored])),
         "top_drivers": kda.ranking()[:top_k],
-        "n_train": int(len(train_rows)),
-        "n_scored": int(len(scored)),
+        "n_train": len(train_rows),
+        "n_scored": len(scored),
         "protocol": protocol,
     }
     if kda.stability_ is not None:
@@ -145,7 +147,77 @@ def evaluate_churn(
         "roc_auc": float(roc_auc_score(y[scored], prob[scored])),
         "pr_auc": float(average_precision_score(y[scored], prob[scored])),
         "brier": float(brier_score_loss(y[scored], prob[scored])),
-        "n_scored": int(len(scored)),
+        "n_scored": len(scored),
         "positive_rate": float(y[scored].mean()),
         "protocol": protocol,
     }
+
+
+def evaluate_operator(*, settings: Settings, truth_path: str) -> dict[str, Any]:
+    """Compare store-backed analyses with a generated operator's ``ground_truth.json``.
+
+    Checks that the top segment rule selects the planted dissatisfied customers, that the
+    planted short board is the top short board, and where the planted churners rank in
+    out-of-fold churn risk (share of them in the top decile of all customers).
+    """
+    import json
+
+    import pyarrow as pa
+
+    from voxloop.analyze import service
+    from voxloop.ingest.service import pseudonymise
+
+    try:
+        truth = json.loads(Path(truth_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UnusableInputError(f"cannot read ground truth {truth_path}: {exc}") from exc
+
+    def pseudo(ids: list[str]) -> set[str]:
+        if not ids:
+            return set()
+        return set(pseudonymise(key=settings.secret_key, ids=pa.array(ids)).to_pylist())
+
+    out: dict[str, Any] = {}
+    planted = truth.get("dissatisfied_segment") or {}
+    drivers = service.drivers_analysis(settings=settings)
+    out["top_driver"] = drivers["drivers"][0]["driver"] if drivers["drivers"] else None
+    out["short_boards"] = drivers["short_boards"]
+    out["planted_short_board"] = planted.get("short_board")
+    out["short_board_ok"] = bool(
+        drivers["short_boards"] and drivers["short_boards"][0] == planted.get("short_board")
+    )
+    frame, _ = service.survey_frame(settings=settings)
+    segs = service.segments_analysis(settings=settings)
+    if segs["rules"] and planted:
+        from voxloop.analyze.segments import Condition, rule_mask
+
+        top = segs["rules"][0]
+        conds = [
+            Condition(
+                c["column"],
+                c["op"],
+                tuple(c["value"]) if isinstance(c["value"], list) else c["value"],
+            )
+            for c in top["conditions"]
+        ]
+        dissatisfied = frame["overall"] <= service.DISSATISFIED_AT_MOST
+        hit = rule_mask(frame, conds) & dissatisfied.to_numpy()
+        found = set(frame.loc[hit, "customer_id"].dropna().astype(str))
+        target = pseudo(list(planted.get("customer_ids", [])))
+        target_d = set(frame.loc[dissatisfied.to_numpy(), "customer_id"].dropna().astype(str))
+        target &= target_d
+        inter = len(found & target)
+        out["top_rule"] = top["text"]
+        out["top_rule_precision"] = inter / len(found) if found else 0.0
+        out["top_rule_recall"] = inter / len(target) if target else 0.0
+    churners = pseudo(list(truth.get("churn_customers", [])))
+    if churners:
+        churn = service.churn_analysis(settings=settings)
+        risk = churn["oof_risk"]
+        values = np.array(list(risk.values()))
+        cut = float(np.quantile(values, 0.9))
+        ranked = [risk[c] >= cut for c in churners if c in risk]
+        out["churn_validation"] = churn["validation"]
+        out["planted_churners"] = len(ranked)
+        out["planted_churners_in_top_decile"] = float(np.mean(ranked)) if ranked else 0.0
+    return out

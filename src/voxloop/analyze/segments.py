@@ -11,6 +11,7 @@ tree is CART (Breiman et al. 1984) via scikit-learn, its leaves read back as rul
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -28,11 +29,13 @@ class Condition:
     """One selector of a rule."""
 
     column: str
-    op: str  # "=", "!=", "<", ">="
-    value: str | float
+    op: str  # "=", "!=", "<", ">=", "<=", ">", "in"
+    value: str | float | tuple[str, ...]
 
     def text(self) -> str:
         """Render the selector readably, e.g. ``tenure_months < 12``."""
+        if isinstance(self.value, tuple):
+            return f"{self.column} in {{{', '.join(self.value)}}}"
         value = f"{self.value:g}" if isinstance(self.value, float) else self.value
         return f"{self.column} {self.op} {value}"
 
@@ -147,6 +150,60 @@ def _attributes(frame: pd.DataFrame, *, n_bins: int) -> list[_Attribute]:
     return out
 
 
+def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    union = int((a | b).sum())
+    return int((a & b).sum()) / union if union else 1.0
+
+
+def _enriched(rule: np.ndarray, parent: np.ndarray, y: np.ndarray, alpha: float) -> bool:
+    n_parent = int(parent.sum())
+    pos_parent = int(y[parent].sum())
+    n = int(rule.sum())
+    pos = int(y[rule].sum())
+    p = float(enrichment_p(np.array([n]), np.array([pos]), n_parent, pos_parent)[0])
+    return p <= alpha
+
+
+def _selector_mask(attr: _Attribute, kind: str, k: Any) -> np.ndarray:
+    codes = attr.codes
+    if kind == "eq":
+        out: np.ndarray = codes == k
+    elif kind == "in":
+        out = np.isin(codes, k)
+    elif kind == "lt":
+        out = codes <= k
+    else:
+        out = (codes > k) & (codes <= len(attr.cuts))
+    return out
+
+
+def rule_mask(frame: pd.DataFrame, conditions: list[Condition]) -> np.ndarray:
+    """Return which rows of ``frame`` satisfy every condition of a rule."""
+    mask = np.ones(len(frame), dtype=bool)
+    for cond in conditions:
+        if cond.column not in frame.columns:
+            raise UnusableInputError(f"rule column {cond.column!r} is not in the data")
+        col = frame[cond.column]
+        if cond.op in ("=", "!=", "in"):
+            text = col.astype("string").fillna("(missing)")
+            values = cond.value if isinstance(cond.value, tuple) else (str(cond.value),)
+            hit = text.isin(values).to_numpy(dtype=bool)
+            mask &= ~hit if cond.op == "!=" else hit
+        else:
+            num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+            value = float(cond.value)  # type: ignore[arg-type]
+            with np.errstate(invalid="ignore"):
+                if cond.op == "<":
+                    mask &= num < value
+                elif cond.op == "<=":
+                    mask &= num <= value
+                elif cond.op == ">":
+                    mask &= num > value
+                else:
+                    mask &= num >= value
+    return mask
+
+
 class SegmentFinder(Estimator):
     """Find readable segments where the outcome (e.g. dissatisfied) is over-represented.
 
@@ -162,6 +219,9 @@ class SegmentFinder(Estimator):
         min_support: float = 0.02,
         beam_width: int = 20,
         n_bins: int = 5,
+        max_levels_in_set: int = 5,
+        redundancy: float = 0.8,
+        parsimony: float = 0.95,
         max_rules: int = 10,
         correction: str = "holm",
         alpha: float = 0.05,
@@ -172,6 +232,9 @@ class SegmentFinder(Estimator):
         self.min_support = min_support
         self.beam_width = beam_width
         self.n_bins = n_bins
+        self.max_levels_in_set = max_levels_in_set
+        self.redundancy = redundancy
+        self.parsimony = parsimony
         self.max_rules = max_rules
         self.correction = correction
         self.alpha = alpha
@@ -229,90 +292,154 @@ class SegmentFinder(Estimator):
         attrs = _attributes(frame, n_bins=self.n_bins)
         total = len(y)
         total_pos = int(y.sum())
-        beam: list[tuple[list[Condition], np.ndarray, set[str]]] = [
-            ([], np.ones(total, dtype=bool), set())
+        # Beam entries: conditions, row mask, used columns, rows, positives.
+        beam: list[tuple[list[Condition], np.ndarray, set[str], int, int]] = [
+            ([], np.ones(total, dtype=bool), set(), total, total_pos)
         ]
         seen: set[frozenset[Condition]] = set()
+        # Candidates: quality, conditions, rows, positives.
         candidates: list[tuple[float, list[Condition], int, int]] = []
         for _depth in range(self.max_depth):
-            layer: list[tuple[float, list[Condition], int, int, int, int, str, int]] = []
-            for bi, (conds, mask, used) in enumerate(beam):
+            layer: list[tuple[float, list[Condition], int, int, int, int, str, Any]] = []
+            for bi, (conds, mask, used, _bn, _bp) in enumerate(beam):
                 idx = np.flatnonzero(mask)
                 y_in = y[idx]
                 for ai, attr in enumerate(attrs):
                     if attr.name in used:
                         continue
-                    codes = attr.codes[idx]
-                    width = (len(attr.cuts) + 2) if attr.numeric else len(attr.labels)
-                    cnt = np.bincount(codes, minlength=width).astype(np.float64)
-                    pos = np.bincount(codes, weights=y_in, minlength=width)
-                    sel_n: list[float] = []
-                    sel_pos: list[float] = []
-                    sels: list[tuple[Condition, Any]] = []
-                    if attr.numeric:
-                        c_cnt, c_pos = np.cumsum(cnt), np.cumsum(pos)
-                        finite_n = c_cnt[len(attr.cuts)]
-                        finite_p = c_pos[len(attr.cuts)]
-                        for k, cut in enumerate(attr.cuts):
-                            sels.append((Condition(attr.name, "<", float(cut)), ("lt", k)))
-                            sel_n.append(c_cnt[k])
-                            sel_pos.append(c_pos[k])
-                            sels.append((Condition(attr.name, ">=", float(cut)), ("ge", k)))
-                            sel_n.append(finite_n - c_cnt[k])
-                            sel_pos.append(finite_p - c_pos[k])
-                    else:
-                        for k, label in enumerate(attr.labels):
-                            sels.append((Condition(attr.name, "=", label), ("eq", k)))
-                            sel_n.append(cnt[k])
-                            sel_pos.append(pos[k])
-                    n_arr = np.array(sel_n)
-                    p_arr = np.array(sel_pos)
-                    score = self._score(n_arr, p_arr)
-                    for (cond, (kind, k)), s, nn, pp in zip(sels, score, n_arr, p_arr, strict=True):
-                        if not np.isfinite(s):
-                            continue
+                    for cond, sel, nn, pp in self._selectors(attr, attr.codes[idx], y_in):
                         key = frozenset([*conds, cond])
                         if key in seen:
                             continue
                         seen.add(key)
-                        layer.append((float(s), [*conds, cond], int(nn), int(pp), bi, ai, kind, k))
+                        score = float(self._score(np.array([nn]), np.array([pp]))[0])
+                        if not np.isfinite(score):
+                            continue
+                        layer.append((score, [*conds, cond], int(nn), int(pp), bi, ai, *sel))
             if not layer:
                 break
-            layer.sort(key=lambda item: -item[0])
+            layer.sort(key=lambda item: (-item[0], len(item[1])))
             candidates.extend((item[0], item[1], item[2], item[3]) for item in layer)
             # Masks are rebuilt only for the beam: keeping one per candidate would cost
             # rows × candidates bytes.
             next_beam = []
-            for _s, conds, _n, _p, bi, ai, kind, k in layer[: self.beam_width]:
-                codes = attrs[ai].codes
-                if kind == "eq":
-                    sub = codes == k
-                elif kind == "lt":
-                    sub = codes <= k
-                else:
-                    sub = (codes > k) & (codes <= len(attrs[ai].cuts))
-                next_beam.append((conds, beam[bi][1] & sub, {c.column for c in conds}))
+            for _s, conds, nn, pp, bi, ai, kind, k in layer[: self.beam_width]:
+                sub = _selector_mask(attrs[ai], kind, k)
+                next_beam.append(
+                    (conds, beam[bi][1] & sub, {c.column for c in conds}, int(nn), int(pp))
+                )
             beam = next_beam
-        candidates.sort(key=lambda item: -item[0])
-        tested_p = enrichment_p(
+        candidates.sort(key=lambda item: (-item[0], len(item[1])))
+        # A level set is the best of the C(L, k) sets of its size, picked after seeing the
+        # outcome: its p-value pays for all of them (Bonferroni inside that implicit family)
+        # before the correction across candidates.
+        n_levels = {a.name: len(a.labels) for a in attrs if not a.numeric}
+        multiplicity = np.array(
+            [
+                math.prod(
+                    math.comb(n_levels[c.column], len(c.value))
+                    for c in conds
+                    if c.op == "in" and isinstance(c.value, tuple)
+                )
+                for _q, conds, _n, _p in candidates
+            ],
+            dtype=np.float64,
+        )
+        raw_p = enrichment_p(
             np.array([c[2] for c in candidates], dtype=np.int64),
             np.array([c[3] for c in candidates], dtype=np.int64),
             total,
             total_pos,
         )
+        tested_p = np.minimum(np.asarray(raw_p, dtype=np.float64) * multiplicity, 1.0)
         rules: list[Rule] = []
-        kept: list[tuple[list[Condition], float]] = []
+        kept_masks: list[np.ndarray] = []
+        cache: dict[Condition, np.ndarray] = {}
+
+        def mask_of(conds: list[Condition]) -> np.ndarray:
+            mask = np.ones(total, dtype=bool)
+            for cond in conds:
+                if cond not in cache:
+                    cache[cond] = rule_mask(frame, [cond])
+                mask = mask & cache[cond]
+            return mask
+
         for index, (quality, conds, nn, pp) in enumerate(candidates):
-            # A refinement must beat every shorter rule it extends, or it adds nothing.
-            if any(set(k) < set(conds) and quality <= ks for k, ks in kept):
+            # A rule must be productive (Webb 2007, "Discovering significant patterns",
+            # Machine Learning 68): within every generalisation (one condition dropped)
+            # its rate must beat the rest significantly, or that condition only adds noise.
+            if len(conds) > 1 and not all(
+                _enriched(mask_of(conds), mask_of(conds[:i] + conds[i + 1 :]), y, self.alpha)
+                for i in range(len(conds))
+            ):
                 continue
-            kept.append((conds, quality))
+            # Rules selecting (nearly) the same rows are one segment: keep the simplest one
+            # whose quality is within ``parsimony`` of the best (Occam's razor; the extra
+            # condition usually fits noise).
+            mask = mask_of(conds)
+            twin = next(
+                (
+                    i
+                    for i, kept_mask in enumerate(kept_masks)
+                    if _jaccard(mask, kept_mask) >= self.redundancy
+                ),
+                None,
+            )
             rule = self._rule(conds, nn, pp, quality, total, total_pos, "subgroup")
+            rule.p_value = float(tested_p[index])
             rule.extra["test_index"] = index
+            if twin is not None:
+                kept = rules[twin]
+                if len(conds) < len(kept.conditions) and quality >= self.parsimony * kept.quality:
+                    rules[twin] = rule
+                    kept_masks[twin] = mask
+                continue
             rules.append(rule)
+            kept_masks.append(mask)
             if len(rules) >= self.max_rules * 3:
                 break
         return rules, np.asarray(tested_p, dtype=np.float64)
+
+    def _selectors(
+        self, attr: _Attribute, codes: np.ndarray, y_in: np.ndarray
+    ) -> list[tuple[Condition, tuple[str, Any], float, float]]:
+        """Return every selector of one attribute with its rows and positives in a subgroup."""
+        out: list[tuple[Condition, tuple[str, Any], float, float]] = []
+        width = (len(attr.cuts) + 2) if attr.numeric else len(attr.labels)
+        cnt = np.bincount(codes, minlength=width).astype(np.float64)
+        pos = np.bincount(codes, weights=y_in, minlength=width)
+        if attr.numeric:
+            c_cnt, c_pos = np.cumsum(cnt), np.cumsum(pos)
+            finite_n, finite_p = c_cnt[len(attr.cuts)], c_pos[len(attr.cuts)]
+            for k, cut in enumerate(attr.cuts):
+                out.append((Condition(attr.name, "<", float(cut)), ("lt", k), c_cnt[k], c_pos[k]))
+                out.append(
+                    (
+                        Condition(attr.name, ">=", float(cut)),
+                        ("ge", k),
+                        finite_n - c_cnt[k],
+                        finite_p - c_pos[k],
+                    )
+                )
+            return out
+        for k, label in enumerate(attr.labels):
+            out.append((Condition(attr.name, "=", label), ("eq", k), cnt[k], pos[k]))
+        # Level sets: for a 0/1 outcome the best grouping of levels is a prefix of the
+        # levels sorted by rate (Breiman et al. 1984, section 4.2.2).
+        rate = np.divide(pos, cnt, out=np.zeros_like(pos), where=cnt > 0)
+        by_rate = [int(i) for i in np.argsort(-rate, kind="stable") if cnt[i] > 0]
+        for size in range(2, min(len(by_rate) - 1, self.max_levels_in_set) + 1):
+            members = sorted(by_rate[:size])
+            labels = tuple(attr.labels[i] for i in members)
+            out.append(
+                (
+                    Condition(attr.name, "in", labels),
+                    ("in", members),
+                    float(cnt[members].sum()),
+                    float(pos[members].sum()),
+                )
+            )
+        return out
 
     def _rule(
         self,
@@ -342,19 +469,44 @@ class SegmentFinder(Estimator):
     # -- decision tree ---------------------------------------------------------------
 
     def _tree(self, frame: pd.DataFrame, y: np.ndarray) -> list[Rule]:
+        """Fit CART and read its leaves as rules.
+
+        A text attribute becomes one column of level ranks ordered by outcome rate, so a
+        single split groups levels ("plan in {a, b}"); for a 0/1 outcome that ordering
+        contains the best binary grouping (Breiman et al. 1984, section 4.2.2).
+        """
         from sklearn.tree import DecisionTreeClassifier
 
         encoder = fit_encoder(frame)
-        design = encoder.transform(frame)
+        codes = encoder.codes(frame)
+        ordered: dict[int, list[str]] = {}
+        matrix = codes.copy()
+        for j in encoder.categorical_indices():
+            col = codes[:, j]
+            levels = encoder.categorical[encoder.order[j]]
+            known = np.isfinite(col)
+            idx = col[known].astype(np.int64)
+            cnt = np.bincount(idx, minlength=len(levels)).astype(np.float64)
+            pos = np.bincount(idx, weights=y[known], minlength=len(levels))
+            rate = np.divide(pos, cnt, out=np.full(len(levels), -1.0), where=cnt > 0)
+            order = np.argsort(rate, kind="stable")
+            rank = np.empty(len(levels))
+            rank[order] = np.arange(len(levels))
+            matrix[known, j] = rank[idx]
+            matrix[~known, j] = -1.0
+            ordered[j] = [levels[i] for i in order]
+        for j, name in enumerate(encoder.order):
+            if name in encoder.numeric:
+                matrix[:, j] = np.where(np.isnan(matrix[:, j]), encoder.numeric[name], matrix[:, j])
         min_leaf = max(1, int(self.min_support * len(y)))
         tree = DecisionTreeClassifier(max_depth=self.max_depth, min_samples_leaf=min_leaf)
-        tree.fit(design.matrix, y)
+        tree.fit(matrix, y)
         self.tree_ = tree
-        self.tree_columns_ = design.columns
+        self.tree_columns_ = list(encoder.order)
         struct = tree.tree_
         total = len(y)
         total_pos = int(y.sum())
-        leaves = tree.apply(design.matrix)
+        leaves = tree.apply(matrix)
         rules: list[Rule] = []
 
         def walk(node: int, conds: list[Condition]) -> None:
@@ -367,12 +519,15 @@ class SegmentFinder(Estimator):
                 score = n / total * (rate - self.base_rate_)
                 rules.append(self._rule(_simplify(conds), n, pos, score, total, total_pos, "tree"))
                 return
-            col = design.columns[struct.feature[node]]
+            j = int(struct.feature[node])
+            col = encoder.order[j]
             thr = float(struct.threshold[node])
-            if "=" in col and col.split("=", 1)[0] in encoder.categorical:
-                name, level = col.split("=", 1)
-                walk(left, [*conds, Condition(name, "!=", level)])
-                walk(right, [*conds, Condition(name, "=", level)])
+            if j in ordered:
+                cut = int(np.floor(thr)) + 1
+                low = tuple(sorted(ordered[j][: max(cut, 0)]))
+                high = tuple(sorted(ordered[j][max(cut, 0) :]))
+                walk(left, [*conds, Condition(col, "in", low)])
+                walk(right, [*conds, Condition(col, "in", high)])
             else:
                 walk(left, [*conds, Condition(col, "<=", thr)])
                 walk(right, [*conds, Condition(col, ">", thr)])
@@ -395,9 +550,17 @@ class SegmentFinder(Estimator):
 
 
 def _simplify(conds: list[Condition]) -> list[Condition]:
-    """Merge repeated bounds on one numeric column and drop "!=" implied by an "="."""
+    """Merge repeated bounds on one numeric column and intersect repeated level sets."""
     out: list[Condition] = []
     for cond in conds:
+        if cond.op == "in" and isinstance(cond.value, tuple):
+            same = [i for i, c in enumerate(out) if c.column == cond.column and c.op == "in"]
+            if same:
+                prev = out[same[0]]
+                assert isinstance(prev.value, tuple)
+                both = tuple(v for v in prev.value if v in cond.value)
+                out[same[0]] = Condition(cond.column, "in", both)
+                continue
         if cond.op in ("<=", "<", ">", ">="):
             same = [i for i, c in enumerate(out) if c.column == cond.column and c.op == cond.op]
             if same:
@@ -411,8 +574,12 @@ def _simplify(conds: list[Condition]) -> list[Condition]:
                 out[same[0]] = Condition(cond.column, cond.op, tighter)
                 continue
         out.append(cond)
-    equal = {c.column for c in out if c.op == "="}
-    return [c for c in out if not (c.op == "!=" and c.column in equal)]
+    return [
+        Condition(c.column, "=", c.value[0])
+        if c.op == "in" and isinstance(c.value, tuple) and len(c.value) == 1
+        else c
+        for c in out
+    ]
 
 
 def drill_down(

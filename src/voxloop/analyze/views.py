@@ -2,7 +2,165 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
+
+from voxloop.analyze import service
+from voxloop.api.service import get_settings
+from voxloop.config import Settings
+from voxloop.errors import VoxloopError
+
+router = APIRouter(prefix="/analysis", tags=["analysis"])
 pages = APIRouter()
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+@router.get("/drivers")
+def drivers(
+    settings: SettingsDep,
+    outcome: str = "overall",
+    touchpoint: str | None = None,
+) -> dict[str, Any]:
+    """Key drivers of an outcome over the survey factor ratings."""
+    params = {"outcome": outcome, "touchpoint": touchpoint}
+    return service.cached(
+        settings=settings,
+        name="drivers",
+        params=params,
+        compute=lambda: service.drivers_analysis(
+            settings=settings, outcome=outcome, touchpoint=touchpoint
+        ),
+    )
+
+
+@router.get("/segments")
+def segments(
+    settings: SettingsDep,
+    outcome: str = "dissatisfied",
+    province: str | None = None,
+    city: str | None = None,
+) -> dict[str, Any]:
+    """Dissatisfied segments and the region drill-down below ``province`` / ``city``."""
+    path = {k: v for k, v in (("province", province), ("city", city)) if v}
+    return service.cached(
+        settings=settings,
+        name="segments",
+        params={"outcome": outcome, **path},
+        compute=lambda: service.segments_analysis(settings=settings, outcome=outcome, path=path),
+    )
+
+
+@router.get("/journeys")
+def journeys(
+    settings: SettingsDep,
+    customers: Annotated[str | None, Query(description="Comma-separated customer ids.")] = None,
+    days: float = 30.0,
+) -> dict[str, Any]:
+    """Event sequences before dissatisfaction compared with satisfied customers."""
+    ids = [c.strip() for c in customers.split(",") if c.strip()] if customers else None
+    return service.cached(
+        settings=settings,
+        name="journeys",
+        params={"customers": customers, "days": days},
+        compute=lambda: service.journeys_analysis(settings=settings, customer_ids=ids, days=days),
+    )
+
+
+@router.get("/churn")
+def churn(settings: SettingsDep, limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
+    """Churn-risk validation and the ranked list of active customers with reasons."""
+    # One cached ranking of the top 1000 serves every limit.
+    result = service.cached(
+        settings=settings,
+        name="churn",
+        params={},
+        compute=lambda: service.churn_analysis(settings=settings, limit=1000),
+    )
+    out = {k: v for k, v in result.items() if k != "oof_risk"}
+    out["at_risk"] = result["at_risk"][:limit]
+    return out
+
+
+def _try(compute: Any) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        return compute(), None
+    except VoxloopError as exc:
+        return None, str(exc)
+
+
+@pages.get("/satisfaction", response_class=HTMLResponse)
+def satisfaction_page(
+    request: Request,
+    settings: SettingsDep,
+    province: str | None = None,
+    city: str | None = None,
+) -> HTMLResponse:
+    """Satisfaction dashboard: drivers, short boards, segments with drill-down, churn risk."""
+    from voxloop.web import charts
+    from voxloop.web.service import language, render, translate, url_with
+
+    lang = language(request)
+    drv, drv_error = _try(lambda: drivers(settings))
+    seg, seg_error = _try(lambda: segments(settings, province=province, city=city))
+    chn, chn_error = _try(lambda: churn(settings, limit=20))
+    driver_chart = quadrant_chart = drill_chart = None
+    if drv:
+        items = drv["drivers"]
+        driver_chart = charts.bar_chart(
+            [d["driver"] for d in items],
+            [round(100 * d["share"], 1) for d in items],
+            title=translate("analyze.chart.drivers", lang),
+        )
+        quads = drv["quadrants"]
+        if quads:
+            imp = [q["importance"] for q in quads]
+            perf = [q["performance"] for q in quads]
+            quadrant_chart = charts.scatter_quadrant(
+                [(q["name"], q["importance"], q["performance"]) for q in quads],
+                x_label=translate("analyze.importance", lang),
+                y_label=translate("analyze.performance", lang),
+                x_split=sum(imp) / len(imp),
+                y_split=sum(perf) / len(perf),
+                title=translate("analyze.chart.quadrant", lang),
+                quadrant_labels=(
+                    translate("analyze.quadrant.maintain", lang),
+                    translate("analyze.quadrant.strength", lang),
+                    translate("analyze.quadrant.low_priority", lang),
+                    translate("analyze.quadrant.short_board", lang),
+                ),
+            )
+    if seg and seg["drill_down"]:
+        rows = seg["drill_down"]
+        level = rows[0]["level"]
+        hrefs: list[str | None] = [
+            url_with(request, **{level: r["value"]}) if level in ("province", "city") else None
+            for r in rows
+        ]
+        drill_chart = charts.bar_chart(
+            [r["value"] for r in rows],
+            [round(100 * r["rate"], 1) for r in rows],
+            title=translate("analyze.chart.drill", lang),
+            hrefs=hrefs,
+        )
+    return render(
+        request,
+        "analyze/satisfaction.html",
+        {
+            "nav_path": "/satisfaction",
+            "drivers": drv,
+            "drivers_error": drv_error,
+            "segments": seg,
+            "segments_error": seg_error,
+            "churn": chn,
+            "churn_error": chn_error,
+            "driver_chart": driver_chart,
+            "quadrant_chart": quadrant_chart,
+            "drill_chart": drill_chart,
+            "province": province,
+            "city": city,
+            "up_url": url_with(request, city=None) if city else url_with(request, province=None),
+        },
+    )

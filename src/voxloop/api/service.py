@@ -95,3 +95,18 @@ def require_permission(permission: str) -> Callable[..., Principal]:
         return principal
 
     return dependency
+
+
+def require_page_login(
+    request: Request, principal: Principal | None = Depends(optional_principal)
+) -> Principal:
+    """Return the caller of a dashboard page, or redirect the browser to ``/login``."""
+    if principal is None:
+        from urllib.parse import quote
+
+        raise HTTPException(
+            status_code=303,
+            detail="login required",
+            headers={"Location": f"/login?next={quote(request.url.path)}"},
+        )
+    return principal

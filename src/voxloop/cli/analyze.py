@@ -98,3 +98,120 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
             _fail(exc)
             return
         _print(result, as_json)
+
+    @analyze.command("drivers")
+    def analyze_drivers(
+        outcome: Annotated[str, typer.Option(help="overall, nps, satisfied, dissatisfied")] = (
+            "overall"
+        ),
+        touchpoint: Annotated[str | None, typer.Option()] = None,
+        n_boot: Annotated[int, typer.Option("--bootstrap")] = 0,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Key drivers of satisfaction over the survey factor ratings in the lake."""
+        from voxloop.analyze.service import drivers_analysis
+        from voxloop.config import load_settings
+
+        try:
+            result = drivers_analysis(
+                settings=load_settings(), outcome=outcome, touchpoint=touchpoint, n_boot=n_boot
+            )
+        except VoxloopError as exc:
+            _fail(exc)
+            return
+        if not as_json:
+            result = {k: v for k, v in result.items() if k not in ("coefficients", "coverage")}
+        _print(result, as_json)
+
+    @analyze.command("segments")
+    def analyze_segments(
+        outcome: Annotated[str, typer.Option()] = "dissatisfied",
+        attributes: Annotated[str | None, typer.Option(help="Comma-separated columns.")] = None,
+        province: Annotated[str | None, typer.Option()] = None,
+        city: Annotated[str | None, typer.Option()] = None,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Dissatisfied segments (readable rules) and a region drill-down."""
+        from voxloop.analyze.service import segments_analysis
+        from voxloop.config import load_settings
+
+        path = {k: v for k, v in (("province", province), ("city", city)) if v}
+        try:
+            result = segments_analysis(
+                settings=load_settings(),
+                outcome=outcome,
+                attributes=_split(attributes) or None,
+                path=path,
+            )
+        except VoxloopError as exc:
+            _fail(exc)
+            return
+        if not as_json:
+            result["rules"] = [
+                {"rule": r["text"], "p_adj": r["p_adjusted"]} for r in result["rules"]
+            ]
+            result["tree_rules"] = [{"rule": r["text"]} for r in result["tree_rules"]]
+        _print(result, as_json)
+
+    @analyze.command("journeys")
+    def analyze_journeys(
+        customers: Annotated[str | None, typer.Option(help="Comma-separated ids.")] = None,
+        days: Annotated[float, typer.Option()] = 30.0,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Event sequences before dissatisfaction, against satisfied customers (lift)."""
+        from voxloop.analyze.service import journeys_analysis
+        from voxloop.config import load_settings
+
+        try:
+            result = journeys_analysis(
+                settings=load_settings(), customer_ids=_split(customers) or None, days=days
+            )
+        except VoxloopError as exc:
+            _fail(exc)
+            return
+        if not as_json:
+            result.pop("timelines", None)
+        _print(result, as_json)
+
+    @analyze.command("churn")
+    def analyze_churn(
+        limit: Annotated[int, typer.Option()] = 20,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Churn risk: validation figures and the ranked list of active customers."""
+        from voxloop.analyze.service import churn_analysis
+        from voxloop.config import load_settings
+
+        try:
+            result = churn_analysis(settings=load_settings(), limit=limit)
+        except VoxloopError as exc:
+            _fail(exc)
+            return
+        result.pop("oof_risk", None)
+        if not as_json:
+            result["at_risk"] = [
+                {
+                    "id": r["id"],
+                    "risk": r["risk"],
+                    "reasons": "; ".join(x["reason"] for x in r["reasons"]),
+                }
+                for r in result["at_risk"]
+            ]
+        _print(result, as_json)
+
+    @evaluate.command("analysis")
+    def evaluate_analysis(
+        truth: Annotated[str, typer.Option("--truth", help="Generator ground_truth.json.")],
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Check drivers, segments and churn risk against a generated operator's truth."""
+        from voxloop.analyze.evaluation import evaluate_operator
+        from voxloop.config import load_settings
+
+        try:
+            result = evaluate_operator(settings=load_settings(), truth_path=truth)
+        except VoxloopError as exc:
+            _fail(exc)
+            return
+        _print(result, as_json)

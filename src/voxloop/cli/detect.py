@@ -2,8 +2,66 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from voxloop.errors import VoxloopError
 
 
 def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -> None:
     """Add the detect commands to the CLI."""
+
+    @evaluate.command("nab")
+    def evaluate_nab(
+        data: Annotated[Path, typer.Option(help="NAB folder (data/, labels/).")] = Path(
+            "../shared/data/nab"
+        ),
+        detector: Annotated[str, typer.Option(help="Detector name.")] = "context_ensemble",
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    ) -> None:
+        """Score a detector on the Numenta Anomaly Benchmark with NAB's scoring."""
+        from voxloop.detect.service import evaluate_nab as run_nab
+
+        try:
+            results = run_nab(data_dir=data, detector=detector)
+        except (VoxloopError, ValueError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        if as_json:
+            typer.echo(json.dumps({k: round(r.normalised, 4) for k, r in results.items()}))
+            return
+        typer.echo(f"NAB v1.1 corpus, detector {detector}")
+        typer.echo(f"{'profile':>10} {'score':>8} {'raw':>9} {'threshold':>10}")
+        for name, res in results.items():
+            typer.echo(f"{name:>10} {res.normalised:8.2f} {res.raw:9.3f} {res.threshold:10.4f}")
+
+    @evaluate.command("incidents")
+    def evaluate_incidents(
+        data: Annotated[Path, typer.Option(help="Generated operator folder.")],
+        granularity: Annotated[str, typer.Option(help="5min, hour or day.")] = "hour",
+        detector: Annotated[str, typer.Option(help="Surge detector name.")] = "seasonal_nb",
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    ) -> None:
+        """Check surge alerts and root causes against a generator's ground_truth.json."""
+        from voxloop.detect.evaluation import evaluate_incidents as run_incidents
+
+        try:
+            report = run_incidents(data_dir=data, granularity=granularity, detector=detector)
+        except (VoxloopError, ValueError, KeyError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        if as_json:
+            typer.echo(json.dumps(report, ensure_ascii=False))
+            return
+        for inc in report["incidents"]:
+            typer.echo(
+                f"{inc['id']}: alerted={inc['alerted']} delay={inc['delay_hours']}h "
+                f"root_cause={inc['root_cause']} exact={inc['root_cause_exact']}"
+            )
+        typer.echo(
+            f"alerts={report['alerts']} false={report['false_alerts']} "
+            f"({report['false_alerts_per_1000_series_days']:.3f} per 1000 series-days)"
+        )

@@ -52,7 +52,7 @@ def run_demo(
     summary: dict[str, Any] = {
         "home": str(settings.home.resolve()),
         "generated": generated,
-        "ingested": ingested,
+        "ingested": ingested.model_dump(),
         "stages": stages,
         "status": store_status(settings=settings),
         "seconds": round(time.perf_counter() - started, 1),

@@ -113,33 +113,10 @@ _ID_AREA = {
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 _MOBILE_PREFIXES = np.array(
-    [
-        134,
-        135,
-        136,
-        137,
-        138,
-        139,
-        147,
-        150,
-        151,
-        152,
-        157,
-        158,
-        159,
-        172,
-        178,
-        182,
-        183,
-        184,
-        187,
-        188,
-        195,
-        197,
-        198,
-    ],
+    [134, 135, 136, 137, 138, 139, 147, 150, 151, 152, 157, 158, 159, 172, 178, 182, 183,
+     184, 187, 188, 195, 197, 198],
     dtype=np.int64,
-)
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -201,51 +178,24 @@ _ANONYMOUS_CHANNELS = ("social", "media")
 
 #: Survey factor means for ordinary customers (0-10) and their weight in overall.
 FACTOR_MEANS: dict[str, float] = {
-    "network_coverage": 8.1,
-    "network_speed": 7.7,
-    "call_quality": 8.2,
-    "broadband_speed": 7.6,
-    "broadband_stability": 7.4,
-    "tariff": 7.0,
-    "billing_transparency": 7.2,
-    "plan_change_ease": 7.3,
-    "marketing_honesty": 7.1,
-    "no_disturbance": 6.9,
-    "store_service": 8.5,
-    "hotline_service": 7.9,
-    "app_experience": 7.8,
-    "installation_repair": 8.0,
-    "complaint_handling": 6.9,
+    "network_coverage": 8.1, "network_speed": 7.7, "call_quality": 8.2,
+    "broadband_speed": 7.6, "broadband_stability": 7.4, "tariff": 7.0,
+    "billing_transparency": 7.2, "plan_change_ease": 7.3, "marketing_honesty": 7.1,
+    "no_disturbance": 6.9, "store_service": 8.5, "hotline_service": 7.9,
+    "app_experience": 7.8, "installation_repair": 8.0, "complaint_handling": 6.9,
     "information_security": 8.0,
-}
+}  # fmt: skip
 FACTOR_WEIGHTS: dict[str, float] = {
-    "network_coverage": 0.08,
-    "network_speed": 0.12,
-    "call_quality": 0.05,
-    "broadband_speed": 0.05,
-    "broadband_stability": 0.05,
-    "tariff": 0.32,
-    "billing_transparency": 0.06,
-    "plan_change_ease": 0.04,
-    "marketing_honesty": 0.04,
-    "no_disturbance": 0.03,
-    "store_service": 0.04,
-    "hotline_service": 0.05,
-    "app_experience": 0.03,
-    "installation_repair": 0.04,
-    "complaint_handling": 0.06,
+    "network_coverage": 0.08, "network_speed": 0.12, "call_quality": 0.05,
+    "broadband_speed": 0.05, "broadband_stability": 0.05, "tariff": 0.32,
+    "billing_transparency": 0.06, "plan_change_ease": 0.04, "marketing_honesty": 0.04,
+    "no_disturbance": 0.03, "store_service": 0.04, "hotline_service": 0.05,
+    "app_experience": 0.03, "installation_repair": 0.04, "complaint_handling": 0.06,
     "information_security": 0.03,
-}
+}  # fmt: skip
 FACTORS = tuple(FACTOR_MEANS)
-_TOUCHPOINTS = (
-    "store",
-    "hotline",
-    "app",
-    "installation_repair",
-    "complaint_handling",
-    "network",
-    "billing",
-)
+_TOUCHPOINTS = ("store", "hotline", "app", "installation_repair", "complaint_handling",
+                "network", "billing")  # fmt: skip
 _TOUCHPOINT_P = (0.15, 0.25, 0.15, 0.08, 0.07, 0.15, 0.15)
 _TOUCHPOINT_FACTORS: dict[str, tuple[str, ...]] = {
     "store": ("store_service", "plan_change_ease"),
@@ -263,65 +213,27 @@ _TOUCHPOINT_FACTORS: dict[str, tuple[str, ...]] = {
     "billing": ("billing_transparency", "tariff", "plan_change_ease"),
 }
 _GENERAL_FACTORS = ("tariff", "network_speed")
-_OPTIONAL_FACTORS = (
-    "marketing_honesty",
-    "no_disturbance",
-    "information_security",
-    "network_coverage",
-    "call_quality",
-)
+_OPTIONAL_FACTORS = ("marketing_honesty", "no_disturbance", "information_security",
+                     "network_coverage", "call_quality")  # fmt: skip
 _BROADBAND_FACTORS = ("broadband_speed", "broadband_stability", "installation_repair")
 #: Scenario a dissatisfied survey comment talks about, by its lowest factor.
 _FACTOR_SCENARIO = {
-    "network_coverage": "MNET",
-    "network_speed": "MNET",
-    "call_quality": "MNET",
-    "broadband_speed": "HBB",
-    "broadband_stability": "HBB",
-    "tariff": "BILL",
-    "billing_transparency": "BILL",
-    "plan_change_ease": "PLAN",
-    "marketing_honesty": "MKT",
-    "no_disturbance": "MKT",
-    "store_service": "CHNL",
-    "hotline_service": "SVC",
-    "app_experience": "CHNL",
-    "installation_repair": "HBB",
-    "complaint_handling": "CMPL",
+    "network_coverage": "MNET", "network_speed": "MNET", "call_quality": "MNET",
+    "broadband_speed": "HBB", "broadband_stability": "HBB", "tariff": "BILL",
+    "billing_transparency": "BILL", "plan_change_ease": "PLAN", "marketing_honesty": "MKT",
+    "no_disturbance": "MKT", "store_service": "CHNL", "hotline_service": "SVC",
+    "app_experience": "CHNL", "installation_repair": "HBB", "complaint_handling": "CMPL",
     "information_security": "PRIV",
-}
+}  # fmt: skip
 
-_SERVICES = (
-    "视频彩铃",
-    "咪咕视频会员",
-    "和彩云",
-    "来电提醒",
-    "流量加油包",
-    "音乐随心听",
-    "手机报",
-    "12580生活播报",
-    "优酷会员权益包",
-    "5G流量包",
-    "云盘会员",
-    "咪咕阅读",
-)
+_SERVICES = ("视频彩铃", "咪咕视频会员", "和彩云", "来电提醒", "流量加油包", "音乐随心听",
+             "手机报", "12580生活播报", "优酷会员权益包", "5G流量包", "云盘会员",
+             "咪咕阅读")  # fmt: skip
 _ROADS = ("中山路", "人民路", "解放路", "建设路", "长江路", "和平路", "新华路", "文化路")
 _COMPOUNDS = ("阳光花园", "翠苑小区", "金色家园", "幸福里", "锦绣华庭", "东方明珠苑", "枫林湾")
 _PHONE_MODELS = ("华为Mate60", "iPhone 15", "小米14", "OPPO Reno11", "vivo X100", "荣耀90")
-_MONTHS_EN = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
+_MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "August",
+              "September", "October", "November", "December")  # fmt: skip
 _NORTHERN = ("北京", "山东", "四川")
 
 
@@ -380,7 +292,7 @@ def _iso(origin: datetime, seconds: FloatArr) -> ObjArr:
     return np.asarray(np.char.add(text.astype(str), "+08:00"), dtype=object)
 
 
-def _day_factors(first_day: date, days: int) -> FloatArr:
+def day_factors(first_day: date, days: int) -> FloatArr:
     """Return the weekday x public-holiday intensity factor of every day of the window."""
     import chinese_calendar
 
@@ -544,6 +456,8 @@ class _SlotValues(dict[str, str]):
         if r.random() < 0.3:
             yuan = round(r.uniform(3, 300), r.choice((0, 1, 2)))
         style = r.random()
+        if self.get("lang") == "en":
+            return f"¥{yuan:g}" if style < 0.6 else f"{yuan:g} yuan"
         if style < 0.45:
             return f"{yuan:g}元"
         if style < 0.65:
@@ -687,6 +601,7 @@ class _Composer:
         scenario: str,
         sub: str,
         kind: str,
+        channel: str,
         lang: str,
         base_slots: dict[str, str],
         problem: str | None,
@@ -694,7 +609,7 @@ class _Composer:
         pii: str | None,
     ) -> str:
         """Compose one voice text."""
-        slots = _SlotValues(self.rnd, base_slots)
+        slots = _SlotValues(self.rnd, {**base_slots, "lang": lang})
         cores = self._cores(scenario, sub, problem, lang)
         if lang == "en":
             return self._english(cores, kind, slots, repeat, pii)
@@ -702,7 +617,8 @@ class _Composer:
         r = self.rnd
         size = r.choices(("short", "medium", "long"), weights=(30, 45, 25))[0]
         first = r.choice(cores)
-        body = [self._fill(first, slots)]
+        core = self._fill(first, slots)
+        body = [core]
         details = self.zh["details"]
         if size == "long" and len(cores) > 1 and r.random() < 0.6:
             second = r.choice([c for c in cores if c != first])
@@ -716,12 +632,15 @@ class _Composer:
         if pii:
             body.insert(r.randint(0, len(body)), pii)
         emotion = r.choice(self.zh["emotions"]) if r.random() < 0.45 else ""
+        if emotion and not emotion.startswith(("太", "真", "简直")) and r.random() < 0.3:
+            emotion = r.choice(self.zh["intensifiers"]) + emotion
         demand = r.choice(self.zh["demands"]) if size != "short" and r.random() < 0.6 else ""
 
         if kind == "call_transcript":
-            text = self._transcript(body, emotion, demand, slots)
+            text = self._transcript(scenario, body, emotion, demand, slots)
         elif kind == "ticket":
-            head = r.choice(self.zh["ticket_heads"])
+            heads = self.zh["ticket_heads"]
+            head = r.choice(heads.get(channel, heads["default"]))
             ask = r.choice(self.zh["ticket_asks"])
             text = f"{head}：{'，'.join(body)}。"
             if demand:
@@ -735,7 +654,7 @@ class _Composer:
             text = f"{tag}{text}{mention}" if r.random() < 0.6 else f"{text}{tag}{mention}"
         elif kind == "app_review":
             head = r.choice(self.zh["review_heads"]) if r.random() < 0.5 else ""
-            text = self._join_zh([head, *body[:2], emotion])
+            text = self._join_zh([head, core, emotion])
         elif kind == "chat":
             opener = r.choice(self.zh["openers"]) if r.random() < 0.4 else ""
             sep = r.choice((" ", "\n", "，"))
@@ -750,7 +669,9 @@ class _Composer:
             text = self._dialect(text, province)
         return self._typo(text)
 
-    def _transcript(self, body: list[str], emotion: str, demand: str, slots: _SlotValues) -> str:
+    def _transcript(
+        self, scenario: str, body: list[str], emotion: str, demand: str, slots: _SlotValues
+    ) -> str:
         r = self.rnd
         agent = self.zh["agent"]
         turns = [("坐席", self._fill(r.choice(agent["greet"]), slots))]
@@ -763,8 +684,10 @@ class _Composer:
         turns.append(
             ("客户", "，".join(rest) + (("，" + emotion) if emotion else "") + self._end())
         )
+        specific = agent["explain_by_scenario"].get(scenario, [])
         for _ in range(r.randint(0, 3)):
-            turns.append(("坐席", self._fill(r.choice(agent["explain"]), slots)))
+            lines = specific if specific and r.random() < 0.6 else agent["explain"]
+            turns.append(("坐席", self._fill(r.choice(lines), slots)))
             turns.append(("客户", self._fill(r.choice(agent["customer_turns"]), slots)))
         if demand:
             turns.append(("客户", demand + self._end()))
@@ -905,6 +828,11 @@ def _daytime(rng: np.random.Generator, t: FloatArr) -> FloatArr:
     return np.asarray(np.floor(t / DAY) * DAY + (hours + rng.random(len(t))) * HOUR)
 
 
+def _day_time(rng: np.random.Generator, t: float, latest: float) -> float:
+    """Move one time to a daytime-profile hour of its day, no later than ``latest``."""
+    return min(float(_daytime(rng, np.asarray([t]))[0]), latest)
+
+
 def _draw_customers(
     rng: np.random.Generator, pool: IntArr, weights: FloatArr, n: int, *, replace: bool = True
 ) -> IntArr:
@@ -954,6 +882,11 @@ def generate_operator(
     -------
     dict
         Summary: row counts per file, planted incidents, problems, churn and violations.
+
+    Notes
+    -----
+    R13 violations (no reply within 15 days) are planted only when ``days >= 17``, since
+    the deadline must have passed inside the window for a checker to decide them.
     """
     if customers < 200:
         raise ValueError(f"customers={customers}: at least 200 are needed to plant incidents")
@@ -973,7 +906,7 @@ def generate_operator(
     composer = _Composer(load_lexicon(), rnd)
     prov, city, dist, region_w = _flat_regions()
     cust = _make_customers(rng, customers, region_w)
-    day_factor = _day_factors(origin.date(), days)
+    day_factor = day_factors(origin.date(), days)
     grid = _hour_grid(day_factor, 0.0)
     events = _Events()
     voices = _Voices()
@@ -1167,7 +1100,7 @@ def generate_operator(
         )
 
     # --- Planted churn journeys: repeated unresolved complaints, outages, port-out, closure.
-    minor_outages: dict[int, list[tuple[float, float]]] = {}
+    minor_outages: dict[tuple[int, str], list[tuple[float, float]]] = {}
     churn_scen = ("BILL", "PLAN", "SVC", "MKT", "MNET")
     for c in churners.tolist():
         close = float(cust.close_t[c])
@@ -1182,7 +1115,7 @@ def generate_operator(
             code = "HBB" if cust.broadband[c] else "MNET"
             sub = "fault_repair" if code == "HBB" else "coverage"
             reg = int(cust.region[c])
-            spans = minor_outages.setdefault(reg, [])
+            spans = minor_outages.setdefault((reg, "broadband" if code == "HBB" else "mobile"), [])
             if not any(e < first and e > first - 4 * DAY for _, e in spans):
                 os_ = max(0.05 * DAY, first - float(rng.uniform(0.5, 3.0)) * DAY)
                 oe = min(os_ + float(rng.uniform(3.0, 10.0)) * HOUR, first - HOUR)
@@ -1206,12 +1139,13 @@ def generate_operator(
             kind=kinds,
             repeat=np.arange(k, dtype=np.int64),
         )
-    n_minor = 0
-    for reg, spans in minor_outages.items():
+    outages: list[tuple[str, int, str, float, float]] = [
+        ("out-major", outage_region, "broadband", o0, o1)
+    ]
+    for (reg, service), spans in minor_outages.items():
         for os_, oe in spans:
-            n_minor += 1
-            oid = f"out-minor-{n_minor:03d}"
-            service = "broadband"
+            oid = f"out-minor-{len(outages):03d}"
+            outages.append((oid, reg, service, os_, oe))
             events.add(
                 cust=-1,
                 region=reg,
@@ -1312,6 +1246,7 @@ def generate_operator(
                 scenario=str(v_scen[i]),
                 sub=str(v_sub[i]),
                 kind=str(v_kind[i]),
+                channel=str(v_chan[i]),
                 lang=str(v_lang[i]),
                 base_slots=base,
                 problem=None if v_prob[i] is None else str(v_prob[i]),
@@ -1522,6 +1457,18 @@ def generate_operator(
         "short_board": "tariff",
         "customer_ids": cust.ids[seg_members].tolist(),
     }
+    truth["outages"] = [
+        {
+            "id": oid,
+            "service": service,
+            "province": str(prov[reg]),
+            "city": str(city[reg]),
+            "district": str(dist[reg]),
+            "start": _window(a, b)[0],
+            "end": _window(a, b)[1],
+        }
+        for oid, reg, service, a, b in outages
+    ]
     truth["churn_customers"] = cust.ids[churners].tolist()
     truth["background_churn_customers"] = cust.ids[bg_churners].tolist()
     truth["commitment_violations"] = violations
@@ -1586,14 +1533,19 @@ def _compliance_journeys(
     violations: list[dict[str, Any]] = []
 
     def sample(p: float, pool: IntArr) -> IntArr:
-        return np.asarray(pool[rng.random(len(pool)) < min(p * months, 0.9)], dtype=np.int64)
+        picked = np.asarray(pool[rng.random(len(pool)) < min(p * months, 0.9)], dtype=np.int64)
+        # Small operators still get enough journeys to hide the planted violations among.
+        minimum = min(3 * n_viol + 2, len(pool))
+        if len(picked) < minimum:
+            picked = np.sort(rng.choice(pool, size=minimum, replace=False)).astype(np.int64)
+        return picked
 
     def ids(c: int) -> str:
         return str(cust.ids[c])
 
     # Orders with consent and success SMS (R2/R3 always compliant here).
     for n_o, c in enumerate(sample(0.03, stayers).tolist()):
-        t = float(rng.uniform(0.0, window - 2 * HOUR))
+        t = _day_time(rng, float(rng.uniform(0.0, window - 2 * HOUR)), window - 2 * HOUR)
         reg = int(cust.region[c])
         chan = str(rng.choice(("app", "hotline_10086", "store")))
         rid, iid = f"ord-{n_o + 1:06d}", f"int-o{n_o + 1:06d}"
@@ -1627,9 +1579,15 @@ def _compliance_journeys(
 
     # Usage over plan -> reminder within minutes; R4 violations get none.
     usage = sample(0.05, stayers)
-    r4 = set(_choose(rng, np.arange(len(usage)), n_viol).tolist())
+    usage_t = [
+        _day_time(rng, float(rng.uniform(0.0, window - 2 * HOUR)), window - 2 * HOUR)
+        for _ in range(len(usage))
+    ]
+    # A missing reminder is only decidable once the reminder deadline has passed.
+    r4_cand = np.flatnonzero(np.asarray(usage_t, dtype=np.float64) <= window - 2 * DAY)
+    r4 = set(_choose(rng, r4_cand, n_viol).tolist())
     for j, c in enumerate(usage.tolist()):
-        t = float(rng.uniform(0.0, window - 2 * HOUR))
+        t = usage_t[j]
         reg = int(cust.region[c])
         rid = f"ovr-{j + 1:06d}"
         e = events.add(
@@ -1657,7 +1615,7 @@ def _compliance_journeys(
     contract = rng.random(len(changes)) < 0.2
     r6 = set(_choose(rng, np.flatnonzero(~contract), n_viol).tolist())
     for j, c in enumerate(changes.tolist()):
-        t = float(rng.uniform(0.0, window - 6.5 * DAY))
+        t = _day_time(rng, float(rng.uniform(0.0, window - 6.5 * DAY)), window - 6 * DAY)
         reg = int(cust.region[c])
         rid, iid = f"pc-{j + 1:06d}", f"int-p{j + 1:06d}"
         to_plan = PLANS[int(rng.integers(0, len(PLANS)))].name
@@ -1698,7 +1656,7 @@ def _compliance_journeys(
     r7_cand = np.flatnonzero(eligible & (chans != "app"))
     r7 = set(_choose(rng, r7_cand, n_viol).tolist())
     for j, c in enumerate(unsubs.tolist()):
-        t = float(rng.uniform(0.0, window - 5 * DAY))
+        t = _day_time(rng, float(rng.uniform(0.0, window - 5 * DAY)), window - 4.5 * DAY)
         reg = int(cust.region[c])
         chan = str(chans[j])
         rid, iid = f"us-{j + 1:06d}", f"int-u{j + 1:06d}"

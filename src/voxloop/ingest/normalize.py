@@ -14,10 +14,15 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from voxloop.ingest.mapping import ATTR_PREFIX, FACTOR_PREFIX, ROW_INDEX
 from voxloop.ingest.schemas import Channel, CustomerStatus, RecordKind, Touchpoint, VoiceKind
+
+#: Prefix of the per-attribute output columns that ``normalize`` folds into one map.
+ATTR_OUT = "__attr:"
 
 FieldType = Literal["str", "ts", "float", "int8", "bool", "enum", "attrs", "factors"]
 
@@ -180,6 +185,12 @@ def build_query(
         s1.append(f"{c(spec.name)} AS {_ident('c_' + spec.name)}")
     for col in attr_cols + factor_cols:
         s1.append(f"{c(col)} AS {_ident('c_' + col)}")
+    for spec in specs:
+        if spec.type == "enum":
+            s1.append(
+                f"replace(replace(lower({c(spec.name)}), ' ', '_'), '-', '_') "
+                f"AS {_ident('l_' + spec.name)}"
+            )
 
     s2: list[str] = ["*"]
     errs: list[tuple[str, str]] = []  # (field, SQL expression yielding reason or NULL)
@@ -218,10 +229,11 @@ def build_query(
             checks.append(
                 f"CASE WHEN {cv} IS NOT NULL AND {v} IS NULL "
                 f"THEN 'not a timestamp: ' || left({cv}, 40) "
-                f"WHEN year({v}) NOT BETWEEN 1970 AND 2100 "
+                f"WHEN {v} < TIMESTAMPTZ '1970-01-01 00:00:00+00' "
+                f"OR {v} >= TIMESTAMPTZ '2101-01-01 00:00:00+00' "
                 f"THEN 'timestamp out of range: ' || left({cv}, 40) END"
             )
-            outputs.append(f"timezone('UTC', {v}) AS {_ident(spec.name)}")
+            outputs.append(f"{v} AS {_ident(spec.name)}")
         elif spec.type in ("float", "int8"):
             s2.append(f"try_cast({cv} AS DOUBLE) AS {v}")
             checks.append(
@@ -259,7 +271,7 @@ def build_query(
             )
             outputs.append(f"{v} AS {_ident(spec.name)}")
         elif spec.type == "enum":
-            lc = f"replace(replace(lower({cv}), ' ', '_'), '-', '_')"
+            lc = _ident("l_" + spec.name)
             fallback = _lit("other") if spec.unknown == "other" else "NULL"
             default = _lit(spec.default) if spec.default else "NULL"
             s2.append(
@@ -281,6 +293,12 @@ def build_query(
                     )
                 )
             outputs.append(f"{v} AS {_ident(spec.name)}")
+        elif spec.type == "attrs" and spec.name not in present:
+            # No JSON column: emit one column per attribute; ``normalize`` builds the map
+            # in Arrow, which is several times cheaper than DuckDB's list/map functions.
+            entries = [(col[len(ATTR_PREFIX) :], _ident("c_" + col)) for col in attr_cols]
+            for key, expr in entries + enum_raw:
+                outputs.append(f"{expr} AS {_ident(ATTR_OUT + key)}")
         elif spec.type == "attrs":
             entries = [(col[len(ATTR_PREFIX) :], _ident("c_" + col)) for col in attr_cols]
             entries += enum_raw
@@ -331,38 +349,51 @@ def build_query(
             errs.append((spec.name, missing))
         errs.extend((spec.name, chk) for chk in checks)
 
+    # Each check is computed once, as a column of s3; s4 folds them into the reason.
+    err_cols = [f"__e{i}" for i in range(len(errs))]
+    checks_sql = [f"({e}) AS {col}" for (_, e), col in zip(errs, err_cols, strict=True)]
     reason = (
         "nullif(concat_ws('; ', "
         + ", ".join(
-            f"CASE WHEN ({e}) IS NOT NULL THEN {_lit(f + ': ')} || ({e}) END" for f, e in errs
+            f"CASE WHEN {col} IS NOT NULL THEN {_lit(f + ': ')} || {col} END"
+            for (f, _), col in zip(errs, err_cols, strict=True)
         )
         + "), '')"
     )
     first = (
         "coalesce("
-        + ", ".join(f"CASE WHEN ({e}) IS NOT NULL THEN {_lit(f)} END" for f, e in errs)
+        + ", ".join(
+            f"CASE WHEN {col} IS NOT NULL THEN {_lit(f)} END"
+            for (f, _), col in zip(errs, err_cols, strict=True)
+        )
         + ", NULL::VARCHAR)"
     )
-    hashed = [
-        s.name
-        for s in specs
-        if s.name != "id" or (HASH_INCLUDES_ID[kind] if hash_id is None else hash_id)
-    ]
-    content = (
-        "md5(concat_ws(chr(31), "
-        + ", ".join(f"coalesce(CAST({_ident(n)} AS VARCHAR), chr(0))" for n in hashed)
-        + "))"
-    )
+    include_id = HASH_INCLUDES_ID[kind] if hash_id is None else hash_id
+    parts = []
+    for spec in specs:
+        if spec.name == "id" and not include_id:
+            continue
+        if spec.type == "ts":
+            parts.append(f"CAST(epoch_us({_ident('v_' + spec.name)}) AS VARCHAR)")
+        else:
+            parts.append(_ident("c_" + spec.name))
+    parts += [_ident("c_" + col) for col in attr_cols + factor_cols]
+    # Trimmed source text (timestamps as instants): cheap, and equal content hashes equal.
+    content = "md5(concat_ws(chr(31), " + ", ".join(f"coalesce({x}, chr(0))" for x in parts) + "))"
+    outputs.append(f"{content} AS __content_hash")
+    # md5_number reads the digest little-endian; hi/lo are its two 64-bit halves.
+    mask = "18446744073709551615::UHUGEINT"
     return (
         f"WITH s1 AS (SELECT {', '.join(s1)} FROM raw), "
         f"s2 AS (SELECT {', '.join(s2)} FROM s1), "
-        f"s3 AS (SELECT {', '.join(outputs)}, {reason} AS __reason, {first} AS __field FROM s2), "
-        f"s4 AS (SELECT *, {content} AS __content_hash FROM s3) "
-        "SELECT *, md5_number_upper(coalesce(id, '')) AS __id_hi, "
-        "md5_number_lower(coalesce(id, '')) AS __id_lo, "
+        f"s3 AS (SELECT {', '.join(outputs + checks_sql)} FROM s2), "
+        f"s4 AS (SELECT * EXCLUDE ({', '.join(err_cols)}), {reason} AS __reason, "
+        f"{first} AS __field, "
+        "md5_number(coalesce(id, '')) AS __idh FROM s3) "
+        "SELECT * EXCLUDE (__idh), (__idh >> 64)::UBIGINT AS __id_hi, "
+        f"(__idh & {mask})::UBIGINT AS __id_lo, "
         "('0x' || left(__content_hash, 16))::UBIGINT AS __ch_hi, "
-        "('0x' || right(__content_hash, 16))::UBIGINT AS __ch_lo "
-        f"FROM s4 ORDER BY {ROW_INDEX}"
+        "('0x' || right(__content_hash, 16))::UBIGINT AS __ch_lo FROM s4"
     )
 
 
@@ -395,4 +426,33 @@ def normalize(
         result: pa.Table = con.sql(sql, params={"key": secret_key}).to_arrow_table()
     finally:
         con.unregister("raw")
+    attr_cols = [n for n in result.column_names if n.startswith(ATTR_OUT)]
+    if "attributes" not in result.column_names:
+        attrs = columns_to_map(
+            [(n[len(ATTR_OUT) :], result.column(n)) for n in attr_cols], result.num_rows
+        )
+        result = result.drop_columns(attr_cols).append_column("attributes", attrs)
     return result
+
+
+def columns_to_map(
+    columns: list[tuple[str, pa.ChunkedArray | pa.Array]], num_rows: int
+) -> pa.MapArray:
+    """Fold text columns into one ``map<string, string>`` per row, skipping nulls."""
+    if not columns:
+        offsets = pa.array(np.zeros(num_rows + 1, dtype=np.int32))
+        return pa.MapArray.from_arrays(
+            offsets, pa.array([], pa.string()), pa.array([], pa.string())
+        )
+    values = [
+        pa.chunked_array(c).combine_chunks() if isinstance(c, pa.ChunkedArray) else c
+        for _, c in columns
+    ]
+    valid = np.column_stack([v.is_valid().to_numpy(zero_copy_only=False) for v in values])
+    counts = valid.sum(axis=1)
+    offsets = np.zeros(num_rows + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    rows, cols = np.nonzero(valid)  # row-major: row 0's entries, then row 1's ...
+    keys = pc.take(pa.array([k for k, _ in columns], pa.string()), pa.array(cols))
+    items = pc.take(pa.concat_arrays(values), pa.array(cols * num_rows + rows))
+    return pa.MapArray.from_arrays(pa.array(offsets), keys, items)

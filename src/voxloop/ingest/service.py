@@ -103,12 +103,19 @@ def _ensure_store(settings: Settings) -> None:
         _migrated.add(url)
 
 
-def _register_identities(engine: Engine, pseudonyms: pa.Array, raw: pa.Array) -> None:
-    """Insert (pseudonym, real id) pairs that are not known yet."""
-    pairs = pa.table({"p": pseudonyms, "r": raw}).filter(pc.is_valid(pseudonyms))
+def _register_identities(
+    engine: Engine, pseudonyms: pa.Array, raw: pa.Array, known: list[pa.Array]
+) -> None:
+    """Insert (pseudonym, real id) pairs not registered yet; ``known`` caches this run's."""
+    keep = pc.is_valid(pseudonyms)
+    if known:
+        seen = pa.concat_arrays(known) if len(known) > 1 else known[0]
+        keep = pc.and_(keep, pc.invert(pc.is_in(pseudonyms, value_set=seen)))
+    pairs = pa.table({"p": pseudonyms, "r": raw}).filter(keep)
     if pairs.num_rows == 0:
         return
     pairs = pairs.group_by("p").aggregate([("r", "min")])
+    known[:] = [pa.concat_arrays([*known, pairs.column("p").combine_chunks()])]
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     if engine.dialect.name == "postgresql":
         now += "+00"
@@ -242,7 +249,8 @@ def _sync_keys(settings: Settings, table: str) -> None:
             part = pq.read_table(data[name], columns=["id", "content_hash"])
             con.register("p", part)
             rebuilt = con.sql(
-                "SELECT md5_number_upper(id) AS id_hi, md5_number_lower(id) AS id_lo, "
+                "SELECT (md5_number(id) >> 64)::UBIGINT AS id_hi, "
+                "(md5_number(id) & 18446744073709551615::UHUGEINT)::UBIGINT AS id_lo, "
                 "('0x' || left(content_hash, 16))::UBIGINT AS ch_hi, "
                 "('0x' || right(content_hash, 16))::UBIGINT AS ch_lo FROM p"
             ).to_arrow_table()
@@ -254,7 +262,8 @@ def _sync_keys(settings: Settings, table: str) -> None:
 
 def _write_keys(path: Path, keys: pa.Table) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(keys, tmp, compression="zstd")
+    # Random 64-bit hashes do not compress; skip the codec.
+    pq.write_table(keys, tmp, compression="none")
     os.replace(tmp, path)
 
 
@@ -399,6 +408,7 @@ def _ingest_batches(
     own_engine = engine is None
     eng = make_engine(settings) if engine is None else engine
     con = duckdb.connect()
+    known_ids: list[pa.Array] = []
     try:
         for batch in batches:
             result = result.add(
@@ -415,6 +425,7 @@ def _ingest_batches(
                     pseudo_fields=pseudo_fields,
                     con=con,
                     engine=eng,
+                    known_ids=known_ids,
                 )
             )
     finally:
@@ -438,6 +449,7 @@ def _ingest_batch(
     pseudo_fields: list[str],
     con: Any,
     engine: Engine,
+    known_ids: list[pa.Array],
 ) -> IngestResult:
     q_rows: list[int] = [r.row for r in batch.rejects]
     q_fields: list[str | None] = [r.field for r in batch.rejects]
@@ -458,7 +470,8 @@ def _ingest_batch(
         )
         is_bad = pc.is_valid(typed.column("__reason"))
         bad = typed.filter(is_bad)
-        good = typed.filter(pc.invert(is_bad))
+        # Source order decides which of two equal rows in a batch is the duplicate.
+        good = typed.filter(pc.invert(is_bad)).sort_by(ROW_INDEX)
         if bad.num_rows:
             idx = bad.column(ROW_INDEX).to_numpy()
             replace: dict[str, str] = {}
@@ -497,6 +510,7 @@ def _ingest_batch(
                         engine,
                         new_good.column(f).combine_chunks(),
                         new_good.column("__raw_" + f).combine_chunks(),
+                        known_ids,
                     )
                 part = write_part(settings, table_name, new)
                 if part is not None:

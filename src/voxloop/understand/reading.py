@@ -195,6 +195,10 @@ def _emotion(bundle: ReadingBundle, texts: pa.Array) -> np.ndarray:
     return np.array([EMOTION_ALIASES.get(str(p).lower(), str(p)) for p in pred], dtype=object)
 
 
+#: Rows featurised at once; bounds the memory of n-gram intermediates.
+CHUNK_ROWS = 8192
+
+
 def read_table(
     voices: pa.Table | pa.RecordBatch,
     *,
@@ -206,6 +210,24 @@ def read_table(
     for col in ("id", "text"):
         if col not in voices.schema.names:
             raise ValueError(f"voices batch lacks the column {col!r}")
+    when = read_at or datetime.now(UTC)
+    if voices.num_rows <= CHUNK_ROWS:
+        return _read_chunk(voices, bundle=bundle, prior_contacts=prior_contacts, read_at=when)
+    parts = []
+    for start in range(0, voices.num_rows, CHUNK_ROWS):
+        prior = None if prior_contacts is None else prior_contacts[start : start + CHUNK_ROWS]
+        part = voices.slice(start, CHUNK_ROWS)
+        parts.append(_read_chunk(part, bundle=bundle, prior_contacts=prior, read_at=when))
+    return pa.concat_tables(parts)
+
+
+def _read_chunk(
+    voices: pa.Table | pa.RecordBatch,
+    *,
+    bundle: ReadingBundle,
+    prior_contacts: np.ndarray | None,
+    read_at: datetime,
+) -> pa.Table:
     texts = voices.column("text")
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
@@ -248,7 +270,6 @@ def read_table(
     sentiment, sentiment_score = _sentiment(bundle, texts)
     emotion = _emotion(bundle, texts)
     urg = assess(texts, prior_contacts=prior_contacts)
-    when = read_at or datetime.now(UTC)
 
     return pa.table(
         {
@@ -266,7 +287,7 @@ def read_table(
             "urgency_triggers": pa.array(urg.triggers, type=pa.list_(pa.string())),
             "needs_review": pa.array(needs_review, type=pa.bool_()),
             "model_version": pa.array([bundle.version] * n, type=pa.string()),
-            "read_at": pa.array([when] * n, type=pa.timestamp("us", tz="UTC")),
+            "read_at": pa.array([read_at] * n, type=pa.timestamp("us", tz="UTC")),
         },
         schema=READING_SCHEMA,
     )

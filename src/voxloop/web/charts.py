@@ -227,8 +227,10 @@ def _x_number(x: XValue) -> float:
 
 def _x_label(x: XValue, span_s: float) -> str:
     if isinstance(x, datetime):
-        if span_s <= 2 * 86_400:
+        if span_s <= 86_400:
             return x.strftime("%H:%M")
+        if (x.hour, x.minute) != (0, 0) and span_s <= 14 * 86_400:
+            return x.strftime("%m-%d %H:%M")
         return x.strftime("%m-%d") if span_s <= 366 * 86_400 else x.strftime("%Y-%m")
     if isinstance(x, date):
         return x.strftime("%m-%d") if span_s <= 366 * 86_400 else x.strftime("%Y-%m")
@@ -370,12 +372,13 @@ def line_chart(
         f'<line x1="{_f(left)}" x2="{_f(left + pw)}" y1="{_f(top + ph)}" y2="{_f(top + ph)}" '
         f'stroke="#9aa5b1" stroke-width="1"/>'
     )
-    max_labels = max(2, int(pw // 64))
+    label_w = max(_text_width(_x_label(x, span), 11) for x in ordered) + 12
+    max_labels = max(2, int(pw // max(label_w, 52)))
     step = max(1, math.ceil(len(ordered) / max_labels))
     for i in range(0, len(ordered), step):
         x = ordered[i]
         px = xpos(x)
-        label = _truncate(_x_label(x, span), 60, 11)
+        label = _truncate(_x_label(x, span), 96, 11)
         out.append(
             f'<line x1="{_f(px)}" x2="{_f(px)}" y1="{_f(top + ph)}" y2="{_f(top + ph + 4)}" '
             f'stroke="#9aa5b1"/>'

@@ -8,12 +8,24 @@ before understanding or ingest has written them.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from voxloop.config import Settings
-from voxloop.store.service import lake_connection
-from voxloop.web.schemas import Facets, Overview, Scope, VoiceFilters, VoicePage, VoiceRow
+from voxloop.store.service import lake_connection, part_files
+from voxloop.web.schemas import (
+    Facets,
+    Overview,
+    ReadingRow,
+    Scope,
+    VoiceDetail,
+    VoiceFilters,
+    VoicePage,
+    VoiceRow,
+)
 
 #: Scenario codes in display order (domain reference, section 6).
 SCENARIOS = (
@@ -35,9 +47,12 @@ SCENARIOS = (
 SENTIMENTS = ("negative", "neutral", "positive")
 #: Channels shown as their own line on the overview; the rest are summed as ``other``.
 TOP_CHANNELS = 6
+#: Bars in the region chart, and regions with a trend line in the table below it.
+REGION_LIMIT = 20
+REGION_TRENDS = 8
 
-_READING_COLUMNS = (
-    "voice_id",
+#: Columns of a reading shown with a voice; with ``voice_id`` and ``read_at`` required.
+_READING_FIELDS = (
     "scenario",
     "subcategory",
     "scenario_confidence",
@@ -48,23 +63,47 @@ _READING_COLUMNS = (
     "urgency",
     "escalation_risk",
     "needs_review",
-    "read_at",
 )
 
-_LATEST_READINGS = f"""
-latest AS (
-    SELECT {", ".join(_READING_COLUMNS)} FROM readings {{where}}
-    QUALIFY row_number() OVER (PARTITION BY voice_id ORDER BY read_at DESC) = 1
-)"""
+_VOICE_COLUMNS = (
+    "v.id, timezone(?, v.received_at), v.channel, v.kind, v.province, v.city, v.district, "
+    "v.text, coalesce(list_sum(map_values(v.pii_counts)), 0)"
+)
 
-_VOICE_COLUMNS = """
-    v.id, timezone(?, v.received_at) AS local_at, v.channel, v.kind,
-    v.province, v.city, v.district, v.text,
-    coalesce(list_sum(map_values(v.pii_counts)), 0) AS pii"""
 
-_ROW_READING = """
-    r.scenario, r.subcategory, r.scenario_confidence, r.scenario_source, r.sentiment,
-    r.sentiment_score, r.emotion, r.urgency, r.escalation_risk, r.needs_review"""
+T = TypeVar("T")
+#: Results kept per process; a key names every part file read, see ``_cached``.
+CACHE_SIZE = 64
+_cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _cached(settings: Settings, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+    # Lake parts are immutable and every write adds a part with a new name, so the list
+    # of part names is an exact version of the lake: a cached result stays correct until
+    # a part is added or removed, and the key then changes by itself.
+    state = tuple(
+        (table, tuple(p.name for p in part_files(settings, table)))
+        for table in ("voices", "readings", "quarantine")
+    )
+    full = (str(settings.lake_dir.resolve()), settings.timezone, state, *key)
+    with _cache_lock:
+        if full in _cache:
+            _cache.move_to_end(full)
+            hit: T = _cache[full]
+            return hit
+    value = compute()
+    with _cache_lock:
+        _cache[full] = value
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return value
+
+
+def clear_cache() -> None:
+    """Forget every cached result (benchmarks; tests that rewrite a lake in place)."""
+    with _cache_lock:
+        _cache.clear()
 
 
 def _tables(con: Any) -> set[str]:
@@ -76,7 +115,7 @@ def _has_readings(con: Any, tables: set[str]) -> bool:
     if "readings" not in tables:
         return False
     cols = {str(r[0]) for r in con.execute("DESCRIBE readings").fetchall()}
-    return set(_READING_COLUMNS) <= cols
+    return {"voice_id", "read_at", *_READING_FIELDS} <= cols
 
 
 def _scope_where(scope: Scope) -> tuple[str, list[Any]]:
@@ -93,32 +132,36 @@ def _scope_where(scope: Scope) -> tuple[str, list[Any]]:
     return (" AND ".join(clauses) or "TRUE"), params
 
 
-def _row(values: tuple[Any, ...], with_reading: bool) -> VoiceRow:
-    row = VoiceRow(
-        id=values[0],
-        received_at=values[1],
-        channel=values[2],
-        kind=values[3],
-        province=values[4],
-        city=values[5],
-        district=values[6],
-        text=values[7],
-        pii=int(values[8] or 0),
-    )
-    if with_reading:
-        (
-            row.scenario,
-            row.subcategory,
-            row.scenario_confidence,
-            row.scenario_source,
-            row.sentiment,
-            row.sentiment_score,
-            row.emotion,
-            row.urgency,
-            row.escalation_risk,
-            row.needs_review,
-        ) = values[9:19]
-    return row
+def _rows(con: Any, sql: str, params: list[Any], *, with_readings: bool) -> list[VoiceRow]:
+    rows = [
+        VoiceRow(
+            id=v[0],
+            received_at=v[1],
+            channel=v[2],
+            kind=v[3],
+            province=v[4],
+            city=v[5],
+            district=v[6],
+            text=v[7],
+            pii=int(v[8] or 0),
+        )
+        for v in con.execute(sql, params).fetchall()
+    ]
+    if with_readings and rows:
+        # A page is a few dozen voices: look their readings up by id (Parquet min/max
+        # statistics prune most row groups) instead of joining against every reading.
+        marks = ", ".join("?" for _ in rows)
+        found = con.execute(
+            f"SELECT voice_id, {', '.join(_READING_FIELDS)} FROM readings "
+            f"WHERE voice_id IN ({marks}) "
+            "QUALIFY row_number() OVER (PARTITION BY voice_id ORDER BY read_at DESC) = 1",
+            [r.id for r in rows],
+        ).fetchall()
+        by_id = {f[0]: f[1:] for f in found}
+        for row in rows:
+            for name, value in zip(_READING_FIELDS, by_id.get(row.id, ()), strict=False):
+                setattr(row, name, value)
+    return rows
 
 
 def _series_fill(
@@ -140,7 +183,18 @@ def _series_fill(
 
 
 def overview(*, settings: Settings, scope: Scope, latest_limit: int = 12) -> Overview:
-    """Aggregate the overview page: volumes by time, channel, region, scenario, sentiment."""
+    """Aggregate the overview page: volumes by time, channel, region, scenario, sentiment.
+
+    Results are cached per lake version (see ``_cached``); treat them as read-only.
+    """
+    return _cached(
+        settings,
+        ("overview", scope.model_dump_json(), latest_limit),
+        lambda: _overview(settings=settings, scope=scope, latest_limit=latest_limit),
+    )
+
+
+def _overview(*, settings: Settings, scope: Scope, latest_limit: int) -> Overview:
     result = Overview()
     con = lake_connection(settings)
     try:
@@ -164,7 +218,7 @@ def overview(*, settings: Settings, scope: Scope, latest_limit: int = 12) -> Ove
         where, params = _scope_where(scope)
         scoped = (
             "WITH scoped AS (SELECT v.id, v.received_at, v.channel, v.province, v.city, "
-            f"v.district FROM voices v WHERE {where}) "
+            f"v.district FROM voices v WHERE {where})"
         )
 
         def fetch(sql: str, extra: list[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -224,67 +278,82 @@ def overview(*, settings: Settings, scope: Scope, latest_limit: int = 12) -> Ove
             "district" if scope.city else "city" if scope.province else "province"
         )
         result.region_level = level
-        result.by_region = [
-            (name, int(n))
-            for name, n in fetch(
-                f"SELECT {level}, count(*) AS n FROM scoped GROUP BY 1 "
-                "ORDER BY n DESC, 1 NULLS LAST LIMIT 20"
-            )
-        ]
+        region_rows = fetch(
+            f"SELECT {level}, date_trunc('{bucket}', timezone(?, received_at)), count(*) "
+            "FROM scoped GROUP BY ALL",
+            [tz],
+        )
+        region_totals: dict[str | None, int] = {}
+        for name, _, n in region_rows:
+            region_totals[name] = region_totals.get(name, 0) + int(n)
+        result.by_region = sorted(
+            region_totals.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or "")
+        )[:REGION_LIMIT]
+        shown = {name for name, _ in result.by_region[:REGION_TRENDS]}
+        index = {name: i for i, name in enumerate(shown)}
+        filled = _series_fill(
+            [(b, str(index[name]), int(n)) for name, b, n in region_rows if name in shown],
+            start=start,
+            end=end,
+            step=step,
+            keys=[str(i) for i in range(len(index))],
+        )
+        result.region_trend = {name: [n for _, n in filled[str(i)]] for name, i in index.items()}
 
         result.has_readings = _has_readings(con, tables)
         if result.has_readings:
-            scoped += (
-                ", "
-                + _LATEST_READINGS.format(where="WHERE voice_id IN (SELECT id FROM scoped)")
-                + ", scoped_read AS (SELECT s.received_at, r.* FROM scoped s "
-                "JOIN latest r ON r.voice_id = s.id) "
+            # One pass: latest reading per voice (arg_max over read_at, exact even when a
+            # voice was read several times), joined to the scope and aggregated by
+            # (bucket, scenario, sentiment); cards, scenario bars and the trend derive
+            # from these few rows.
+            restrict = "WHERE voice_id IN (SELECT id FROM scoped)" if where != "TRUE" else ""
+            agg = fetch(
+                ", latest_agg AS (SELECT voice_id, arg_max(struct_pack(sc := scenario, "
+                "se := sentiment, nr := needs_review, er := escalation_risk), read_at) AS x "
+                f"FROM readings {restrict} GROUP BY voice_id) "
+                f"SELECT date_trunc('{bucket}', timezone(?, s.received_at)) AS b, "
+                "coalesce(l.x.sc, '?'), l.x.se, count(*), count(*) FILTER (WHERE l.x.nr), "
+                "count(*) FILTER (WHERE l.x.er) FROM scoped s "
+                "JOIN latest_agg l ON l.voice_id = s.id GROUP BY ALL",
+                [tz],
             )
-            kr = fetch(
-                "SELECT count(*), avg(CASE WHEN sentiment = 'negative' THEN 1.0 ELSE 0.0 END), "
-                "count(*) FILTER (WHERE needs_review), count(*) FILTER (WHERE escalation_risk) "
-                "FROM scoped_read"
-            )[0]
-            k.read, k.negative_share = int(kr[0]), (float(kr[1]) if kr[1] is not None else None)
-            k.needs_review, k.escalation_risk = int(kr[2]), int(kr[3])
             by_scen: dict[str, dict[str, int]] = {}
-            for scen, sent, n in fetch(
-                "SELECT coalesce(scenario, '?'), coalesce(sentiment, 'neutral'), count(*) "
-                "FROM scoped_read GROUP BY ALL"
-            ):
-                by_scen.setdefault(scen, {})[sent] = int(n)
+            trend: list[tuple[datetime, str, int]] = []
+            negative = 0
+            for b, scen, sent, n, review, escalation in agg:
+                k.read += int(n)
+                k.needs_review += int(review)
+                k.escalation_risk += int(escalation)
+                cell = by_scen.setdefault(scen, {})
+                mood = sent if sent in SENTIMENTS else "neutral"
+                cell[mood] = cell.get(mood, 0) + int(n)
+                if sent in SENTIMENTS:
+                    trend.append((b, sent, int(n)))
+                negative += int(n) if sent == "negative" else 0
+            k.negative_share = negative / k.read if k.read else None
             order = {code: i for i, code in enumerate(SCENARIOS)}
             result.by_scenario = dict(
                 sorted(by_scen.items(), key=lambda kv: (-sum(kv[1].values()), order.get(kv[0], 99)))
             )
-            srows = fetch(
-                f"SELECT date_trunc('{bucket}', timezone(?, received_at)), sentiment, count(*) "
-                "FROM scoped_read WHERE sentiment IN ('negative', 'neutral', 'positive') "
-                "GROUP BY ALL",
-                [tz],
-            )
-            present = [s for s in SENTIMENTS if any(r[1] == s for r in srows)]
+            summed: dict[tuple[datetime, str], int] = {}
+            for b, sent, n in trend:
+                summed[(b, sent)] = summed.get((b, sent), 0) + n
+            present = [x for x in SENTIMENTS if any(key[1] == x for key in summed)]
             result.sentiment_trend = _series_fill(
-                srows, start=start, end=end, step=step, keys=present
+                [(b, sent, n) for (b, sent), n in summed.items()],
+                start=start,
+                end=end,
+                step=step,
+                keys=present,
             )
 
-        sql = (
-            f"WITH page AS (SELECT {_VOICE_COLUMNS} , v.received_at AS ts FROM voices v "
-            f"WHERE {where} ORDER BY v.received_at DESC, v.id LIMIT ?)"
+        result.latest = _rows(
+            con,
+            f"SELECT {_VOICE_COLUMNS} FROM voices v WHERE {where} "
+            "ORDER BY v.received_at DESC, v.id LIMIT ?",
+            [tz, *params, latest_limit],
+            with_readings=result.has_readings,
         )
-        if result.has_readings:
-            sql += (
-                ", "
-                + _LATEST_READINGS.format(where="WHERE voice_id IN (SELECT id FROM page)")
-                + f" SELECT page.* EXCLUDE (ts), {_ROW_READING} FROM page "
-                "LEFT JOIN latest r ON r.voice_id = page.id ORDER BY page.ts DESC, page.id"
-            )
-        else:
-            sql += " SELECT * EXCLUDE (ts) FROM page ORDER BY ts DESC, id"
-        result.latest = [
-            _row(tuple(r), result.has_readings)
-            for r in con.execute(sql, [tz, *params, latest_limit]).fetchall()
-        ]
         return result
     finally:
         con.close()
@@ -296,7 +365,8 @@ def _trunc(ts: datetime, bucket: Literal["day", "hour"]) -> datetime:
     return ts.replace(minute=0, second=0, microsecond=0)
 
 
-def _filter_where(filters: VoiceFilters, tz: str) -> tuple[str, list[Any], bool]:
+def _filter_where(filters: VoiceFilters, tz: str) -> tuple[str, list[Any], str, list[Any]]:
+    """Split ``filters`` into SQL over voices (alias ``v``) and over latest readings (``x``)."""
     clauses: list[str] = []
     params: list[Any] = []
     for col in ("province", "city", "district", "channel", "kind"):
@@ -313,90 +383,82 @@ def _filter_where(filters: VoiceFilters, tz: str) -> tuple[str, list[Any], bool]
     if filters.q:
         clauses.append("contains(lower(v.text), lower(?))")
         params.append(filters.q)
-    needs_reading = False
-    if filters.scenario:
-        clauses.append("r.scenario = ?")
-        params.append(filters.scenario)
-        needs_reading = True
-    if filters.sentiment:
-        clauses.append("r.sentiment = ?")
-        params.append(filters.sentiment)
-        needs_reading = True
-    if filters.review is not None:
-        clauses.append("r.needs_review = ?")
-        params.append(filters.review)
-        needs_reading = True
-    return (" AND ".join(clauses) or "TRUE"), params, needs_reading
+    reading: list[str] = []
+    reading_params: list[Any] = []
+    for field, column in (("scenario", "sc"), ("sentiment", "se"), ("review", "nr")):
+        value = getattr(filters, field)
+        if value is not None and value != "":
+            reading.append(f"x.{column} = ?")
+            reading_params.append(value)
+    return (
+        " AND ".join(clauses) or "TRUE",
+        params,
+        " AND ".join(reading),
+        reading_params,
+    )
 
 
 def list_voices(*, settings: Settings, filters: VoiceFilters) -> VoicePage:
     """Return one page of voices matching ``filters``, newest first, with latest readings."""
+    return _cached(
+        settings,
+        ("voices", filters.model_dump_json()),
+        lambda: _list_voices(settings=settings, filters=filters),
+    )
+
+
+def _list_voices(*, settings: Settings, filters: VoiceFilters) -> VoicePage:
     con = lake_connection(settings)
     try:
         tables = _tables(con)
         has_readings = _has_readings(con, tables)
-        empty = VoicePage(
+        page = VoicePage(
             rows=[], total=0, page=filters.page, per_page=filters.per_page, has_readings=False
         )
         if "voices" not in tables:
-            return empty
+            return page
         tz = settings.timezone
-        where, params, needs_reading = _filter_where(filters, tz)
-        if needs_reading and not has_readings:
-            return empty
-        offset = (filters.page - 1) * filters.per_page
-        if needs_reading:
-            # Reading filters decide which voices match, so join before paging.
-            base = (
-                "WITH "
-                + _LATEST_READINGS.format(where="")
-                + " , hits AS (SELECT v.*, "
-                + _ROW_READING
-                + " FROM voices v JOIN latest r ON r.voice_id = v.id WHERE "
-                + where
-                + ")"
+        where, params, reading_where, reading_params = _filter_where(filters, tz)
+        if reading_where and not has_readings:
+            return page
+        prefix = ""
+        if reading_where:
+            # Reading filters decide which voices match: pick the matching voice ids from
+            # the latest reading of every voice (arg_max over read_at), then page voices.
+            prefix = (
+                "WITH hits AS (SELECT voice_id FROM (SELECT voice_id, arg_max(struct_pack("
+                "sc := scenario, se := sentiment, nr := needs_review), read_at) AS x "
+                f"FROM readings GROUP BY voice_id) WHERE {reading_where}) "
             )
-            total = int(con.execute(base + " SELECT count(*) FROM hits", params).fetchone()[0])
-            sql = (
-                base
-                + " SELECT "
-                + _VOICE_COLUMNS
-                + ", "
-                + _ROW_READING.replace("r.", "v.")
-                + " FROM hits v ORDER BY v.received_at DESC, v.id LIMIT ? OFFSET ?"
-            )
-            rows = con.execute(sql, [*params, tz, filters.per_page, offset]).fetchall()
-        else:
-            total = int(
-                con.execute(f"SELECT count(*) FROM voices v WHERE {where}", params).fetchone()[0]
-            )
-            sql = (
-                f"WITH page AS (SELECT {_VOICE_COLUMNS}, v.received_at AS ts FROM voices v "
-                f"WHERE {where} ORDER BY v.received_at DESC, v.id LIMIT ? OFFSET ?)"
-            )
-            if has_readings:
-                sql += (
-                    ", "
-                    + _LATEST_READINGS.format(where="WHERE voice_id IN (SELECT id FROM page)")
-                    + f" SELECT page.* EXCLUDE (ts), {_ROW_READING} FROM page "
-                    "LEFT JOIN latest r ON r.voice_id = page.id ORDER BY page.ts DESC, page.id"
-                )
-            else:
-                sql += " SELECT * EXCLUDE (ts) FROM page ORDER BY ts DESC, id"
-            rows = con.execute(sql, [tz, *params, filters.per_page, offset]).fetchall()
-        return VoicePage(
-            rows=[_row(tuple(r), has_readings) for r in rows],
-            total=total,
-            page=filters.page,
-            per_page=filters.per_page,
-            has_readings=has_readings,
+            where += " AND v.id IN (SELECT voice_id FROM hits)"
+        page.has_readings = has_readings
+        page.total = int(
+            con.execute(
+                f"{prefix}SELECT count(*) FROM voices v WHERE {where}", [*reading_params, *params]
+            ).fetchone()[0]
         )
+        page.rows = _rows(
+            con,
+            f"{prefix}SELECT {_VOICE_COLUMNS} FROM voices v WHERE {where} "
+            "ORDER BY v.received_at DESC, v.id LIMIT ? OFFSET ?",
+            [*reading_params, tz, *params, filters.per_page, (filters.page - 1) * filters.per_page],
+            with_readings=has_readings,
+        )
+        return page
     finally:
         con.close()
 
 
 def facets(*, settings: Settings, province: str | None, city: str | None) -> Facets:
     """Return the distinct channels, kinds, regions and scenarios for the filter form."""
+    return _cached(
+        settings,
+        ("facets", province, city),
+        lambda: _facets(settings=settings, province=province, city=city),
+    )
+
+
+def _facets(*, settings: Settings, province: str | None, city: str | None) -> Facets:
     out = Facets()
     con = lake_connection(settings)
     try:
@@ -428,5 +490,91 @@ def facets(*, settings: Settings, province: str | None, city: str | None) -> Fac
             }
             out.scenarios = [s for s in SCENARIOS if s in found] + sorted(found - set(SCENARIOS))
         return out
+    finally:
+        con.close()
+
+
+def voice_detail(*, settings: Settings, voice_id: str) -> VoiceDetail | None:
+    """Return one voice with every reading of it (newest first), or ``None`` if unknown."""
+    return _cached(
+        settings,
+        ("voice", voice_id),
+        lambda: _voice_detail(settings=settings, voice_id=voice_id),
+    )
+
+
+def _voice_detail(*, settings: Settings, voice_id: str) -> VoiceDetail | None:
+    con = lake_connection(settings)
+    try:
+        tables = _tables(con)
+        if "voices" not in tables:
+            return None
+        tz = settings.timezone
+        found = con.execute(
+            f"SELECT {_VOICE_COLUMNS}, v.source, v.language, timezone(?, v.occurred_at), "
+            "map_keys(v.attributes), map_values(v.attributes), "
+            "map_keys(v.pii_counts), map_values(v.pii_counts) "
+            "FROM voices v WHERE v.id = ? ORDER BY v.ingested_at DESC LIMIT 1",
+            [tz, tz, voice_id],
+        ).fetchone()
+        if found is None:
+            return None
+        voice = VoiceRow(
+            id=found[0],
+            received_at=found[1],
+            channel=found[2],
+            kind=found[3],
+            province=found[4],
+            city=found[5],
+            district=found[6],
+            text=found[7],
+            pii=int(found[8] or 0),
+        )
+        readings: list[ReadingRow] = []
+        if _has_readings(con, tables):
+            cols = {str(r[0]) for r in con.execute("DESCRIBE readings").fetchall()}
+
+            def opt(name: str) -> str:
+                # intent, model_version and urgency_triggers are shown when present.
+                return name if name in cols else f"NULL AS {name}"
+
+            for r in con.execute(
+                f"SELECT timezone(?, read_at), {opt('model_version')}, "
+                f"{', '.join(_READING_FIELDS[:4])}, {opt('intent')}, "
+                f"{', '.join(_READING_FIELDS[4:])}, {opt('urgency_triggers')} "
+                "FROM readings WHERE voice_id = ? ORDER BY read_at DESC",
+                [tz, voice_id],
+            ).fetchall():
+                readings.append(
+                    ReadingRow(
+                        read_at=r[0],
+                        model_version=r[1],
+                        scenario=r[2],
+                        subcategory=r[3],
+                        scenario_confidence=r[4],
+                        scenario_source=r[5],
+                        intent=r[6],
+                        sentiment=r[7],
+                        sentiment_score=r[8],
+                        emotion=r[9],
+                        urgency=r[10],
+                        escalation_risk=r[11],
+                        needs_review=r[12],
+                        urgency_triggers=list(r[13] or []),
+                    )
+                )
+        if readings:
+            latest = readings[0]
+            for name in _READING_FIELDS:
+                setattr(voice, name, getattr(latest, name))
+        return VoiceDetail(
+            voice=voice,
+            source=found[9],
+            language=found[10],
+            occurred_at=found[11],
+            attributes=dict(zip(found[12] or [], found[13] or [], strict=False)),
+            pii_counts={k: int(v) for k, v in zip(found[14] or [], found[15] or [], strict=False)},
+            readings=readings,
+        )
     finally:
         con.close()

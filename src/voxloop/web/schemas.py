@@ -126,6 +126,7 @@ class Overview:
     by_channel: dict[str, list[tuple[datetime, int]]] = field(default_factory=dict)
     region_level: Literal["province", "city", "district"] = "province"
     by_region: list[tuple[str | None, int]] = field(default_factory=list)
+    region_trend: dict[str | None, list[int]] = field(default_factory=dict)
     by_scenario: dict[str, dict[str, int]] = field(default_factory=dict)
     sentiment_trend: dict[str, list[tuple[datetime, int]]] = field(default_factory=dict)
     latest: list[VoiceRow] = field(default_factory=list)
@@ -159,3 +160,36 @@ class Facets:
     cities: list[str] = field(default_factory=list)
     districts: list[str] = field(default_factory=list)
     scenarios: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReadingRow:
+    """One reading of a voice (any model version, or a human correction)."""
+
+    read_at: datetime
+    model_version: str | None
+    scenario: str | None
+    subcategory: str | None
+    scenario_confidence: float | None
+    scenario_source: str | None
+    intent: str | None
+    sentiment: str | None
+    sentiment_score: float | None
+    emotion: str | None
+    urgency: float | None
+    escalation_risk: bool | None
+    urgency_triggers: list[str]
+    needs_review: bool | None
+
+
+@dataclass
+class VoiceDetail:
+    """A voice with its attributes, PII counts and every reading, newest first."""
+
+    voice: VoiceRow
+    source: str
+    language: str | None
+    occurred_at: datetime | None
+    attributes: dict[str, str]
+    pii_counts: dict[str, int]
+    readings: list[ReadingRow]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,7 +13,7 @@ from voxloop.api.service import get_settings
 from voxloop.config import Settings
 from voxloop.errors import UnusableInputError
 from voxloop.web import charts
-from voxloop.web.queries import facets, list_voices, overview
+from voxloop.web.queries import facets, list_voices, overview, voice_detail
 from voxloop.web.schemas import Overview, Scope, VoiceFilters, parse_query
 from voxloop.web.service import label, language, render, translate
 
@@ -56,6 +57,11 @@ def _overview_charts(data: Overview, *, scope: Scope, lang: str) -> dict[str, An
         empty_message=t("web.no_data"),
         width=520,
     )
+    out["voices_link"] = _url("/voices", **_voice_scope(data, scope))
+    out["region_sparks"] = {
+        name: charts.sparkline(values, title=t("web.trend"), width=110, height=24)
+        for name, values in data.region_trend.items()
+    }
     if data.has_readings and data.by_scenario:
         codes = list(data.by_scenario)
         out["scenario_chart"] = charts.bar_chart(
@@ -66,7 +72,10 @@ def _overview_charts(data: Overview, *, scope: Scope, lang: str) -> dict[str, An
             },
             title=t("web.chart.by_scenario"),
             stacked=True,
-            hrefs=[_url("/voices", scenario=c) if c != "?" else None for c in codes],
+            hrefs=[
+                _url("/voices", scenario=c, **_voice_scope(data, scope)) if c != "?" else None
+                for c in codes
+            ],
             colors={label("sentiment", k, lang): v for k, v in charts.SENTIMENT_COLORS.items()},
             width=560,
         )
@@ -79,6 +88,18 @@ def _overview_charts(data: Overview, *, scope: Scope, lang: str) -> dict[str, An
             height=280,
         )
     return out
+
+
+def _voice_scope(data: Overview, scope: Scope) -> dict[str, object]:
+    """Return the voices-page filters that reproduce the overview's region and period."""
+    params: dict[str, object] = {
+        "province": scope.province,
+        "city": scope.city,
+        "district": scope.district,
+    }
+    if scope.days and data.kpis.last_at is not None:
+        params["from"] = (data.kpis.last_at - timedelta(days=scope.days)).date().isoformat()
+    return params
 
 
 def _url(path: str, **params: object) -> str:
@@ -121,4 +142,16 @@ def voices_page(request: Request, settings: Settings = Depends(get_settings)) ->
     )
     if error:
         response.status_code = 422
+    return response
+
+
+@router.get("/voices/{voice_id:path}", response_class=HTMLResponse)
+def voice_page(
+    voice_id: str, request: Request, settings: Settings = Depends(get_settings)
+) -> HTMLResponse:
+    """Show one voice: masked text, metadata, attributes and every reading of it."""
+    detail = voice_detail(settings=settings, voice_id=voice_id)
+    response = render(request, "web/voice.html", {"detail": detail, "voice_id": voice_id})
+    if detail is None:
+        response.status_code = 404
     return response

@@ -1,0 +1,203 @@
+"""Alerts in the operational store and their webhook delivery through an outbox.
+
+Raising an alert and queueing its notification happen in one transaction; a separate
+delivery pass posts queued messages and marks them delivered only after a 2xx answer, so
+delivery is at least once and survives restarts.  Failures are retried with exponential
+backoff (capped), up to ``max_attempts``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from voxloop.detect.alerts import SurgeAlert
+from voxloop.detect.models import Alert, OutboxMessage
+from voxloop.detect.series import GRANULARITY_SECONDS, LOCAL_OFFSET_S
+from voxloop.errors import InvalidTransitionError, NotFoundError
+
+#: Allowed alert state changes.
+TRANSITIONS = {
+    "open": {"acknowledged", "closed"},
+    "acknowledged": {"closed", "open"},
+    "closed": set(),
+}
+
+
+def bucket_start(bucket: int, granularity: str) -> datetime:
+    """Return the UTC start of a local-time bucket."""
+    width = GRANULARITY_SECONDS[granularity]
+    return datetime.fromtimestamp(bucket * width - LOCAL_OFFSET_S, tz=UTC)
+
+
+def alert_payload(alert: Alert) -> dict[str, Any]:
+    """Return the JSON view of an alert (API and webhook body)."""
+    return {
+        "id": alert.id,
+        "state": alert.state,
+        "root_cause": alert.root_cause,
+        "values": json.loads(alert.values_json),
+        "granularity": alert.granularity,
+        "start": bucket_start(alert.first_bucket, alert.granularity).isoformat(),
+        "last_window": bucket_start(alert.last_bucket, alert.granularity).isoformat(),
+        "windows": alert.windows,
+        "actual": alert.actual,
+        "expected": round(alert.expected, 3),
+        "excess": round(alert.actual - alert.expected, 3),
+        "share_of_excess": round(alert.share, 3),
+        "pvalue": alert.pvalue,
+        "typical_cases": json.loads(alert.typical_json),
+    }
+
+
+def record_alerts(
+    *,
+    session: Session,
+    alerts: list[SurgeAlert],
+    granularity: str,
+    merge_gap: int = 24,
+    webhook_url: str | None = None,
+    typical: dict[str, list[dict[str, Any]]] | None = None,
+) -> list[Alert]:
+    """Store surge alerts, extending an open alert with the same root cause if recent.
+
+    Each new alert queues a webhook message in the same transaction (when a URL is set).
+    """
+    stored: list[Alert] = []
+    now = datetime.now(UTC)
+    for a in alerts:
+        existing = session.scalars(
+            select(Alert)
+            .where(
+                Alert.dedup_key == f"{granularity}:{a.root_cause}",
+                Alert.state != "closed",
+                Alert.last_bucket >= a.first_bucket - merge_gap,
+            )
+            .order_by(Alert.id.desc())
+        ).first()
+        if existing is not None:
+            if a.last_bucket > existing.last_bucket:
+                existing.last_bucket = a.last_bucket
+                existing.windows += a.windows
+                existing.actual += a.actual
+                existing.expected += a.expected
+                existing.updated_at = now
+            stored.append(existing)
+            continue
+        row = Alert(
+            dedup_key=f"{granularity}:{a.root_cause}",
+            root_cause=a.root_cause,
+            values_json=json.dumps(a.values, ensure_ascii=False),
+            granularity=granularity,
+            state="open",
+            first_bucket=a.first_bucket,
+            last_bucket=a.last_bucket,
+            windows=a.windows,
+            actual=a.actual,
+            expected=a.expected,
+            share=a.share,
+            pvalue=a.pvalue,
+            typical_json=json.dumps((typical or {}).get(a.root_cause, []), ensure_ascii=False),
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        session.flush()
+        if webhook_url:
+            session.add(
+                OutboxMessage(
+                    alert_id=row.id,
+                    event="alert.opened",
+                    url=webhook_url,
+                    payload=json.dumps(
+                        {"event": "alert.opened", "alert": alert_payload(row)}, ensure_ascii=False
+                    ),
+                    attempts=0,
+                    next_attempt_at=now,
+                )
+            )
+        stored.append(row)
+    return stored
+
+
+def transition_alert(*, session: Session, alert_id: int, state: str) -> Alert:
+    """Move an alert to ``state`` (open, acknowledged, closed) if the table allows it."""
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise NotFoundError(f"alert {alert_id} not found")
+    if state not in TRANSITIONS:
+        raise InvalidTransitionError(f"unknown alert state {state!r}")
+    if state not in TRANSITIONS[alert.state]:
+        raise InvalidTransitionError(f"alert {alert_id}: {alert.state} -> {state} not allowed")
+    alert.state = state
+    alert.updated_at = datetime.now(UTC)
+    return alert
+
+
+def backoff(attempts: int, *, base_s: float = 30.0, cap_s: float = 3600.0) -> timedelta:
+    """Return the wait before retry number ``attempts`` (exponential, capped)."""
+    return timedelta(seconds=min(cap_s, base_s * 2 ** max(attempts - 1, 0)))
+
+
+Sender = Callable[[str, bytes], int]
+
+
+def http_sender(timeout_s: float = 10.0) -> Sender:
+    """Return a sender that POSTs JSON and returns the HTTP status."""
+
+    def send(url: str, body: bytes) -> int:
+        response = httpx.post(
+            url, content=body, headers={"content-type": "application/json"}, timeout=timeout_s
+        )
+        return response.status_code
+
+    return send
+
+
+def deliver_outbox(
+    *,
+    sessions: sessionmaker[Session],
+    send: Sender | None = None,
+    now: datetime | None = None,
+    max_attempts: int = 10,
+    limit: int = 100,
+) -> dict[str, int]:
+    """Post due outbox messages; mark 2xx as delivered, reschedule the rest with backoff."""
+    sender = send or http_sender()
+    at = now or datetime.now(UTC)
+    delivered = failed = 0
+    with sessions() as session:
+        due = session.scalars(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.delivered_at.is_(None),
+                OutboxMessage.next_attempt_at <= at,
+                OutboxMessage.attempts < max_attempts,
+            )
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+        ).all()
+        for msg in due:
+            msg.attempts += 1
+            try:
+                status = sender(msg.url, msg.payload.encode("utf-8"))
+                error = None if 200 <= status < 300 else f"HTTP {status}"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            if error is None:
+                msg.delivered_at = at
+                msg.last_error = None
+                delivered += 1
+            else:
+                msg.last_error = error
+                msg.next_attempt_at = at + backoff(msg.attempts)
+                failed += 1
+            # Commit each message so a crash mid-pass never re-marks a delivered one.
+            session.commit()
+    return {"delivered": delivered, "failed": failed}
