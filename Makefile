@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 # Debian packages the tests use: chromium + chromium-driver (UI tests) and R's rpart (peer
 # agreement of the decision tree). Best effort (needs root and apt); the tests that need
 # them say why they skip where this could not install them.
-SYSTEM_PACKAGES := chromium chromium-driver r-base-core r-cran-rpart
+SYSTEM_PACKAGES := chromium chromium-driver fonts-wqy-microhei r-base-core r-cran-rpart
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \

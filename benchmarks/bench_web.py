@@ -171,7 +171,9 @@ def run() -> str:
             ("GET / (full HTML page)", lambda: client.get("/").raise_for_status()),
             ("GET /voices (full HTML page)", lambda: client.get("/voices").raise_for_status()),
         ]
+        load0 = os.getloadavg()[0]
         results = [(name, _time(fn)) for name, fn in cases + pages]
+        load1 = os.getloadavg()[0]
         rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     lines = [
         "## Web dashboard",
@@ -186,7 +188,9 @@ def run() -> str:
         *[f"| {name} | {cold:.3f} | {warm:.4f} |" for name, (cold, warm) in results],
         "",
         f"Peak RSS grew by {(rss1 - rss0) / 1024:.0f} MiB while querying "
-        f"(max RSS {rss1 / 1024:.0f} MiB including the lake build).",
+        f"(max RSS {rss1 / 1024:.0f} MiB including the lake build). Machine load average "
+        f"{load0:.1f} before and {load1:.1f} after the timed runs (cold timings grow "
+        "roughly in proportion on a busy machine).",
         "",
         "Command: `.venv/bin/python -m benchmarks.run web`",
     ]

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from voxloop.act import service, states
 from voxloop.act.access import Principal, add_user, principal_of
 from voxloop.act.commitments import add_business_hours, deadline, load_commitments
+from voxloop.act.models import WorkOrder
 from voxloop.act.schemas import OrderCreate, VerificationPolicy
 from voxloop.errors import (
     ConflictError,
@@ -373,3 +374,23 @@ def test_pending_verification_tasks_are_region_scoped(db, admin):
         tasks = service.pending_verification_tasks(session=s, principal=gd)
         assert [t.customer_id for t in tasks] == ["c2"]
         assert len(service.pending_verification_tasks(session=s, principal=admin)) == 2
+
+
+def test_transition_table_is_the_only_authority():
+    for current in states.STATES:
+        for target in states.STATES:
+            if target in states.TRANSITIONS[current]:
+                states.check_transition(current, target)
+            else:
+                with pytest.raises(InvalidTransitionError) as err:
+                    states.check_transition(current, target)
+                assert f"{current!r} to {target!r}" in str(err.value)
+    # Every state is reachable from new, and every state can eventually be left or is closed.
+    reachable, frontier = {"new"}, ["new"]
+    while frontier:
+        for nxt in states.TRANSITIONS[frontier.pop()]:
+            if nxt not in reachable:
+                reachable.add(nxt)
+                frontier.append(nxt)
+    assert reachable == set(states.STATES)
+    assert set(states.TIMESTAMP_COLUMN.values()) <= {c.name for c in WorkOrder.__table__.columns}

@@ -119,6 +119,7 @@ def test_lake_kpis_follow_documented_formulas():
     # First contacts whose 7-day window ended by the data's end (day 20): v1, v3, v4, v5
     # and v2 (10 days after v1); none has a re-contact on the same scenario within 7 days.
     assert month["first_contact_resolution"] == pytest.approx(1.0)
+    assert result["totals"]["escalation_rate_by_channel"] == {"supervision_10080": 0.25}
     scoped = kpis.lake_kpis(_lake(), principal=principal_of_scope("广东"))
     assert scoped["months"] == []
 

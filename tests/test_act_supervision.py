@@ -27,12 +27,14 @@ class Events:
                 "occurred_at": T0 + timedelta(hours=hours),
                 "channel": channel,
                 "attributes": list(attrs.items()),
+                "province": "江苏" if customer < "k" else "广东",
+                "city": None,
             }
         )
 
     def connection(self):
         fields = [EVENT_SCHEMA.field(n) for n in ("id", "customer_id", "type", "occurred_at")]
-        fields += [EVENT_SCHEMA.field("channel"), EVENT_SCHEMA.field("attributes")]
+        fields += [EVENT_SCHEMA.field(n) for n in ("channel", "attributes", "province", "city")]
         table = pa.Table.from_pylist(self.rows, schema=pa.schema(fields))
         con = duckdb.connect(":memory:")
         con.register("events_arrow", table)
@@ -168,3 +170,31 @@ def test_generated_operator_violations_found_exactly(tmp_path):
     assert score["all"]["planted"] >= 20
     for rule in (*supervision.RULE_IDS, "all"):
         assert score[rule]["missed"] == 0 and score[rule]["false_positives"] == 0, (rule, score)
+
+
+def test_violations_open_work_orders_once(any_db_settings):
+    from tests.test_act_orders import clean_act_tables
+    from voxloop.act import service
+    from voxloop.act.access import Principal
+    from voxloop.store.service import make_engine, make_sessionmaker, migrate
+
+    migrate(any_db_settings)
+    engine = make_engine(any_db_settings)
+    clean_act_tables(engine)
+    found = supervision.violations(supervision.check_events(build().connection()))
+    js = Principal(user_id=None, username="js", role="supervisor", province="江苏")
+    with make_sessionmaker(engine)() as s:
+        first = service.open_orders_for_violations(session=s, principal=js, violations=found)
+        again = service.open_orders_for_violations(session=s, principal=js, violations=found)
+        orders = service.list_orders(session=s, principal=js)
+    engine.dispose()
+    in_js = sum(1 for v in found if v["province"] == "江苏")
+    assert 0 < in_js < len(found)
+    assert first == {"created": in_js, "existing": 0, "out_of_scope": len(found) - in_js}
+    assert again["created"] == 0 and again["existing"] == in_js
+    plan = next(o for o in orders if o.source_ref == "R6:p2")
+    assert (plan.scenario, plan.commitment_id, plan.source_kind) == (
+        "PLAN",
+        "C3-plan-change",
+        "alert",
+    )

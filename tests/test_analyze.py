@@ -236,12 +236,23 @@ def test_segment_finder_recovers_planted_rule() -> None:
     assert max(r.lift for r in finder.tree_rules_) > 2.0
 
 
-def test_segment_finder_no_signal_finds_nothing_significant() -> None:
-    rng = np.random.default_rng(9)
-    frame = pd.DataFrame({"a": rng.choice(list("xyz"), 3000), "b": rng.normal(size=3000)})
-    y = (rng.random(3000) < 0.2).astype(float)
-    finder = SegmentFinder(method="subgroup").fit(frame, y)
-    assert finder.rules_ == []
+def test_segment_finder_controls_false_discoveries() -> None:
+    # Outcome independent of every attribute: a rule may pass the search-space
+    # correction in at most about alpha = 5 % of data sets.
+    false_positives = 0
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        frame = pd.DataFrame(
+            {
+                "a": rng.choice(list("xyz"), 3000),
+                "b": rng.normal(size=3000),
+                "c": rng.choice(list("pqrst"), 3000),
+            }
+        )
+        y = (rng.random(3000) < 0.2).astype(float)
+        finder = SegmentFinder(method="subgroup").fit(frame, y)
+        false_positives += bool(finder.rules_)
+    assert false_positives <= 3
 
 
 def test_drill_down_same_metric_every_level() -> None:
@@ -320,8 +331,13 @@ def test_tree_agrees_with_rpart(tmp_path: Path) -> None:
     # rpart lists nodes depth-first, like sklearn's node order.
     py_vars = [finder.tree_columns_[tree.tree_.feature[i]] for i in internal]
     py_thr = [float(tree.tree_.threshold[i]) for i in internal]
-    assert py_vars == r_vars
-    np.testing.assert_allclose(sorted(py_thr), sorted(r_thresholds), atol=1e-6)
+    # Same root split; the same splits below it (rpart may list the two children in the
+    # other order, since it puts the larger-rate side left or right by its own rule).
+    assert py_vars[0] == r_vars[0]
+    assert abs(py_thr[0] - r_thresholds[0]) < 1e-6
+    ours = sorted(zip(py_vars, np.round(py_thr, 6), strict=True))
+    theirs = sorted(zip(r_vars, np.round(r_thresholds, 6), strict=True))
+    assert ours == theirs
 
 
 # --------------------------------------------------------------------------- churn

@@ -73,7 +73,7 @@ def test_counts_cover_every_cuboid_and_add_up() -> None:
     assert "*" in keys
     assert "scenario=BILL|province=江苏|city=南京|channel=hotline_10086" in keys
     # Regions are hierarchical: no city series without its province.
-    assert not any(k.startswith("city=") or "|city=" in k and "province=" not in k for k in keys)
+    assert not any(k.startswith("city=") or ("|city=" in k and "province=" not in k) for k in keys)
 
 
 def test_count_buckets_follow_local_days_and_bad_input_is_named() -> None:

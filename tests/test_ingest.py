@@ -527,3 +527,30 @@ def test_lake_schemas_are_written_as_declared(settings):
     table_name, schema = LAKE_TABLES[RecordKind.voice]
     written = pq.read_table(settings.lake_dir / table_name)
     assert written.schema.remove_metadata().equals(schema, check_metadata=False)
+
+
+def test_generator_output_ingests_cleanly_and_pseudonymises(tmp_path, settings):
+    from voxloop.ingest.generator import generate_operator
+
+    out = tmp_path / "gen"
+    generate_operator(customers=300, days=14, seed=3, out_dir=out)
+    lines = (
+        sum(
+            len((out / name).read_text(encoding="utf-8").splitlines())
+            for name in ("voices.jsonl", "surveys.jsonl", "events.jsonl")
+        )
+        + len((out / "customers.csv").read_text(encoding="utf-8").splitlines())
+        - 1
+    )
+    res = ingest_path(settings=settings, path=out)
+    assert res.read == lines
+    assert (res.stored, res.quarantined, res.duplicates) == (lines, 0, 0)
+    truth = json.loads((out / "ground_truth.json").read_text(encoding="utf-8"))
+    raw = pa.array(truth["churn_customers"][:3] or ["none"])
+    expected = set(pseudonymise(key=settings.secret_key, ids=raw).to_pylist())
+    stored = {r[0] for r in _lake(settings, "SELECT id FROM customers")}
+    assert expected <= stored
+    # Every voice keeps its true scenario for evaluation.
+    assert _lake(settings, "SELECT count(*) FROM voices WHERE attributes['scenario'] IS NULL") == [
+        (0,)
+    ]

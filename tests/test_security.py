@@ -228,6 +228,8 @@ def test_dev_mode_without_users_is_open_until_first_user(tmp_path):
     with TestClient(app) as client:
         assert client.get("/api/v1/work-orders").status_code == 200
         assert client.get("/work-orders").status_code == 200
+        assert client.get("/commitments").status_code == 200
+        assert client.get("/login").status_code == 200
         with app.state.sessionmaker() as s:
             add_user(session=s, username="first", role="admin", password="pw")
             s.commit()
@@ -286,6 +288,18 @@ def test_orders_from_lake_voices_respect_scope(api):
     assert (prob["scenario"], prob["city"], prob["source_kind"]) == ("HBB", "苏州", "problem")
     detail = client.get(f"/api/v1/work-orders/{prob['id']}", headers=h["js-agent"]).json()
     assert sorted(x["customer_id"] for x in detail["links"]) == ["c1", "c2"]
+    resolve = {"to": "resolved", "version": prob["version"], "reason": "fixed"}
+    r = client.post(
+        f"/api/v1/work-orders/{prob['id']}/transition", json=resolve, headers=h["js-agent"]
+    )
+    assert r.status_code == 200
+    tasks = client.get("/api/v1/verification-tasks", headers=h["js-agent"]).json()
+    assert sorted(t["customer_id"] for t in tasks) == ["c1", "c2"]
+    assert client.get("/api/v1/verification-tasks", headers=h["gd-agent"]).json() == []
+    answer = f"/api/v1/verification-tasks/{tasks[0]['id']}/answer"
+    assert client.post(answer, json={"satisfied": True}, headers=h["gd-agent"]).status_code == 404
+    assert client.post(answer, json={"satisfied": True}, headers=h["js-agent"]).status_code == 200
+    assert client.post(answer, json={"satisfied": True}, headers=h["js-agent"]).status_code == 409
     # A Jiangsu agent cannot open an order on a Guangdong customer's voice.
     assert client.post(url, json={"voice_ids": ["v9"]}, headers=h["js-agent"]).status_code == 403
     assert client.post(url, json={"voice_ids": ["nope"]}, headers=h["admin"]).status_code == 404

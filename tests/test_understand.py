@@ -85,6 +85,7 @@ scenarios:
     assert rows[0]["scenario_source"] == "rule:op-bill"
     assert rows[0]["scenario_confidence"] == 1.0
     assert rows[0]["escalation_risk"] and "工信部" in rows[0]["urgency_triggers"]
+    assert [r["intent"] for r in rows] == ["escalate", "repair", "complain", "escalate"]
     assert rows[1]["scenario"] == "HBB" and rows[1]["scenario_source"] == "model:text_svm"
     assert rows[1]["subcategory"] in {
         c.code for c in default_taxonomy().scenario("HBB").subcategories
@@ -101,9 +102,12 @@ def test_pipeline_train_and_correct(settings: Settings) -> None:
     assert service.read_new_voices(settings=settings) == {"read": 0, "model_version": None}
     write_part(settings, "voices", _voices(6))
     first = service.read_new_voices(settings=settings)
-    assert first["read"] == 24 and first["model_version"].startswith("default-")
-    # Idempotent: nothing new for the same model version.
-    assert service.read_new_voices(settings=settings)["read"] == 0
+    # No model yet: the first run trains on the store's labelled history, then reads.
+    assert first["read"] == 24 and first["model_version"].startswith("u")
+    assert first["trained"]["n_history"] == 24
+    # Idempotent: nothing new for the same model version, and no retraining.
+    second = service.read_new_voices(settings=settings)
+    assert second["read"] == 0 and second["trained"] is None
     write_part(settings, "voices", _voices(1, start=100))
     assert service.read_new_voices(settings=settings)["read"] == 4
 
@@ -123,7 +127,7 @@ def test_pipeline_train_and_correct(settings: Settings) -> None:
     assert latest["scenario"] == "PRIV" and latest["subcategory"] == "data_leak"
     n_rows = con.execute("SELECT count(*) FROM readings WHERE voice_id = 'v0'").fetchone()
     assert n_rows is not None and n_rows[0] == 2  # the model reading stays (append-only)
-    with pytest.raises(service.NotFoundError, match="unknown scenario"):
+    with pytest.raises(service.InvalidCorrectionError, match="unknown scenario"):
         service.correct_reading(
             settings=settings, voice_id="v0", correction=service.ReadingCorrection(scenario="XYZ")
         )
@@ -161,6 +165,8 @@ def test_api_and_page(settings: Settings) -> None:
     assert client.get("/api/v1/voices/nope/reading").status_code == 404
     bad = client.patch("/api/v1/voices/v1/reading", json={"sentiment": "furious"})
     assert bad.status_code == 422
+    wrong = client.patch("/api/v1/voices/v1/reading", json={"subcategory": "no_such_sub"})
+    assert wrong.status_code == 400 and "subcategory" in wrong.json()["detail"]
     for lang, word in (("zh-CN", "声音理解"), ("en", "Voice understanding")):
         page = client.get(f"/understand?lang={lang}")
         assert page.status_code == 200 and word in page.text
@@ -230,3 +236,25 @@ def test_cli_evaluate_and_train(settings: Settings, tmp_path: Path) -> None:
     assert json.loads(res.output)["n_history"] == 8
     res = runner.invoke(app, ["understand", "--json"], env=env)
     assert res.exit_code == 0 and json.loads(res.output)["read"] == 8
+
+    # A supervised sentiment model from a labelled file replaces the lexicon one.
+    senti = tmp_path / "senti.csv"
+    good = ["服务很好很满意", "速度快态度好", "非常好用推荐", "客服耐心解决了问题"]
+    bad = ["太差了再也不用", "一直断网很生气", "乱扣费垃圾", "态度恶劣没人管"]
+    senti.write_text(
+        "review,label\n" + "".join(f"{t},1\n" for t in good) + "".join(f"{t},0\n" for t in bad),
+        encoding="utf-8",
+    )
+    args = ["train", "--sentiment-data", str(senti), "--sentiment-columns", "review,label"]
+    res = runner.invoke(app, [*args, "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    version = json.loads(res.output)["model_version"]
+    bundle = service.load_bundle(settings=settings, version=version)
+    assert type(bundle.sentiment).__name__ == "TextClassifier"
+    assert service.read_new_voices(settings=settings)["read"] == 8
+    latest = service.get_reading(settings=settings, voice_id="v0")
+    assert latest["model_version"] == version
+    assert latest["sentiment"] in {"negative", "positive"}
+    senti.write_text("review,label\n好,9\n差,0\n", encoding="utf-8")
+    res = runner.invoke(app, [*args, "--json"], env=env)
+    assert res.exit_code != 0 and "not sentiment labels" in str(res.exception)

@@ -157,3 +157,31 @@ def test_read_labelled_and_cv(tmp_path: Path) -> None:
         read_labelled(bad, text_col="text", label_col="label")
     with pytest.raises(UnusableInputError, match="unknown task"):
         task_model("topic")
+
+
+def test_urgency_rules_and_triggers() -> None:
+    import pyarrow as pa
+
+    from voxloop.understand.urgency import assess
+
+    texts = pa.array(
+        [
+            "再不解决我就去工信部投诉，还要找媒体曝光",
+            "家里老人一个人住，宽带断了很着急",
+            "I will sue you and talk to the press",
+            "打12315举报",
+            "请问怎么查话费",
+            None,
+        ]
+    )
+    res = assess(texts, prior_contacts=np.array([0, 3, 0, 0, 0, 0]))
+    assert res.escalation_risk.tolist() == [True, True, True, True, False, False]
+    assert set(res.triggers[0]) == {"工信部", "媒体", "曝光", "再不解决"}
+    assert res.triggers[1][0] == "repeat_contact:3" and "老人" in res.triggers[1]
+    assert set(res.triggers[2]) == {"sue", "press"}
+    assert res.triggers[3] == ["12315"]
+    assert res.urgency[4] == 0.0 and res.triggers[4] == [] and res.triggers[5] == []
+    assert res.urgency[0] > res.urgency[3] > 0.0
+    assert np.all((res.urgency >= 0) & (res.urgency <= 1))
+    # A number that merely contains 12315 is no consumer-body threat.
+    assert assess(pa.array(["订单号9123156"])).triggers == [[]]

@@ -7,6 +7,8 @@ import xml.etree.ElementTree as ET
 from datetime import date, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markupsafe import Markup
 
 from voxloop.web.charts import (
@@ -180,3 +182,35 @@ def test_line_chart_hourly_axis_labels_carry_the_day() -> None:
     assert len(set(labels)) == len(labels) > 3
     within_day = parse(line_chart({"s": hourly[:24]}, title="day"))
     assert "06:00" in [e.text for e in within_day.iter(f"{NS}text")]
+
+
+labels = st.text(min_size=1, max_size=12).filter(
+    lambda s: all(ord(c) >= 32 and not 0xD800 <= ord(c) <= 0xDFFF for c in s)
+)
+values = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.dictionaries(labels, st.lists(st.tuples(labels, values), max_size=8), max_size=4))
+def test_line_chart_any_input_is_well_formed(series: dict[str, list[tuple[str, float]]]) -> None:
+    root = parse(line_chart(series, title="<t>", y_min=None))
+    assert len(marks(root, "circle", "point")) == sum(len(v) for v in series.values())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(labels, st.floats(0, 1e6)), max_size=12), st.booleans())
+def test_bar_chart_any_input_is_well_formed(data: list[tuple[str, float]], vertical: bool) -> None:
+    cats = [c for c, _ in data]
+    svg = bar_chart(
+        cats,
+        {"a": [v for _, v in data], "b": [v / 2 for _, v in data]},
+        title="t & <u>",
+        orientation="vertical" if vertical else "horizontal",
+        stacked=True,
+        hrefs=[f"/x?c={c}" for c in cats],
+    )
+    root = parse(svg)
+    bars = marks(root, "rect", "bar")
+    assert len(bars) == 2 * len(cats)
+    assert all(float(b.get("width", "0")) >= 0 and float(b.get("height", "0")) >= 0 for b in bars)
+    assert [b.get("data-label") for b in bars[::2]] == cats

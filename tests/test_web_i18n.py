@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from fastapi import Request
 
 from voxloop.web.service import LANGUAGES, WEB_DIR, label, messages, pii_marks, url_with
@@ -56,3 +57,12 @@ def test_url_with_replaces_and_drops_parameters() -> None:
         url_with(request, q="宽带 断网")
         == "/voices?channel=app&page=3&q=%E5%AE%BD%E5%B8%A6+%E6%96%AD%E7%BD%91"
     )
+
+
+def test_label_names_taxonomy_codes() -> None:
+    taxonomy = pytest.importorskip("voxloop.understand.taxonomy").default_taxonomy()
+    scenario = next(s for s in taxonomy.scenarios if s.subcategories)
+    sub = scenario.subcategories[0]
+    assert label("subcategory", sub.code, "zh-CN") == sub.zh
+    assert label("subcategory", sub.code, "en") == sub.en
+    assert label("subcategory", "no_such_code", "en") == "no_such_code"

@@ -276,6 +276,7 @@ def test_overview_aggregates_match_independent_counts(settings: Settings) -> Non
     data = overview(settings=settings, scope=Scope())
     assert data.kpis.voices == 240
     assert data.kpis.quarantined == 3
+    assert data.kpis.pii_masked == data.kpis.pii_voices == sum(1 for i in range(240) if i % 7 == 0)
     by_province = Counter(r["province"] for r in rows)
     assert dict(data.by_region) == dict(by_province)
     assert {ch: sum(n for _, n in pts) for ch, pts in data.by_channel.items()} == Counter(
@@ -419,3 +420,21 @@ def test_voice_detail_unknown_id(filled: TestClient, client: TestClient) -> None
     response = filled.get("/voices/nope", params={"lang": "en"})
     assert response.status_code == 404 and "Voice not found" in response.text
     assert client.get("/voices/v0001").status_code == 404
+
+
+def test_overview_unknown_region_says_so(filled: TestClient) -> None:
+    response = filled.get("/", params={"province": "西藏", "lang": "en"})
+    assert response.status_code == 200
+    assert 'id="empty-scope"' in response.text and "No voices in this region" in response.text
+
+
+def test_user_input_is_escaped(filled: TestClient) -> None:
+    evil = '"><script>alert(1)</script>'
+    for path, params in (
+        ("/voices", {"q": evil, "city": evil}),
+        ("/", {"province": evil}),
+        (f"/voices/{evil}", {}),
+    ):
+        html = filled.get(path, params=params).text
+        assert "<script>alert(1)</script>" not in html
+        assert "&lt;script&gt;" in html or "%3Cscript%3E" in html

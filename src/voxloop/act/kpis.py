@@ -143,11 +143,21 @@ def lake_kpis(con: Any, *, principal: Principal | None = None) -> dict[str, Any]
         tot["escalated"] += int(escalated)
         tot["first_contacts"] += int(first)
         tot["fcr"] += int(resolved)
-    totals = {
+    totals: dict[str, Any] = {
         "complaints": tot["complaints"],
         "repeat_complaint_rate": _ratio(tot["repeats"], tot["complaints"]),
         "escalation_rate": _ratio(tot["escalated"], tot["complaints"]),
         "first_contact_resolution": _ratio(tot["fcr"], tot["first_contacts"]),
+    }
+    by_channel = con.execute(
+        f"""
+        WITH v AS ({_voices_sql(con, principal)})
+        SELECT channel, count(*) FROM v
+        WHERE channel IN ({escal}) GROUP BY channel ORDER BY channel
+        """
+    ).fetchall()
+    totals["escalation_rate_by_channel"] = {
+        str(channel): _ratio(n, tot["complaints"]) for channel, n in by_channel
     }
     return {"months": months, "totals": totals}
 

@@ -766,6 +766,15 @@ def on_new_voice_for_problem(
                 order_id=order.id, voice_id=voice_id, customer_id=customer_id, added_at=at
             )
         )
+        audit(
+            session=session,
+            actor=SYSTEM.username,
+            action="order.link",
+            object_type="work_order",
+            object_id=order.id,
+            detail={"voice_id": voice_id, "customer_id": customer_id, "problem_id": problem_id},
+            at=at,
+        )
         if order.state in states.DONE_STATES and order.resolved_at and at >= order.resolved_at:
             previous = order.state
             _enter(order, states.REOPENED, at)
@@ -790,6 +799,42 @@ def on_new_voice_for_problem(
             reopened.append(order.id)
     _commit(session)
     return reopened
+
+
+def open_orders_for_violations(
+    *,
+    session: Session,
+    principal: Principal,
+    violations: Sequence[dict[str, Any]],
+    at: datetime | None = None,
+) -> dict[str, int]:
+    """Open one work order per commitment violation (idempotent: re-running opens none twice).
+
+    ``violations`` are rows of :func:`voxloop.act.supervision.violations`; the order is
+    keyed ``violation:<rule>:<request event id>`` and covers the violation's customer.
+    """
+    from voxloop.act.supervision import RULE_SCENARIO
+
+    summary = {"created": 0, "existing": 0, "out_of_scope": 0}
+    for v in violations:
+        if not principal.sees(v.get("province"), v.get("city")):
+            summary["out_of_scope"] += 1
+            continue
+        request_event = v["event_ids"][0]
+        data = OrderCreate(
+            title=f"{v['rule']} {v['reason']}"[:300],
+            description=f"events: {', '.join(v['event_ids'])}",
+            source_kind="alert",
+            source_ref=f"{v['rule']}:{request_event}",
+            scenario=RULE_SCENARIO.get(v["rule"]),
+            province=v.get("province"),
+            city=v.get("city"),
+            customer_ids=[v["customer_id"]] if v.get("customer_id") else [],
+            idempotency_key=f"violation:{v['rule']}:{request_event}",
+        )
+        _, created = create_order(session=session, principal=principal, data=data, at=at)
+        summary["created" if created else "existing"] += 1
+    return summary
 
 
 def count_orders(*, session: Session, principal: Principal) -> dict[str, int]:

@@ -43,8 +43,13 @@ CHECK_SCHEMA = pa.schema(
         pa.field("status", pa.string()),
         pa.field("reason", pa.string()),
         pa.field("event_ids", pa.list_(pa.string())),
+        pa.field("province", pa.string()),
+        pa.field("city", pa.string()),
     ]
 )
+
+#: Scenario of the work order opened for a violation of each rule.
+RULE_SCENARIO = {"R4": "USAGE", "R6": "PLAN", "R7": "UNSUB", "R8": "UNSUB", "R13": "CMPL"}
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,7 @@ def _rule_sql(rule: str, book: CommitmentBook) -> str:
         SELECT r.id, r.customer_id, r.occurred_at, {deadline} AS deadline, f.done_at,
                {_status(deadline, "f.done_at")} AS status,
                'no overage reminder within {hours:g} h' AS reason,
-               list_concat([r.id], coalesce(f.done_ids, [])) AS event_ids
+               list_concat([r.id], coalesce(f.done_ids, [])) AS event_ids, r.province, r.city
         FROM req r LEFT JOIN first_overage_reminder_sent f ON f.req_id = r.id"""
     if rule == "R6":
         hours = _hours(book, "C3-plan-change", 48)
@@ -145,7 +150,7 @@ def _rule_sql(rule: str, book: CommitmentBook) -> str:
         SELECT r.id, r.customer_id, r.occurred_at, {deadline} AS deadline, f.done_at,
                {_status(deadline, "f.done_at")} AS status,
                'plan change not done within {hours:g} h (of request or contract end)' AS reason,
-               list_concat([r.id], coalesce(f.done_ids, [])) AS event_ids
+               list_concat([r.id], coalesce(f.done_ids, [])) AS event_ids, r.province, r.city
         FROM req r LEFT JOIN first_plan_change_done f ON f.req_id = r.id"""
     if rule == "R7":
         grace = f"INTERVAL {SAME_INTERACTION_GRACE_HOURS * 3600:.0f} SECOND"
@@ -168,7 +173,7 @@ def _rule_sql(rule: str, book: CommitmentBook) -> str:
                  WHEN r.occurred_at + {grace} <= $data_end::TIMESTAMPTZ THEN 'violation'
                  ELSE 'pending' END AS status,
                'eligible unsubscribe not closed in the same interaction' AS reason,
-               list_concat([r.id], coalesce(f.done_ids, [])) AS event_ids
+               list_concat([r.id], coalesce(f.done_ids, [])) AS event_ids, r.province, r.city
         FROM req r LEFT JOIN first_unsubscribe_done f ON f.req_id = r.id"""
     if rule == "R8":
         # End of the request's local calendar day, expressed in UTC.
@@ -185,7 +190,7 @@ def _rule_sql(rule: str, book: CommitmentBook) -> str:
         SELECT r.id, r.customer_id, r.occurred_at, {deadline} AS deadline, f.done_at,
                {_status(deadline, "f.done_at")} AS status,
                'eligible broadband cancellation not done the same day' AS reason,
-               list_concat([r.id], coalesce(f.done_ids, [])) AS event_ids
+               list_concat([r.id], coalesce(f.done_ids, [])) AS event_ids, r.province, r.city
         FROM req r LEFT JOIN first_broadband_cancel_done f ON f.req_id = r.id"""
     if rule == "R13":
         first = _hours(book, "C9-complaint-first-response", 48)
@@ -210,7 +215,7 @@ def _rule_sql(rule: str, book: CommitmentBook) -> str:
                     WHEN ({s1}) = 'violation' THEN 'no first response within {first:g} h'
                     ELSE 'no reply within {reply / 24:g} days' END AS reason,
                list_concat([r.id], coalesce(f1.done_ids, []), coalesce(f2.done_ids, []))
-                 AS event_ids
+                 AS event_ids, r.province, r.city
         FROM req r
         LEFT JOIN first_complaint_first_response f1 ON f1.req_id = r.id
         LEFT JOIN first_complaint_replied f2 ON f2.req_id = r.id"""
@@ -263,6 +268,8 @@ def check_events(
                     "status": table.column(5).cast(pa.string()),
                     "reason": table.column(6).cast(pa.string()),
                     "event_ids": table.column(7).cast(pa.list_(pa.string())),
+                    "province": table.column(8).cast(pa.string()),
+                    "city": table.column(9).cast(pa.string()),
                 },
                 schema=CHECK_SCHEMA,
             )
@@ -349,6 +356,8 @@ def violations(checks: pa.Table) -> list[dict[str, Any]]:
             "deadline": r["deadline"],
             "done_at": r["done_at"],
             "reason": r["reason"],
+            "province": r["province"],
+            "city": r["city"],
         }
         for r in rows
     ]

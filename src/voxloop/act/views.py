@@ -339,6 +339,21 @@ def commitment_violations(
     return {"total": len(rows), "items": rows[:limit]}
 
 
+@router.post("/commitments/violations/orders")
+def open_violation_orders(
+    principal: Principal = Depends(require_permission("assign")),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings),
+    rule: str | None = Query(default=None, pattern="^R[0-9]{1,2}$"),
+) -> dict[str, int]:
+    """Open one work order per violation in the caller's region (safe to repeat)."""
+    checks = _checks(settings, principal)
+    found = [v for v in supervision.violations(checks) if rule is None or v["rule"] == rule]
+    return service.open_orders_for_violations(
+        session=session, principal=principal, violations=found
+    )
+
+
 @router.get("/kpis")
 def get_kpis(
     principal: Principal = READ,

@@ -61,8 +61,8 @@ class ChurnModel(Estimator):
     def __init__(
         self,
         *,
-        n_estimators: int = 800,
-        learning_rate: float = 0.01,
+        n_estimators: int = 200,
+        learning_rate: float = 0.04,
         num_leaves: int = 6,
         min_child_samples: int = 80,
         subsample: float = 0.7,
@@ -133,7 +133,9 @@ class ChurnModel(Estimator):
     @staticmethod
     def _raw(parts: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
         encoder: Encoder = parts["encoder"]
-        tree_raw = parts["booster"].predict(encoder.codes(frame), raw_score=True)
+        # Scoring may use every core (num_threads=0: OpenMP default); training stays at
+        # ``n_jobs`` so cross-validation does not oversubscribe the machine.
+        tree_raw = parts["booster"].predict(encoder.codes(frame), raw_score=True, num_threads=0)
         design = encoder.transform(frame).matrix
         lin_raw = parts["intercept"] + (design - parts["mean"]) @ parts["coef"]
         return np.column_stack([tree_raw, lin_raw])

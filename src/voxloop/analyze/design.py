@@ -112,11 +112,16 @@ def is_numeric_column(series: pd.Series) -> bool:
     """Tell whether a column is numeric or boolean (text that parses as numbers counts)."""
     if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
         return True
-    stripped = series.dropna().astype("string").str.strip()
-    stripped = stripped[stripped != ""]
-    if stripped.empty:
-        return False
-    return bool(pd.to_numeric(stripped, errors="coerce").notna().mean() > 0.99)
+    values = series.dropna()
+    # A sample decides most text columns cheaply; only plausible ones are parsed whole.
+    for part in (values.iloc[:1000], values):
+        stripped = part.astype("string").str.strip()
+        stripped = stripped[stripped != ""]
+        if stripped.empty:
+            return False
+        if not pd.to_numeric(stripped, errors="coerce").notna().mean() > 0.99:
+            return False
+    return True
 
 
 def fit_encoder(frame: pd.DataFrame, *, max_levels: int = 30) -> Encoder:

@@ -43,6 +43,11 @@ def _splits(
 ) -> tuple[pd.DataFrame, np.ndarray, list[tuple[np.ndarray, np.ndarray]], str]:
     """Load data and return (frame, y, folds, protocol); a test file is one extra fold."""
     frame = read_table(train)
+    if target not in frame.columns:
+        raise UnusableInputError(
+            f"target column {target!r} not found in {train}; columns are "
+            f"{', '.join(map(str, frame.columns))}"
+        )
     if test is not None:
         test_frame = read_table(test)
         missing = [c for c in frame.columns if c not in test_frame.columns]

@@ -85,8 +85,13 @@ class Rule:
         }
 
 
-def adjust_p(p_values: np.ndarray, *, method: str = "holm") -> np.ndarray:
+def adjust_p(
+    p_values: np.ndarray, *, method: str = "holm", n_hypotheses: int | None = None
+) -> np.ndarray:
     """Adjust p-values for multiple tests (Holm step-down or Benjamini-Hochberg).
+
+    ``n_hypotheses`` (default: as many as given) counts hypotheses of the family that
+    were never evaluated; they enter as p = 1, which only raises the adjusted values.
 
     References
     ----------
@@ -94,18 +99,20 @@ def adjust_p(p_values: np.ndarray, *, method: str = "holm") -> np.ndarray:
     J. R. Statist. Soc. B 57, 289-300.
     """
     p = np.asarray(p_values, dtype=np.float64)
-    m = len(p)
-    if m == 0:
+    k = len(p)
+    m = max(k, n_hypotheses or 0)
+    if k == 0:
         return p
     order = np.argsort(p, kind="stable")
     ranked = p[order]
+    rank = np.arange(1, k + 1)
     if method == "holm":
-        adj = np.maximum.accumulate((m - np.arange(m)) * ranked)
+        adj = np.maximum.accumulate((m - rank + 1) * ranked)
     elif method == "bh":
-        adj = np.minimum.accumulate(m / np.arange(m, 0, -1) * ranked[::-1])[::-1]
+        adj = np.minimum.accumulate((m / rank * ranked)[::-1])[::-1]
     else:
         raise UnusableInputError(f"unknown p-value adjustment {method!r} (holm or bh)")
-    out = np.empty(m)
+    out = np.empty(k)
     out[order] = np.minimum(adj, 1.0)
     return out
 
@@ -125,16 +132,29 @@ class _Attribute:
     cuts: np.ndarray
 
 
+def _distinct_more_than(values: np.ndarray, k: int) -> bool:
+    head = values[:10_000]
+    if np.unique(head[np.isfinite(head)]).size > k:
+        return True
+    return bool(np.unique(values[np.isfinite(values)]).size > k)
+
+
 def _attributes(frame: pd.DataFrame, *, n_bins: int) -> list[_Attribute]:
     out: list[_Attribute] = []
     for name in frame.columns:
         series = frame[name]
-        if is_numeric_column(series) and pd.to_numeric(series, errors="coerce").nunique() > 2:
-            values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+        values = (
+            pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            if is_numeric_column(series)
+            else None
+        )
+        if values is not None and _distinct_more_than(values, 2):
             finite = values[np.isfinite(values)]
             if finite.size == 0:
                 continue
-            cuts = np.unique(np.quantile(finite, np.linspace(0, 1, n_bins + 1)[1:-1]))
+            cuts = np.unique(
+                np.quantile(finite, np.linspace(0, 1, n_bins + 1)[1:-1], method="inverted_cdf")
+            )
             # Cuts at observed values make the rule text match the data ("< 12" not "< 11.7").
             codes = np.searchsorted(cuts, values, side="right")
             codes = np.where(np.isfinite(values), codes, len(cuts) + 1)
@@ -148,6 +168,29 @@ def _attributes(frame: pd.DataFrame, *, n_bins: int) -> list[_Attribute]:
                 )
             )
     return out
+
+
+def _search_space(attrs: list[_Attribute], depth: int, max_set: int) -> int:
+    """Count every rule the search could have returned.
+
+    These are the conjunctions of up to ``depth`` selectors on distinct attributes (all
+    cuts, levels and level sets up to ``max_set``).  The beam evaluates only part of
+    this space, but which part depends on the outcome, so the correction is for the
+    whole space (Webb 2007, "direct adjustment").
+    """
+    sizes = []
+    for a in attrs:
+        if a.numeric:
+            sizes.append(2 * len(a.cuts))
+        else:
+            n = len(a.labels)
+            sizes.append(sum(math.comb(n, k) for k in range(1, min(max_set, n - 1) + 1)))
+    # Elementary symmetric polynomials e_1..e_depth of the selector counts.
+    e = [1] + [0] * depth
+    for size in sizes:
+        for d in range(depth, 0, -1):
+            e[d] += e[d - 1] * size
+    return max(1, sum(e[1:]))
 
 
 def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -222,6 +265,7 @@ class SegmentFinder(Estimator):
         max_levels_in_set: int = 5,
         redundancy: float = 0.8,
         parsimony: float = 0.95,
+        max_tree_rows: int = 200_000,
         max_rules: int = 10,
         correction: str = "holm",
         alpha: float = 0.05,
@@ -235,6 +279,7 @@ class SegmentFinder(Estimator):
         self.max_levels_in_set = max_levels_in_set
         self.redundancy = redundancy
         self.parsimony = parsimony
+        self.max_tree_rows = max_tree_rows
         self.max_rules = max_rules
         self.correction = correction
         self.alpha = alpha
@@ -255,6 +300,7 @@ class SegmentFinder(Estimator):
         self.n_ = len(y)
         rules: list[Rule] = []
         family: list[np.ndarray] = []
+        self.search_space_ = 0
         if self.method in ("subgroup", "both"):
             rules, tested_p = self._beam(frame, y)
             family.append(tested_p)
@@ -265,11 +311,11 @@ class SegmentFinder(Estimator):
         # One family of tests: every candidate the beam search scored plus every tree leaf,
         # so a rule's adjusted p-value pays for the whole search, not only the rules shown.
         p_all = np.concatenate(family) if family else np.array([])
-        self.n_tests_ = len(p_all)
-        adj_all = adjust_p(p_all, method=self.correction)
+        self.n_tests_ = self.search_space_ + len(self.tree_rules_)
+        adj_all = adjust_p(p_all, method=self.correction, n_hypotheses=self.n_tests_)
         for rule in rules:
             rule.p_adjusted = float(adj_all[rule.extra.pop("test_index")])
-        offset = self.n_tests_ - len(self.tree_rules_)
+        offset = len(p_all) - len(self.tree_rules_)
         for i, rule in enumerate(self.tree_rules_):
             rule.p_adjusted = float(adj_all[offset + i])
         self.rules_ = sorted(
@@ -330,28 +376,13 @@ class SegmentFinder(Estimator):
                 )
             beam = next_beam
         candidates.sort(key=lambda item: (-item[0], len(item[1])))
-        # A level set is the best of the C(L, k) sets of its size, picked after seeing the
-        # outcome: its p-value pays for all of them (Bonferroni inside that implicit family)
-        # before the correction across candidates.
-        n_levels = {a.name: len(a.labels) for a in attrs if not a.numeric}
-        multiplicity = np.array(
-            [
-                math.prod(
-                    math.comb(n_levels[c.column], len(c.value))
-                    for c in conds
-                    if c.op == "in" and isinstance(c.value, tuple)
-                )
-                for _q, conds, _n, _p in candidates
-            ],
-            dtype=np.float64,
-        )
         raw_p = enrichment_p(
             np.array([c[2] for c in candidates], dtype=np.int64),
             np.array([c[3] for c in candidates], dtype=np.int64),
             total,
             total_pos,
         )
-        tested_p = np.minimum(np.asarray(raw_p, dtype=np.float64) * multiplicity, 1.0)
+        tested_p = np.asarray(raw_p, dtype=np.float64)
         rules: list[Rule] = []
         kept_masks: list[np.ndarray] = []
         cache: dict[Condition, np.ndarray] = {}
@@ -386,7 +417,6 @@ class SegmentFinder(Estimator):
                 None,
             )
             rule = self._rule(conds, nn, pp, quality, total, total_pos, "subgroup")
-            rule.p_value = float(tested_p[index])
             rule.extra["test_index"] = index
             if twin is not None:
                 kept = rules[twin]
@@ -398,6 +428,7 @@ class SegmentFinder(Estimator):
             kept_masks.append(mask)
             if len(rules) >= self.max_rules * 3:
                 break
+        self.search_space_ = _search_space(attrs, self.max_depth, self.max_levels_in_set)
         return rules, np.asarray(tested_p, dtype=np.float64)
 
     def _selectors(
@@ -498,9 +529,16 @@ class SegmentFinder(Estimator):
         for j, name in enumerate(encoder.order):
             if name in encoder.numeric:
                 matrix[:, j] = np.where(np.isnan(matrix[:, j]), encoder.numeric[name], matrix[:, j])
-        min_leaf = max(1, int(self.min_support * len(y)))
+        # Split points need no more than a few hundred thousand rows; leaf counts below
+        # still come from every row.
+        fit_rows = np.arange(len(y))
+        if len(y) > self.max_tree_rows:
+            fit_rows = np.sort(
+                np.random.default_rng(0).choice(len(y), self.max_tree_rows, replace=False)
+            )
+        min_leaf = max(1, int(self.min_support * len(fit_rows)))
         tree = DecisionTreeClassifier(max_depth=self.max_depth, min_samples_leaf=min_leaf)
-        tree.fit(matrix, y)
+        tree.fit(matrix[fit_rows], y[fit_rows])
         self.tree_ = tree
         self.tree_columns_ = list(encoder.order)
         struct = tree.tree_

@@ -197,12 +197,17 @@ CHURN_GAP_DAYS = 3
 ESCALATION_CHANNELS = ("supervision_10080", "regulator_12300", "consumer_12315", "media")
 
 
-def churn_frame(*, settings: Settings, window_days: int = 30) -> pd.DataFrame:
+def churn_frame(
+    *, settings: Settings, window_days: int = 30, as_of_fraction: float | None = None
+) -> pd.DataFrame:
     """Return one row per customer: profile, voice/survey/event features and churn label.
 
-    Features of a churner stop ``CHURN_GAP_DAYS`` before the churn; those of a customer
-    still active stop at the newest record in the lake.  Churn events themselves
-    (port-out, closure) are never features.
+    By default features of a churner stop ``CHURN_GAP_DAYS`` before the churn and those
+    of a customer still active stop at the newest record in the lake.  With
+    ``as_of_fraction`` every feature stops at one cut-off (that fraction of the way
+    through the lake's time span), customers who left before it are dropped, and the
+    label is "churned after the cut-off": a purely time-based design.  Churn events
+    themselves (port-out, closure) are never features.
     """
     from voxloop.store.service import lake_connection
 
@@ -222,12 +227,24 @@ def churn_frame(*, settings: Settings, window_days: int = 30) -> pd.DataFrame:
     end_sql = f"greatest({', '.join(ends)})" if ends else "now()"
     gap = f"INTERVAL {CHURN_GAP_DAYS} DAY"
     win = f"INTERVAL {int(window_days)} DAY"
-    parts = [
-        f"WITH c AS ({_latest_customers_sql()}), "
-        f"ref AS (SELECT id, CASE WHEN status = 'churned' AND churned_at IS NOT NULL "
-        f"THEN churned_at - {gap} ELSE {end_sql} END AS ref_at, "
-        "CAST(status = 'churned' AS INTEGER) AS churned FROM c)"
-    ]
+    if as_of_fraction is None:
+        ref_sql = (
+            "SELECT id, CASE WHEN status = 'churned' AND churned_at IS NOT NULL "
+            f"THEN churned_at - {gap} ELSE {end_sql} END AS ref_at, "
+            "CAST(status = 'churned' AS INTEGER) AS churned FROM c"
+        )
+    else:
+        if not 0 < as_of_fraction < 1:
+            raise UnusableInputError("as_of_fraction must lie strictly between 0 and 1")
+        starts = [s.replace("max(", "min(") for s in ends]
+        start_sql = f"least({', '.join(starts)})" if starts else "now()"
+        cut = f"({start_sql} + ({end_sql} - {start_sql}) * {float(as_of_fraction)})"
+        ref_sql = (
+            f"SELECT id, {cut} AS ref_at, CAST(status = 'churned' AND churned_at > {cut} "
+            "AS INTEGER) AS churned FROM c WHERE status <> 'churned' "
+            f"OR churned_at > {cut}"
+        )
+    parts = [f"WITH c AS ({_latest_customers_sql()}), ref AS ({ref_sql})"]
     selects = [
         "SELECT c.id AS customer_id, r.churned, epoch(r.ref_at) AS ref_epoch, c.province, "
         + ", ".join(f"c.{col}" for col in PROFILE_COLUMNS)
@@ -323,16 +340,34 @@ def churn_analysis(
     ranked = model.rank(
         x.iloc[active], frame["customer_id"].to_numpy()[active], top=top, limit=limit
     )
+    validation: dict[str, Any] = {
+        "protocol": f"{cv}-fold out-of-fold over customers; churner features stop "
+        f"{CHURN_GAP_DAYS} days before churn",
+        "roc_auc": float(roc_auc_score(y, oof)),
+        "pr_auc": float(average_precision_score(y, oof)),
+        "brier": float(brier_score_loss(y, oof)),
+    }
+    # Time-based check: features up to a cut-off at 2/3 of the span, label = churn later.
+    timed = churn_frame(settings=settings, as_of_fraction=2 / 3)
+    y_t = timed["churned"].to_numpy(dtype=np.float64)
+    if y_t.sum() >= cv and (1 - y_t).sum() >= cv:
+        x_t = timed.drop(columns=list(_CHURN_NON_FEATURES))
+        oof_t = np.zeros(len(y_t))
+        for tr, te in StratifiedKFold(cv, shuffle=True, random_state=seed).split(x_t, y_t):
+            part = ChurnModel(**params).fit(x_t.iloc[tr], y_t[tr])
+            oof_t[te] = part.predict_proba(x_t.iloc[te])
+        validation["time_based"] = {
+            "protocol": "features up to 2/3 of the lake's time span; label = churn after "
+            f"it; {cv}-fold over customers",
+            "customers": len(y_t),
+            "churned_after_cutoff": int(y_t.sum()),
+            "roc_auc": float(roc_auc_score(y_t, oof_t)),
+            "pr_auc": float(average_precision_score(y_t, oof_t)),
+        }
     return {
         "customers": len(y),
         "churned": int(y.sum()),
-        "validation": {
-            "protocol": f"{cv}-fold out-of-fold over customers; churner features stop "
-            f"{CHURN_GAP_DAYS} days before churn",
-            "roc_auc": float(roc_auc_score(y, oof)),
-            "pr_auc": float(average_precision_score(y, oof)),
-            "brier": float(brier_score_loss(y, oof)),
-        },
+        "validation": validation,
         "at_risk": ranked,
         "oof_risk": dict(zip(frame["customer_id"].astype(str), oof.tolist(), strict=True)),
     }

@@ -123,17 +123,27 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
     @act_app.command("supervise")
     def act_supervise(
         violations: Annotated[bool, typer.Option(help="Also print every violation")] = False,
+        open_orders: Annotated[
+            bool, typer.Option(help="Open one work order per violation (idempotent)")
+        ] = False,
     ) -> None:
         """Check the journey events in the lake against the commitment rules."""
-        from voxloop.act import supervision
+        from voxloop.act import service, supervision
+        from voxloop.act.access import SYSTEM
         from voxloop.config import load_settings
         from voxloop.store.service import lake_connection
 
         con = lake_connection(load_settings(), ("events",))
         checks = supervision.check_events(con)
         out: dict[str, Any] = {"rules": supervision.compliance(checks)}
+        found = supervision.violations(checks)
         if violations:
-            out["violations"] = supervision.violations(checks)
+            out["violations"] = found
+        if open_orders:
+            with _session() as session:
+                out["orders"] = service.open_orders_for_violations(
+                    session=session, principal=SYSTEM, violations=found
+                )
         _echo_json(out)
 
     @act_app.command("kpis")

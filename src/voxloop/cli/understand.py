@@ -20,6 +20,15 @@ def _print_metrics(res: dict[str, Any]) -> None:
         typer.echo(f"{label:<32} {m['precision']:>9.3f} {m['recall']:>7.3f} {m['support']:>8}")
 
 
+def _labelled(path: Path | None, columns: str) -> tuple[Path, str, str] | None:
+    if path is None:
+        return None
+    parts = [c.strip() for c in columns.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise typer.BadParameter(f"columns must be 'TEXT,LABEL', got {columns!r}")
+    return path, parts[0], parts[1]
+
+
 def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -> None:
     """Add the understand commands to the CLI."""
 
@@ -38,13 +47,27 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
             Path | None, typer.Option(help="Operator taxonomy YAML to extend or replace with.")
         ] = None,
         taxonomy_mode: Annotated[str, typer.Option(help="extend or replace")] = "extend",
+        sentiment_data: Annotated[
+            Path | None, typer.Option(help="Labelled file for a supervised sentiment model.")
+        ] = None,
+        sentiment_columns: Annotated[str, typer.Option(help="TEXT,LABEL columns")] = "text,label",
+        emotion_data: Annotated[
+            Path | None, typer.Option(help="Labelled file for a supervised emotion model.")
+        ] = None,
+        emotion_columns: Annotated[str, typer.Option(help="TEXT,LABEL columns")] = "text,label",
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Retrain the scenario model from labelled history and human corrections."""
         from voxloop.config import load_settings
         from voxloop.understand.service import train
 
-        res = train(settings=load_settings(), taxonomy_path=taxonomy, taxonomy_mode=taxonomy_mode)
+        res = train(
+            settings=load_settings(),
+            taxonomy_path=taxonomy,
+            taxonomy_mode=taxonomy_mode,
+            sentiment_data=_labelled(sentiment_data, sentiment_columns),
+            emotion_data=_labelled(emotion_data, emotion_columns),
+        )
         if as_json:
             typer.echo(json.dumps(res, ensure_ascii=False))
         else:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from voxloop.detect.rootcause import explain
+from voxloop.detect.rootcause import Candidate, explain
 from voxloop.detect.series import dense_counts, parse_key
 from voxloop.detect.surge import SurgeDetector
 
@@ -27,6 +27,7 @@ class SurgeAlert:
     pvalue: float
     windows: int = 1
     series: list[str] = field(default_factory=list)
+    breakdown: list[Candidate] = field(default_factory=list)
 
     @property
     def excess(self) -> float:
@@ -36,6 +37,10 @@ class SurgeAlert:
 
 def _is_ancestor(a: dict[str, str], b: dict[str, str]) -> bool:
     return len(a) < len(b) and all(b.get(k) == v for k, v in a.items())
+
+
+def _related(a: dict[str, str], b: dict[str, str]) -> bool:
+    return a == b or _is_ancestor(a, b) or _is_ancestor(b, a)
 
 
 def window_alerts(detector: SurgeDetector, counts: np.ndarray, *, bucket: int) -> list[SurgeAlert]:
@@ -69,6 +74,7 @@ def window_alerts(detector: SurgeDetector, counts: np.ndarray, *, bucket: int) -
             expected=f,
             pvalue=float(detector.pvalue_[i]),
             series=[anchor],
+            breakdown=cause.breakdown,
         )
     return list(out.values())
 
@@ -105,7 +111,16 @@ def scan_counts(
             x[order] = matrix[row]
             detector.update(x, bucket=bucket)
             for alert in window_alerts(detector, x, bucket=bucket):
-                prev = open_alerts.get(alert.root_cause)
+                # The same surge may be explained one level finer or coarser in another
+                # window (e.g. with or without its channel): keep one alert for it.
+                prev = open_alerts.get(alert.root_cause) or next(
+                    (
+                        a
+                        for a in open_alerts.values()
+                        if bucket - a.last_bucket <= gap and _related(a.values, alert.values)
+                    ),
+                    None,
+                )
                 if prev is not None and bucket - prev.last_bucket <= gap:
                     prev.last_bucket = bucket
                     prev.windows += 1

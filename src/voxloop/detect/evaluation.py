@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -115,4 +116,141 @@ def evaluate_incidents(
         "false_alerts": len(false_alerts),
         "false_alerts_per_1000_series_days": 1000 * len(false_alerts) / (n_series * days_f),
         "false_alert_examples": [a.root_cause for a in false_alerts[:10]],
+    }
+
+
+def read_comcast(path: Path) -> pa.Table:
+    """Read the Comcast complaints CSV as voices (state as province, channel as given)."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, encoding="utf-8-sig")
+    need = {"Date", "Time", "State", "City", "Received Via", "Customer Complaint"}
+    missing = sorted(need - set(frame.columns))
+    if missing:
+        raise UnusableInputError(f"{path}: columns {missing} missing")
+    stamp = pd.to_datetime(
+        frame["Date"] + " " + frame["Time"], format="%d-%m-%y %I:%M:%S %p", errors="coerce"
+    )
+    bad = stamp.isna()
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0]) + 2
+        raise UnusableInputError(f"{path}:{row}: unreadable Date/Time")
+    # Local US times; buckets only need the calendar day, so keep the wall clock as is.
+    utc = stamp.dt.tz_localize("UTC") - pd.Timedelta(hours=8)
+    return pa.table(
+        {
+            "received_at": pa.array(utc, TS),
+            "scenario": pa.nulls(len(frame), pa.string()),
+            "province": frame["State"].astype(str),
+            "city": frame["City"].astype(str),
+            "district": pa.nulls(len(frame), pa.string()),
+            "channel": frame["Received Via"].astype(str),
+            "text": frame["Customer Complaint"].astype(str),
+        }
+    )
+
+
+def evaluate_comcast(*, path: Path) -> dict[str, Any]:
+    """Detect daily surges in the Comcast 2015 complaints; report days and root causes."""
+    voices = read_comcast(path)
+    counts = count_voices(voices, granularity="day")
+    det = SURGE_DETECTORS["seasonal_nb"](granularity="day", cooldown=3)
+    alerts = scan_counts(counts, detector=det)
+    out: list[dict[str, Any]] = []
+    for a in alerts:
+        day = datetime.fromtimestamp(a.first_bucket * 86400, tz=UTC).date().isoformat()
+        out.append(
+            {
+                "day": day,
+                "root_cause": a.root_cause,
+                "actual": a.actual,
+                "expected": round(a.expected, 1),
+                "candidates": [
+                    {
+                        "dimension": c.dimension,
+                        "elements": c.elements,
+                        "explanatory_power": round(c.explanatory_power, 3),
+                    }
+                    for c in a.breakdown
+                ],
+            }
+        )
+    june = [a for a in out if str(a["day"]).startswith("2015-06")]
+    return {"alerts": out, "june_2015": june, "june_2015_alerted": bool(june)}
+
+
+def evaluate_grouping_purity(
+    *, path: Path, limit: int | None = None, threshold: float = 0.15
+) -> dict[str, Any]:
+    """Group CFPB narratives in one block; return purity and ARI against product labels."""
+    import pandas as pd
+    from sklearn.metrics import adjusted_rand_score
+
+    from voxloop.detect.problems import ProblemGrouper
+
+    frame = pd.read_csv(path, nrows=limit)
+    texts = frame["narrative"].astype(str).tolist()
+    labels = frame["product"].astype(str).tolist()
+    grouper = ProblemGrouper(threshold=threshold)
+    ids, _ = grouper.partial_fit_assign(
+        texts, ["all"] * len(texts), [str(i) for i in range(len(texts))]
+    )
+    by: dict[str, Counter[str]] = {}
+    for pid, lab in zip(ids, labels, strict=True):
+        by.setdefault(pid, Counter())[lab] += 1
+    majority = sum(c.most_common(1)[0][1] for c in by.values())
+    multi = [c for c in by.values() if sum(c.values()) > 1]
+    return {
+        "narratives": len(texts),
+        "problems": len(by),
+        "purity": majority / len(texts),
+        "purity_of_groups_with_2_or_more": (
+            sum(c.most_common(1)[0][1] for c in multi) / sum(sum(c.values()) for c in multi)
+            if multi
+            else None
+        ),
+        "voices_in_groups_with_2_or_more": sum(sum(c.values()) for c in multi),
+        "ari": adjusted_rand_score(labels, ids),
+    }
+
+
+def evaluate_problems(*, data_dir: Path, batch: int | None = None) -> dict[str, Any]:
+    """Group a generated operator's voices and compare with its planted problems (ARI)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from voxloop.detect.problems import ProblemGrouper, block_keys
+    from voxloop.understand.pii import mask_array
+
+    truth = json.loads((data_dir / "ground_truth.json").read_text(encoding="utf-8"))
+    table = pj.read_json(data_dir / "voices.jsonl")
+    table = table.append_column("scenario", pc.struct_field(table["attributes"], "scenario"))
+    table = table.sort_by([("received_at", "ascending"), ("id", "ascending")])
+    masked, _ = mask_array(table["text"].combine_chunks())
+    texts = masked.to_pylist()
+    vid = table["id"].to_pylist()
+    grouper = ProblemGrouper()
+    size = batch or len(texts)
+    ids: list[str] = []
+    for start in range(0, len(texts), size):
+        part = table.slice(start, size)
+        got, _ = grouper.partial_fit_assign(
+            texts[start : start + size],
+            block_keys(part, grouper.block_by),
+            vid[start : start + size],
+        )
+        ids.extend(got)
+    label = {v: p["id"] for p in truth.get("problems", []) for v in p["voice_ids"]}
+    pairs = [(label[v], c) for v, c in zip(vid, ids, strict=True) if v in label]
+    sizes = Counter(ids)
+    precision = {}
+    for p in truth.get("problems", []):
+        members = set(p["voice_ids"])
+        top, n = Counter(c for v, c in zip(vid, ids, strict=True) if v in members).most_common(1)[0]
+        precision[p["id"]] = round(n / sizes[top], 3)
+    return {
+        "voices": len(texts),
+        "problems": len(sizes),
+        "batch": size,
+        "ari_planted": adjusted_rand_score([a for a, _ in pairs], [b for _, b in pairs]),
+        "main_group_precision": precision,
     }

@@ -37,14 +37,101 @@ FloatArray = npt.NDArray[np.float64]
 _WORD = re.compile(r"[A-Za-z][A-Za-z'\-]{2,}")
 _PLACEHOLDER = re.compile(r"<[A-Z]{2,12}>")
 _EN_STOP = frozenset(
-    "the and for that this with have has was were are you your not but all any can had "
-    "from they them our out get got been would could did just about what when which there "
-    "their will into also more than then very because after before over again".split()
+    [
+        "the",
+        "and",
+        "for",
+        "that",
+        "this",
+        "with",
+        "have",
+        "has",
+        "was",
+        "were",
+        "are",
+        "you",
+        "your",
+        "not",
+        "but",
+        "all",
+        "any",
+        "can",
+        "had",
+        "from",
+        "they",
+        "them",
+        "our",
+        "out",
+        "get",
+        "got",
+        "been",
+        "would",
+        "could",
+        "did",
+        "just",
+        "about",
+        "what",
+        "when",
+        "which",
+        "there",
+        "their",
+        "will",
+        "into",
+        "also",
+        "more",
+        "than",
+        "then",
+        "very",
+        "because",
+        "after",
+        "before",
+        "over",
+        "again",
+    ]
 )
 _ZH_STOP = frozenset(
-    "我们 你们 他们 什么 怎么 这个 那个 一个 没有 不是 就是 还是 已经 可以 现在 然后 "
-    "因为 所以 但是 而且 如果 一直 请问 您好 客户 坐席 谢谢 还有 其他 帮您 服务 处理 "
-    "问题 这样 为什么 一下 知道 时候 今天 昨天".split()
+    [
+        "我们",
+        "你们",
+        "他们",
+        "什么",
+        "怎么",
+        "这个",
+        "那个",
+        "一个",
+        "没有",
+        "不是",
+        "就是",
+        "还是",
+        "已经",
+        "可以",
+        "现在",
+        "然后",
+        "因为",
+        "所以",
+        "但是",
+        "而且",
+        "如果",
+        "一直",
+        "请问",
+        "您好",
+        "客户",
+        "坐席",
+        "谢谢",
+        "还有",
+        "其他",
+        "帮您",
+        "服务",
+        "处理",
+        "问题",
+        "这样",
+        "为什么",
+        "一下",
+        "知道",
+        "时候",
+        "今天",
+        "昨天",
+    ]
 )
 
 
@@ -64,7 +151,7 @@ class ProblemGrouper:
 
     def __init__(
         self,
-        threshold: float = 0.3,
+        threshold: float = 0.15,
         n_features: int = 2**18,
         block_by: tuple[str, ...] | list[str] = ("scenario",),
         max_terms: int = 400,
@@ -122,57 +209,139 @@ class ProblemGrouper:
             shape=row.shape,
         )
 
+    def _simhash_bits(self) -> npt.NDArray[np.float32]:
+        if not hasattr(self, "_bits"):
+            # A fixed random +-1 sign per hashed n-gram and bit: SimHash in one product.
+            rng = np.random.default_rng(20140401)
+            signs = rng.integers(0, 2, size=(self.n_features, 64), dtype=np.int8) * 2 - 1
+            self._bits = signs.astype(np.float32)
+        return self._bits
+
+    def simhashes(self, counts: sp.csr_matrix) -> list[str]:
+        """Return each row's 64-bit SimHash over its hashed character n-grams (hex)."""
+        binary = counts.copy()
+        binary.data = np.ones_like(binary.data, dtype=np.float32)
+        votes = np.asarray(binary.astype(np.float32) @ self._simhash_bits())
+        packed = np.packbits(votes > 0, axis=1)
+        return [row.tobytes().hex() for row in packed]
+
+    def _cluster(self, x: sp.csr_matrix) -> npt.NDArray[np.int64]:
+        """Average-linkage clusters of rows whose mean cosine similarity >= threshold."""
+        n = x.shape[0]
+        if n == 1:
+            return np.zeros(1, dtype=np.int64)
+        from sklearn.cluster import AgglomerativeClustering
+
+        dist = 1.0 - np.asarray((x @ x.T).todense())
+        np.clip(dist, 0.0, 2.0, out=dist)
+        model = AgglomerativeClustering(
+            metric="precomputed",
+            linkage="average",
+            distance_threshold=1.0 - self.threshold,
+            n_clusters=None,
+        )
+        return np.asarray(model.fit_predict(dist), dtype=np.int64)
+
     def partial_fit_assign(
         self, texts: list[str], blocks: list[str], voice_ids: list[str]
     ) -> tuple[list[str], FloatArray]:
         """Assign voices (already in processing order) to problems; learn from them.
 
-        Returns each voice's problem id and its similarity to the problem's centroid.
+        A voice joins an existing problem of its block when its mean similarity to the
+        problem's members (its dot product with their mean vector) reaches ``threshold``;
+        the rest are clustered by average linkage, and each new cluster joins an existing
+        problem when the clusters' mean similarity reaches ``threshold`` or becomes a new
+        problem.  Returns each voice's problem id and its similarity to that problem.
         """
         self._ensure()
         if not (len(texts) == len(blocks) == len(voice_ids)):
             raise ValueError("texts, blocks and voice_ids must have the same length")
+        n = len(texts)
+        if n == 0:
+            return [], np.zeros(0)
         counts = sp.csr_matrix(self._vectorizer().transform(texts))
         self.df_ += np.bincount(counts.indices, minlength=self.n_features)
-        self.n_docs_ += len(texts)
+        self.n_docs_ += n
         x = self._tfidf(counts)
-        out_ids: list[str] = []
-        sims = np.zeros(len(texts))
-        block_index: dict[str, list[int]] = {}
-        for k, b in enumerate(self.blocks_):
-            block_index.setdefault(b, []).append(k)
-        for i in range(len(texts)):
-            row = x.getrow(i)
-            dup = f"{blocks[i]}|{simhash(texts[i])}"
-            target = self.simhash_.get(dup)
-            sim = 1.0
-            if target is None:
-                cands = block_index.get(blocks[i], [])
-                if cands:
-                    mat = sp.vstack([self.centroids_[k] for k in cands])
-                    scores = np.asarray((mat @ row.T).todense()).ravel()
-                    norms = np.sqrt(np.asarray(mat.multiply(mat).sum(axis=1)).ravel())
-                    scores = scores / np.maximum(norms, 1e-12)
-                    best = int(np.argmax(scores))
-                    if scores[best] >= self.threshold:
-                        target, sim = cands[best], float(scores[best])
-            if target is None:
-                target = len(self.problem_ids_)
-                raw = f"{self.config_version}|{voice_ids[i]}"
-                self.problem_ids_.append("p-" + hashlib.sha1(raw.encode()).hexdigest()[:12])
-                self.blocks_.append(blocks[i])
-                self.centroids_.append(self._truncate(row))
-                self.sizes_.append(1)
-                block_index.setdefault(blocks[i], []).append(target)
-            else:
-                n = self.sizes_[target]
-                merged = sp.csr_matrix((self.centroids_[target] * n + row) / (n + 1))
-                self.centroids_[target] = self._truncate(merged)
-                self.sizes_[target] = n + 1
-            self.simhash_.setdefault(dup, target)
-            out_ids.append(self.problem_ids_[target])
-            sims[i] = sim
-        return out_ids, sims
+        hashes = self.simhashes(counts)
+        target = np.full(n, -1, dtype=np.int64)
+        sims = np.zeros(n)
+        by_block: dict[str, list[int]] = {}
+        for i, b in enumerate(blocks):
+            by_block.setdefault(b, []).append(i)
+        for block in sorted(by_block):
+            rows = np.asarray(by_block[block], dtype=np.int64)
+            for start in range(0, len(rows), self.chunk):
+                self._assign_chunk(
+                    x, rows[start : start + self.chunk], block, hashes, voice_ids, target, sims
+                )
+        return [self.problem_ids_[t] for t in target], sims
+
+    chunk: ClassVar[int] = 2000
+
+    def _assign_chunk(
+        self,
+        x: sp.csr_matrix,
+        rows: npt.NDArray[np.int64],
+        block: str,
+        hashes: list[str],
+        voice_ids: list[str],
+        target: npt.NDArray[np.int64],
+        sims: FloatArray,
+    ) -> None:
+        existing = [k for k, b in enumerate(self.blocks_) if b == block]
+        xr = sp.csr_matrix(x[rows])
+        pending = np.ones(len(rows), dtype=bool)
+        # Near-duplicates of a voice already grouped go where it went.
+        for j, i in enumerate(rows):
+            dup = self.simhash_.get(f"{block}|{hashes[i]}")
+            if dup is not None:
+                target[i], sims[i], pending[j] = dup, 1.0, False
+        if existing and pending.any():
+            cents = sp.vstack([self.centroids_[k] for k in existing]).tocsr()
+            score = np.asarray((xr @ cents.T).todense())
+            best = score.argmax(axis=1)
+            best_score = score[np.arange(len(rows)), best]
+            join = pending & (best_score >= self.threshold)
+            for jj in np.flatnonzero(join):
+                j = int(jj)
+                target[rows[j]] = existing[int(best[j])]
+                sims[rows[j]] = float(best_score[j])
+            pending &= ~join
+        left = np.flatnonzero(pending)
+        if len(left):
+            labels = self._cluster(sp.csr_matrix(xr[left]))
+            for lab in np.unique(labels):
+                members = left[labels == lab]
+                mean = sp.csr_matrix(xr[members].mean(axis=0))
+                k = -1
+                if existing:
+                    cents = sp.vstack([self.centroids_[e] for e in existing]).tocsr()
+                    score = np.asarray((cents @ mean.T).todense()).ravel()
+                    if score.max() >= self.threshold:
+                        k = existing[int(score.argmax())]
+                if k < 0:
+                    k = len(self.problem_ids_)
+                    # Named after its earliest voice and the configuration: deterministic.
+                    first = int(rows[members.min()])
+                    raw = f"{self.config_version}|{block}|{voice_ids[first]}"
+                    self.problem_ids_.append("p-" + hashlib.sha1(raw.encode()).hexdigest()[:12])
+                    self.blocks_.append(block)
+                    self.centroids_.append(sp.csr_matrix((1, self.n_features)))
+                    self.sizes_.append(0)
+                    existing.append(k)
+                target[rows[members]] = k
+                sim = np.asarray((xr[members] @ mean.T).todense()).ravel()
+                sims[rows[members]] = sim
+        # Update centroids (running means of member vectors) and the duplicate index.
+        for k in np.unique(target[rows]):
+            members = np.flatnonzero(target[rows] == k)
+            n_old = self.sizes_[k]
+            total = self.centroids_[k] * n_old + sp.csr_matrix(xr[members].sum(axis=0))
+            self.sizes_[k] = n_old + len(members)
+            self.centroids_[k] = self._truncate(sp.csr_matrix(total / self.sizes_[k]))
+        for i in rows:
+            self.simhash_.setdefault(f"{block}|{hashes[i]}", int(target[i]))
 
     def save(self, path: Path) -> None:
         """Write parameters and state to ``path`` (``.npz``)."""
@@ -229,21 +398,6 @@ class ProblemGrouper:
 GROUPERS: dict[str, type[ProblemGrouper]] = {ProblemGrouper.name: ProblemGrouper}
 
 
-def simhash(text: str, bits: int = 64) -> int:
-    """Return the 64-bit SimHash of ``text``'s character 3-grams (Charikar 2002)."""
-    norm = re.sub(r"\s+", "", text.lower())
-    grams = [norm[i : i + 3] for i in range(max(len(norm) - 2, 1))]
-    if not grams:
-        return 0
-    hashes = np.array(
-        [int.from_bytes(hashlib.blake2b(g.encode(), digest_size=8).digest(), "big") for g in grams],
-        dtype=np.uint64,
-    )
-    bitsmat = (hashes[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)
-    votes = bitsmat.astype(np.int64).sum(axis=0) * 2 - len(grams)
-    return int(sum(1 << i for i in range(bits) if votes[i] > 0))
-
-
 def block_keys(table: pa.Table, block_by: tuple[str, ...] | list[str]) -> list[str]:
     """Return each row's block key (values of ``block_by`` joined by ``|``)."""
     cols = [
@@ -258,6 +412,10 @@ def keywords(texts: list[str], *, top: int = 5) -> list[str]:
     import rjieba
 
     counts: Counter[str] = Counter()
+    # Keywords in the language most of the problem's voices are written in.
+    zh = [bool(re.search(r"[\u4e00-\u9fff]", t)) for t in texts]
+    major_zh = sum(zh) * 2 >= len(texts)
+    texts = [t for t, z in zip(texts, zh, strict=True) if z == major_zh]
     for text in texts:
         clean = _PLACEHOLDER.sub(" ", text)
         if re.search(r"[\u4e00-\u9fff]", clean):

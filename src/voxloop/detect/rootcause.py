@@ -45,6 +45,8 @@ class RootCause:
     share: float
     excess: float
     path: list[str] = field(default_factory=list)
+    #: Adtributor's candidate sets below the conjunction (several elements each).
+    breakdown: list[Candidate] = field(default_factory=list)
 
 
 def surprise(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -129,6 +131,7 @@ def explain(
     node = parse_key(anchor)
     path = [anchor]
     share = 1.0
+    below: list[Candidate] = []
     while excess0 > 0:
         breakdown: dict[str, dict[str, tuple[float, float]]] = {}
         for d in _next_dimensions(node, dims):
@@ -140,10 +143,12 @@ def explain(
                     and all(values.get(k) == v for k, v in node.items())
                 ):
                     elements[values[d]] = observed[key]
-            if elements:
+            # A dimension with a single value explains everything and says nothing.
+            if len(elements) > 1:
                 breakdown[d] = elements
         best: tuple[str, str, float] | None = None
-        for cand in adtributor(breakdown, t_eep=t_eep, t_ep=t_ep, top=len(breakdown)):
+        below = adtributor(breakdown, t_eep=t_eep, t_ep=t_ep, top=len(breakdown))
+        for cand in below:
             if len(cand.elements) != 1:
                 continue
             a, f = breakdown[cand.dimension][cand.elements[0]]
@@ -157,4 +162,5 @@ def explain(
         share = best[2]
         path.append(series_key(node, dims))
     key = series_key(node, dims) if node else ALL
-    return RootCause(key=key, values=node, share=share, excess=excess0, path=path)
+    rest = [c for c in below if len(c.elements) > 1]
+    return RootCause(key=key, values=node, share=share, excess=excess0, path=path, breakdown=rest)

@@ -2,10 +2,42 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from collections import Counter
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from voxloop.config import Settings
 from voxloop.detect import nab
+from voxloop.detect.alerts import SurgeAlert, scan_counts
 from voxloop.detect.anomaly import nab_detector, nab_round
+from voxloop.detect.models import Problem, ProblemEdit, ProblemMember
+from voxloop.detect.notify import deliver_outbox, record_alerts
+from voxloop.detect.problems import ProblemGrouper, block_keys, keywords, title_for
+from voxloop.detect.series import (
+    GRANULARITY_SECONDS,
+    LOCAL_OFFSET_S,
+    count_voices,
+    load_counts,
+    merge_counts,
+    save_counts,
+)
+from voxloop.detect.surge import SurgeDetector
+from voxloop.errors import ConflictError, NotFoundError
+from voxloop.store.models import PipelineState
+from voxloop.store.service import lake_connection, make_engine, make_sessionmaker, part_files
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def nab_scores(*, files: list[nab.NabFile], detector: str) -> list[nab.FloatArray]:
@@ -29,3 +61,432 @@ def evaluate_nab(
     files = nab.load_corpus(data_dir, names=names)
     scores = nab_scores(files=files, detector=detector)
     return {name: nab.score_corpus(files, scores, name) for name in nab.PROFILES}
+
+
+# ---------------------------------------------------------------------------
+# Pipeline stage: count new voices, detect surges, raise alerts, group problems.
+
+STAGE = "detect"
+#: Granularity the pipeline stage maintains and alerts on.
+STAGE_GRANULARITY = "hour"
+
+
+def state_dir(settings: Settings) -> Path:
+    """Return the folder holding the detect stage's incremental state."""
+    return settings.home / "detect"
+
+
+def _voices_sql(files: list[Path], has_readings: bool) -> str:
+    paths = ", ".join(f"'{p}'" for p in files)
+    scenario = (
+        "coalesce(r.scenario, element_at(v.attributes, 'scenario')[1])"
+        if has_readings
+        else "element_at(v.attributes, 'scenario')[1]"
+    )
+    join = (
+        "LEFT JOIN (SELECT voice_id, arg_max(scenario, read_at) AS scenario FROM readings "
+        "GROUP BY voice_id) r ON r.voice_id = v.id"
+        if has_readings
+        else ""
+    )
+    return f"""
+        SELECT v.id, v.received_at, v.customer_id, v.province, v.city, v.district, v.channel,
+               v.text, v.language, {scenario} AS scenario
+        FROM read_parquet([{paths}], union_by_name=true) v {join}
+        ORDER BY v.received_at, v.id
+    """
+
+
+def read_voices(*, settings: Settings, files: list[Path]) -> pa.Table:
+    """Read voices from lake part files with their scenario (latest reading, else label)."""
+    if not files:
+        return pa.table({})
+    has_readings = bool(part_files(settings, "readings"))
+    con = lake_connection(settings, ("readings",) if has_readings else ())
+    table: pa.Table = con.sql(_voices_sql(files, has_readings)).to_arrow_table()
+    con.close()
+    return table
+
+
+def _load_state(session: Session) -> dict[str, Any]:
+    row = session.get(PipelineState, STAGE)
+    return json.loads(row.state) if row else {}
+
+
+def _save_state(session: Session, state: dict[str, Any]) -> None:
+    row = session.get(PipelineState, STAGE)
+    if row is None:
+        session.add(PipelineState(stage=STAGE, state=json.dumps(state)))
+    else:
+        row.state = json.dumps(state)
+
+
+def typical_cases(
+    voices: pa.Table, alert: SurgeAlert, *, granularity: str = STAGE_GRANULARITY, limit: int = 3
+) -> list[dict[str, Any]]:
+    """Return up to ``limit`` voices of the alert's root cause and windows (latest first)."""
+    if voices.num_rows == 0:
+        return []
+    values = alert.values
+    width = GRANULARITY_SECONDS[granularity]
+    seconds = pc.cast(voices["received_at"], pa.int64()).to_numpy() // 1_000_000
+    buckets = (seconds + LOCAL_OFFSET_S) // width
+    mask = (buckets >= alert.first_bucket) & (buckets <= alert.last_bucket)
+    for dim, value in values.items():
+        if dim in voices.column_names:
+            col = np.asarray(voices[dim].to_pylist(), dtype=object)
+            mask &= col == (None if value == "?" else value)
+    idx = np.flatnonzero(mask)[-limit:][::-1]
+    ids = voices["id"].to_pylist()
+    texts = voices["text"].to_pylist()
+    return [{"voice_id": ids[i], "text": texts[i]} for i in idx]
+
+
+def update_series(
+    *, settings: Settings, voices: pa.Table, granularity: str = STAGE_GRANULARITY
+) -> pa.Table:
+    """Add new voices to the saved count series; return the whole count table."""
+    path = state_dir(settings) / f"counts_{granularity}.parquet"
+    counts = load_counts(path)
+    if voices.num_rows:
+        counts = merge_counts(counts, count_voices(voices, granularity=granularity))
+        save_counts(path, counts)
+    return counts
+
+
+def rebuild_series(*, settings: Settings, granularity: str = STAGE_GRANULARITY) -> int:
+    """Recount every voice in the lake into fresh count series; return the row count."""
+    voices = read_voices(settings=settings, files=part_files(settings, "voices"))
+    counts = count_voices(voices, granularity=granularity) if voices.num_rows else None
+    if counts is None:
+        return 0
+    save_counts(state_dir(settings) / f"counts_{granularity}.parquet", counts)
+    return int(counts.num_rows)
+
+
+def detect_stage(*, settings: Settings) -> dict[str, Any]:
+    """Pipeline stage: update series, detect surges, raise alerts, group new voices."""
+    sessions = make_sessionmaker(make_engine(settings))
+    with sessions() as session:
+        state = _load_state(session)
+    done = set(state.get("parts", []))
+    files = [p for p in part_files(settings, "voices") if p.name not in done]
+    voices = read_voices(settings=settings, files=files)
+    counts = update_series(settings=settings, voices=voices)
+    folder = state_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    det_path = folder / f"surge_{STAGE_GRANULARITY}.npz"
+    detector = (
+        SurgeDetector.load(det_path)
+        if det_path.is_file()
+        else SurgeDetector(granularity=STAGE_GRANULARITY)
+    )
+    alerts: list[SurgeAlert] = []
+    detector.add_series([])
+    if counts.num_rows:
+        first = max(int(detector.bucket_) + 1, int(pc.min(counts["bucket"]).as_py()))
+        last = int(pc.max(counts["bucket"]).as_py())
+        if detector.n_ == 0:
+            detector.bucket_ = first - 1
+        if last >= first:
+            alerts = scan_counts(counts, detector=detector, first=first, last=last)
+        detector.save(det_path)
+    typical = {a.root_cause: typical_cases(voices, a) for a in alerts}
+    with sessions.begin() as session:
+        stored = record_alerts(
+            session=session,
+            alerts=alerts,
+            granularity=STAGE_GRANULARITY,
+            webhook_url=os.environ.get("VOXLOOP_DETECT_WEBHOOK_URL"),
+            typical=typical,
+        )
+        grouped = group_voices(session=session, settings=settings, voices=voices)
+        _save_state(session, {"parts": sorted(done | {p.name for p in files})})
+    delivery = deliver_outbox(sessions=sessions) if stored else {"delivered": 0, "failed": 0}
+    return {
+        "voices": int(voices.num_rows),
+        "series": len(detector.series_),
+        "alerts": len({a.id for a in stored}),
+        "problems_touched": grouped["problems"],
+        "webhooks": delivery,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Problems: grouping, states, merge and split.
+
+
+def _grouper_path(settings: Settings) -> Path:
+    return state_dir(settings) / "grouper.npz"
+
+
+def problem_state(
+    daily: dict[str, int], *, today: date, first_seen: date, previous: str | None
+) -> str:
+    """Classify a problem from its daily counts: new/ongoing/escalating/resolved/regressed.
+
+    Resolved: no voice for 7 days.  Regressed: voices again after being resolved.
+    Escalating: the last 2 days hold at least 5 voices and twice the daily rate of the
+    previous 14.  New: first seen in the last 2 days.
+    """
+
+    def total(lo: int, hi: int) -> int:
+        return sum(n for d, n in daily.items() if lo <= (today - date.fromisoformat(d)).days < hi)
+
+    if total(0, 7) == 0:
+        return "resolved"
+    if previous == "resolved":
+        return "regressed"
+    if (today - first_seen).days < 2:
+        return "new"
+    recent, before = total(0, 2), total(2, 16)
+    if recent >= 5 and recent / 2 >= 2 * max(before / 14, 0.5):
+        return "escalating"
+    return "ongoing"
+
+
+def group_voices(*, session: Session, settings: Settings, voices: pa.Table) -> dict[str, int]:
+    """Group new voices into problems (human assignments and merges are respected)."""
+    if voices.num_rows == 0:
+        return {"voices": 0, "problems": 0}
+    path = _grouper_path(settings)
+    grouper = ProblemGrouper.load(path) if path.is_file() else ProblemGrouper()
+    ids = voices["id"].to_pylist()
+    known = set(
+        session.scalars(select(ProblemMember.voice_id).where(ProblemMember.voice_id.in_(ids)))
+    )
+    keep = np.array([i not in known for i in ids], dtype=bool)
+    table = voices.filter(pa.array(keep))
+    if table.num_rows == 0:
+        return {"voices": 0, "problems": 0}
+    texts = [t or "" for t in table["text"].to_pylist()]
+    problem_ids, sims = grouper.partial_fit_assign(
+        texts, block_keys(table, grouper.block_by), table["id"].to_pylist()
+    )
+    grouper.save(path)
+    merged: dict[str, str] = {
+        pid: into
+        for pid, into in session.execute(
+            select(Problem.id, Problem.merged_into).where(Problem.merged_into.is_not(None))
+        ).all()
+        if into is not None
+    }
+    now = datetime.now(UTC)
+    touched: set[str] = set()
+    for vid, pid, sim in zip(table["id"].to_pylist(), problem_ids, sims, strict=True):
+        while pid in merged:
+            pid = merged[pid]
+        session.add(
+            ProblemMember(
+                voice_id=vid, problem_id=pid, source="auto", similarity=float(sim), assigned_at=now
+            )
+        )
+        touched.add(pid)
+    session.flush()
+    refresh_problems(session=session, problem_ids=sorted(touched), voices=table, grouper=grouper)
+    return {"voices": int(table.num_rows), "problems": len(touched)}
+
+
+def refresh_problems(
+    *,
+    session: Session,
+    problem_ids: list[str],
+    voices: pa.Table,
+    grouper: ProblemGrouper | None = None,
+) -> None:
+    """Recompute title, keywords, counts, regions, typical cases and state of problems."""
+    if not problem_ids:
+        return
+    config = (grouper or ProblemGrouper()).config_version
+    rows = {
+        "id": voices["id"].to_pylist(),
+        "text": voices["text"].to_pylist(),
+        "at": voices["received_at"].to_pylist(),
+        "customer": voices["customer_id"].to_pylist(),
+        "scenario": voices["scenario"].to_pylist(),
+        "province": voices["province"].to_pylist(),
+        "city": voices["city"].to_pylist(),
+    }
+    by_voice = {v: i for i, v in enumerate(rows["id"])}
+    for pid in problem_ids:
+        members = session.scalars(
+            select(ProblemMember).where(ProblemMember.problem_id == pid)
+        ).all()
+        idx = [by_voice[m.voice_id] for m in members if m.voice_id in by_voice]
+        problem = session.get(Problem, pid)
+        if problem is None:
+            if not idx:
+                continue
+            first = min(rows["at"][i] for i in idx)
+            problem = Problem(
+                id=pid,
+                title="",
+                config_version=config,
+                first_seen=first,
+                last_seen=first,
+                state="new",
+                keywords_json="[]",
+                n_voices=0,
+                n_customers=0,
+                typical_json="[]",
+                daily_json="{}",
+                regions_json="{}",
+                updated_at=datetime.now(UTC),
+            )
+            session.add(problem)
+        if not idx:
+            continue
+        daily: dict[str, int] = json.loads(problem.daily_json or "{}")
+        regions: dict[str, int] = json.loads(problem.regions_json or "{}")
+        for i in idx:
+            day = rows["at"][i].astimezone(SHANGHAI).date().isoformat()
+            daily[day] = daily.get(day, 0) + 1
+            place = "/".join(x for x in (rows["province"][i], rows["city"][i]) if x)
+            regions[place or "?"] = regions.get(place or "?", 0) + 1
+        texts = [rows["text"][i] or "" for i in idx]
+        words = keywords(texts + json.loads(problem.keywords_json or "[]"))
+        scen = Counter(rows["scenario"][i] for i in idx).most_common(1)[0][0]
+        sims = {m.voice_id: m.similarity for m in members}
+        best = sorted(idx, key=lambda i: (-sims.get(rows["id"][i], 0.0), rows["id"][i]))[:3]
+        previous = problem.state
+        problem.title = title_for(scen, words)
+        problem.keywords_json = json.dumps(words, ensure_ascii=False)
+        problem.scenario = scen
+        top_place = max(regions, key=lambda k: regions[k])
+        parts = top_place.split("/")
+        problem.province = parts[0] if parts and parts[0] != "?" else None
+        problem.city = parts[1] if len(parts) > 1 else None
+        problem.n_voices = len(members)
+        customers = {rows["customer"][i] for i in idx if rows["customer"][i]}
+        problem.n_customers += len(customers)
+        problem.first_seen = min(problem.first_seen, min(rows["at"][i] for i in idx))
+        problem.last_seen = max(problem.last_seen, max(rows["at"][i] for i in idx))
+        problem.daily_json = json.dumps(dict(sorted(daily.items())))
+        problem.regions_json = json.dumps(regions, ensure_ascii=False)
+        if len(best):
+            problem.typical_json = json.dumps(
+                [{"voice_id": rows["id"][i], "text": rows["text"][i]} for i in best],
+                ensure_ascii=False,
+            )
+        today = problem.last_seen.astimezone(SHANGHAI).date()
+        problem.state = problem_state(
+            daily,
+            today=today,
+            first_seen=problem.first_seen.astimezone(SHANGHAI).date(),
+            previous=previous if previous != "new" else None,
+        )
+        problem.updated_at = datetime.now(UTC)
+
+
+def merge_problems(
+    *, session: Session, target: str, sources: list[str], actor: str | None = None
+) -> Problem:
+    """Merge ``sources`` into ``target``; remembered so later voices follow the merge."""
+    problem = session.get(Problem, target)
+    if problem is None:
+        raise NotFoundError(f"problem {target} not found")
+    for pid in sources:
+        src = session.get(Problem, pid)
+        if src is None:
+            raise NotFoundError(f"problem {pid} not found")
+        if pid == target:
+            raise ConflictError(f"cannot merge problem {pid} into itself")
+        for m in session.scalars(select(ProblemMember).where(ProblemMember.problem_id == pid)):
+            m.problem_id, m.source = target, "human"
+        src.merged_into = target
+        src.state = "merged"
+        daily = json.loads(problem.daily_json)
+        for d, n in json.loads(src.daily_json).items():
+            daily[d] = daily.get(d, 0) + n
+        problem.daily_json = json.dumps(dict(sorted(daily.items())))
+        problem.n_customers += src.n_customers
+        problem.first_seen = min(problem.first_seen, src.first_seen)
+        problem.last_seen = max(problem.last_seen, src.last_seen)
+    problem.n_voices = len(
+        session.scalars(select(ProblemMember).where(ProblemMember.problem_id == target)).all()
+    )
+    session.add(
+        ProblemEdit(
+            kind="merge",
+            payload=json.dumps({"target": target, "sources": sources}),
+            actor=actor,
+            created_at=datetime.now(UTC),
+        )
+    )
+    return problem
+
+
+def split_problem(
+    *, session: Session, problem_id: str, voice_ids: list[str], actor: str | None = None
+) -> Problem:
+    """Move ``voice_ids`` out of a problem into a new one; remembered as human edits."""
+    problem = session.get(Problem, problem_id)
+    if problem is None:
+        raise NotFoundError(f"problem {problem_id} not found")
+    members = session.scalars(
+        select(ProblemMember).where(
+            ProblemMember.problem_id == problem_id, ProblemMember.voice_id.in_(voice_ids)
+        )
+    ).all()
+    missing = sorted(set(voice_ids) - {m.voice_id for m in members})
+    if missing:
+        raise NotFoundError(f"voices {missing[:5]} are not in problem {problem_id}")
+    if len(members) == problem.n_voices:
+        raise ConflictError("a split must leave at least one voice in the problem")
+    raw = f"split|{problem_id}|{','.join(sorted(voice_ids))}"
+    new_id = "p-" + hashlib.sha1(raw.encode()).hexdigest()[:12]
+    for m in members:
+        m.problem_id, m.source = new_id, "human"
+    new = Problem(
+        id=new_id,
+        title=f"{problem.title} (split)",
+        keywords_json=problem.keywords_json,
+        scenario=problem.scenario,
+        province=problem.province,
+        city=problem.city,
+        state="new",
+        config_version=problem.config_version,
+        n_voices=len(members),
+        n_customers=0,
+        first_seen=problem.first_seen,
+        last_seen=problem.last_seen,
+        typical_json=json.dumps([]),
+        daily_json="{}",
+        regions_json="{}",
+        updated_at=datetime.now(UTC),
+    )
+    session.add(new)
+    problem.n_voices -= len(members)
+    session.add(
+        ProblemEdit(
+            kind="split",
+            payload=json.dumps({"problem": problem_id, "new": new_id, "voices": voice_ids}),
+            actor=actor,
+            created_at=datetime.now(UTC),
+        )
+    )
+    return new
+
+
+def problem_payload(problem: Problem, *, detail: bool = False) -> dict[str, Any]:
+    """Return the JSON view of a problem."""
+    out: dict[str, Any] = {
+        "id": problem.id,
+        "title": problem.title,
+        "keywords": json.loads(problem.keywords_json),
+        "scenario": problem.scenario,
+        "province": problem.province,
+        "city": problem.city,
+        "state": problem.state,
+        "n_voices": problem.n_voices,
+        "n_customers": problem.n_customers,
+        "first_seen": problem.first_seen.isoformat(),
+        "last_seen": problem.last_seen.isoformat(),
+        "config_version": problem.config_version,
+        "merged_into": problem.merged_into,
+    }
+    if detail:
+        out["typical_cases"] = json.loads(problem.typical_json)
+        out["daily"] = json.loads(problem.daily_json)
+        out["regions"] = json.loads(problem.regions_json)
+    return out

@@ -76,6 +76,9 @@ KIND_BY_STEM = {
 
 _migrated: set[str] = set()
 
+#: Pseudonyms one run remembers as registered before it starts over (memory bound).
+_KNOWN_IDS_CAP = 1_000_000
+
 
 # ---------------------------------------------------------------------------
 # Pseudonymisation and identities
@@ -115,6 +118,9 @@ def _register_identities(
     if pairs.num_rows == 0:
         return
     pairs = pairs.group_by("p").aggregate([("r", "min")])
+    cached = sum(len(a) for a in known)
+    if cached > _KNOWN_IDS_CAP:
+        known.clear()  # bounded memory; re-inserting a known id is a no-op anyway
     known[:] = [pa.concat_arrays([*known, pairs.column("p").combine_chunks()])]
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     if engine.dialect.name == "postgresql":
@@ -273,19 +279,20 @@ def _duplicate_mask(con: Any, settings: Settings, table: str, keys: pa.Table) ->
     kdir = _keys_dir(settings, table)
     stored = ""
     if any(kdir.glob("part-*.parquet")):
-        glob = str(kdir / "part-*.parquet").replace("'", "''")
+        src = "read_parquet('" + str(kdir / "part-*.parquet").replace("'", "''") + "')"
+        # Inner joins with the batch as the (small) build side: the stored keys stream
+        # past it, so memory stays bounded by the batch, not by the lake.
         stored = (
-            f", k AS MATERIALIZED (SELECT * FROM read_parquet('{glob}')) "
-            "SELECT i FROM b SEMI JOIN k ON b.id_hi = k.id_hi AND b.id_lo = k.id_lo "
-            "UNION SELECT i FROM b SEMI JOIN k ON b.ch_hi = k.ch_hi AND b.ch_lo = k.ch_lo "
-            "UNION "
+            f" SELECT DISTINCT b.i FROM {src} k JOIN b ON k.id_hi = b.id_hi AND k.id_lo = b.id_lo"
+            f" UNION SELECT DISTINCT b.i FROM {src} k JOIN b ON k.ch_hi = b.ch_hi"
+            " AND k.ch_lo = b.ch_lo UNION"
         )
     sql = (
         "WITH w AS (SELECT i, "
         "row_number() OVER (PARTITION BY id_hi, id_lo ORDER BY i) AS r1, "
         "row_number() OVER (PARTITION BY ch_hi, ch_lo ORDER BY i) AS r2 FROM b)"
-        + (stored or " ")
-        + "SELECT i FROM w WHERE r1 > 1 OR r2 > 1"
+        + stored
+        + " SELECT i FROM w WHERE r1 > 1 OR r2 > 1"
     )
     try:
         dup_idx = con.sql(sql).to_arrow_table().column("i").to_numpy()
@@ -468,10 +475,18 @@ def _ingest_batch(
             formats=formats,
             hash_id=True if mapping is not None and mapping.dedup == "id" else None,
         )
+        del canon
         is_bad = pc.is_valid(typed.column("__reason"))
-        bad = typed.filter(is_bad)
-        # Source order decides which of two equal rows in a batch is the duplicate.
-        good = typed.filter(pc.invert(is_bad)).sort_by(ROW_INDEX)
+        if pc.any(is_bad).as_py():
+            bad = typed.filter(is_bad)
+            good = typed.filter(pc.invert(is_bad))
+        else:  # the common case: no copy
+            bad, good = typed.slice(0, 0), typed
+        del typed
+        order = good.column(ROW_INDEX).to_numpy()
+        if len(order) > 1 and not bool(np.all(order[1:] > order[:-1])):
+            # Source order decides which of two equal rows in a batch is the duplicate.
+            good = good.sort_by(ROW_INDEX)
         if bad.num_rows:
             idx = bad.column(ROW_INDEX).to_numpy()
             replace: dict[str, str] = {}
@@ -503,8 +518,13 @@ def _ingest_batch(
                 _sync_keys(settings, table_name)
                 dup = _duplicate_mask(con, settings, table_name, keys)
                 keep = pa.array(~dup)
-                new = lake.filter(keep)
-                new_good = good.filter(keep)
+                ids = good.select(pseudo_fields + ["__raw_" + f for f in pseudo_fields])
+                del good
+                if dup.any():
+                    new, new_good = lake.filter(keep), ids.filter(keep)
+                else:
+                    new, new_good = lake, ids
+                del lake
                 for f in pseudo_fields:
                     _register_identities(
                         engine,
@@ -516,7 +536,9 @@ def _ingest_batch(
                 if part is not None:
                     _write_keys(
                         _keys_dir(settings, table_name) / part.name,
-                        keys.filter(keep).drop_columns(["i"]).cast(KEYS_SCHEMA),
+                        (keys.filter(keep) if dup.any() else keys)
+                        .drop_columns(["i"])
+                        .cast(KEYS_SCHEMA),
                     )
             stored = new.num_rows
             duplicates = int(dup.sum())

@@ -22,6 +22,8 @@ from sklearn.svm import LinearSVC
 from voxloop.understand.features import HashedTfidf
 
 _FORMAT = 1
+#: Held-out rows after which temperature calibration stops fitting further folds.
+CALIBRATION_ROWS = 2000
 
 
 class TextModel(Protocol):
@@ -98,7 +100,7 @@ class TextClassifier(PersistMixin):
 
     Parameters
     ----------
-    char_ngram : (min, max) character n-gram lengths.
+    char_ngram : (min, max) character n-gram lengths; ``None`` disables them.
     word_ngram : (min, max) word n-gram lengths; ``None`` disables word features.
     C : inverse regularisation strength of the SVM.
     min_df : minimum document frequency of a feature.
@@ -120,7 +122,7 @@ class TextClassifier(PersistMixin):
     def __init__(
         self,
         *,
-        char_ngram: tuple[int, int] = (1, 4),
+        char_ngram: tuple[int, int] | None = (1, 4),
         word_ngram: tuple[int, int] | None = (1, 2),
         C: float = 0.5,
         min_df: int = 1,
@@ -139,15 +141,14 @@ class TextClassifier(PersistMixin):
         self.random_state = random_state
 
     def _make_vectorisers(self) -> list[HashedTfidf]:
-        vecs = [
-            HashedTfidf(kind="char", ngram=self.char_ngram, n_bits=self.n_bits, min_df=self.min_df)
-        ]
-        if self.word_ngram is not None:
-            vecs.append(
-                HashedTfidf(
-                    kind="word", ngram=self.word_ngram, n_bits=self.n_bits, min_df=self.min_df
+        vecs = []
+        for kind, ngram in (("char", self.char_ngram), ("word", self.word_ngram)):
+            if ngram is not None:
+                vecs.append(
+                    HashedTfidf(kind=kind, ngram=ngram, n_bits=self.n_bits, min_df=self.min_df)
                 )
-            )
+        if not vecs:
+            raise ValueError("char_ngram and word_ngram cannot both be None")
         return vecs
 
     def transform(self, texts: Sequence[str] | pa.Array) -> sparse.csr_matrix:
@@ -175,13 +176,18 @@ class TextClassifier(PersistMixin):
         folds = min(self.calibration_folds, int(counts.min()))
         if folds >= 2:
             held = np.zeros((len(y), len(classes)), dtype=np.float64)
+            scored = np.zeros(len(y), dtype=bool)
             skf = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
             for tr, te in skf.split(x, y_idx):
                 m = self._svm().fit(x[tr], y_idx[tr])
                 held[np.ix_(te, m.classes_)] = _scores(m, x[te])
                 missing = np.setdiff1d(np.arange(len(classes)), m.classes_)
                 held[np.ix_(te, missing)] = -10.0
-            self.temperature_ = _fit_temperature(held, y_idx)
+                scored[te] = True
+                # One fold already holds thousands of scores, plenty for a single scale.
+                if scored.sum() >= CALIBRATION_ROWS:
+                    break
+            self.temperature_ = _fit_temperature(held[scored], y_idx[scored])
         self.svm_ = self._svm().fit(x, y_idx)
         return self
 

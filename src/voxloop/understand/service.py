@@ -18,11 +18,14 @@ import numpy as np
 import pyarrow as pa
 
 from voxloop.config import Settings
-from voxloop.errors import NotFoundError
+from voxloop.errors import NotFoundError, UnusableInputError, VoxloopError
 from voxloop.store.service import lake_connection, part_files, write_part, writer_lock
+from voxloop.understand.estimators import TextClassifier
 from voxloop.understand.reading import (
+    EMOTION_ALIASES,
     READING_SCHEMA,
     READINGS_TABLE,
+    SENTIMENT_ALIASES,
     ReadingBundle,
     build_bundle,
     content_version,
@@ -36,6 +39,14 @@ REPEAT_WINDOW_DAYS = 30
 #: Most labelled history rows used for training (the newest ones).
 MAX_HISTORY = 200_000
 BUNDLE_FILE = "bundle.pkl"
+
+
+class InvalidCorrectionError(VoxloopError, ValueError):
+    """A human correction names a scenario or subcategory the taxonomy does not have."""
+
+
+#: A labelled file for supervised training: (path, text column, label column).
+LabelledFile = tuple[Path, str, str]
 
 _CACHE: dict[str, ReadingBundle] = {}
 _CACHE_LOCK = threading.Lock()
@@ -126,6 +137,10 @@ def read_new_voices(*, settings: Settings) -> dict[str, Any]:
     started = time.perf_counter()
     if not part_files(settings, "voices"):
         return {"read": 0, "model_version": None}
+    trained = None
+    if latest_model_version(settings) is None:
+        # The first reading trains on whatever labelled history the store already holds.
+        trained = train(settings=settings)
     bundle = load_bundle(settings=settings)
     read = review = escalations = 0
     with writer_lock(settings, READINGS_TABLE):
@@ -151,6 +166,7 @@ def read_new_voices(*, settings: Settings) -> dict[str, Any]:
         "needs_review": review,
         "escalation_risk": escalations,
         "model_version": bundle.version,
+        "trained": trained,
         "seconds": round(time.perf_counter() - started, 3),
     }
 
@@ -192,7 +208,7 @@ def correct_reading(
     codes = {s.code: s for s in bundle.taxonomy.scenarios}
     changes = correction.model_dump(exclude_unset=True, exclude_none=True)
     if "scenario" in changes and changes["scenario"] not in codes:
-        raise NotFoundError(
+        raise InvalidCorrectionError(
             f"field 'scenario': unknown scenario code {changes['scenario']!r}; "
             f"known: {', '.join(codes)}"
         )
@@ -200,7 +216,7 @@ def correct_reading(
     if "subcategory" in changes:
         subs = {c.code for c in codes[scenario].subcategories} if scenario in codes else set()
         if changes["subcategory"] not in subs:
-            raise NotFoundError(
+            raise InvalidCorrectionError(
                 f"field 'subcategory': {changes['subcategory']!r} "
                 f"is not a subcategory of {scenario}"
             )
@@ -258,11 +274,16 @@ def train(
     taxonomy_mode: str = "extend",
     holdout: float = 0.2,
     seed: int = 0,
+    sentiment_data: LabelledFile | None = None,
+    emotion_data: LabelledFile | None = None,
 ) -> dict[str, Any]:
     """Retrain the scenario model from taxonomy examples, labelled history and corrections.
 
     With enough history a stratified ``holdout`` share is scored first (accuracy,
-    macro-F1), then the saved model is refitted on everything.
+    macro-F1), then the saved model is refitted on everything. ``sentiment_data`` /
+    ``emotion_data`` (file, text column, label column) replace the lexicon models with
+    supervised ones; without them the previous model's sentiment and emotion models are
+    kept.
     """
     from sklearn.metrics import accuracy_score, f1_score
     from sklearn.model_selection import train_test_split
@@ -286,8 +307,23 @@ def train(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     info = {"n_history": len(texts), **metrics}
     version = f"u{stamp}-{content_version(taxonomy, {'n': len(texts), 'labels': counts})}"
+    previous = load_bundle(settings=settings) if latest_model_version(settings) else None
+    sentiment = _supervised(sentiment_data, "sentiment", SENTIMENT_ALIASES, info)
+    emotion = _supervised(emotion_data, "emotion", EMOTION_ALIASES, info)
+    if sentiment is None and previous is not None:
+        sentiment = previous.sentiment
+    if emotion is None and previous is not None:
+        emotion = previous.emotion
+    if sentiment is not None or emotion is not None:
+        tag = {"sentiment": type(sentiment).__name__, "emotion": type(emotion).__name__}
+        version += "-" + content_version(taxonomy, {**info, **tag})[:4]
     bundle = build_bundle(
-        taxonomy=taxonomy, history_texts=texts, history_labels=labels, version=version
+        taxonomy=taxonomy,
+        history_texts=texts,
+        history_labels=labels,
+        version=version,
+        sentiment=sentiment,
+        emotion=emotion,
     )
     bundle.info.update(info)
     folder = save_bundle(settings=settings, bundle=bundle)
@@ -299,6 +335,27 @@ def train(
         "train_seconds": round(time.perf_counter() - started, 2),
         **metrics,
     }
+
+
+def _supervised(
+    data: LabelledFile | None, task: str, aliases: dict[str, str], info: dict[str, Any]
+) -> TextClassifier | None:
+    """Fit a supervised sentiment/emotion model on a labelled file, labels mapped to ours."""
+    if data is None:
+        return None
+    from voxloop.understand.evaluation import read_labelled, task_model
+
+    path, text_col, label_col = data
+    texts, raw = read_labelled(path, text_col=text_col, label_col=label_col)
+    labels = [aliases.get(r.strip().lower(), "") for r in raw]
+    unknown = sorted({r for r, m in zip(raw, labels, strict=True) if not m})
+    if unknown:
+        raise UnusableInputError(
+            f"{path}: {label_col!r} values {unknown[:5]} are not {task} labels "
+            f"({', '.join(sorted(set(aliases)))})"
+        )
+    info[f"{task}_model"] = {"file": str(path), "n": len(texts)}
+    return task_model(task).fit(texts, labels)
 
 
 def overview(*, settings: Settings, limit: int = 20) -> dict[str, Any]:

@@ -39,7 +39,8 @@ from typing import Literal
 
 from markupsafe import Markup, escape
 
-#: Colour-blind-safe palette (Okabe & Ito 2008, "Color Universal Design"), then extras.
+#: Colour-blind-safe palette after Okabe & Ito (2008, "Color Universal Design"), with their
+#: yellow swapped for Tol's olive and wine, which keep contrast on a white background.
 PALETTE = (
     "#0072B2",
     "#E69F00",
@@ -47,11 +48,13 @@ PALETTE = (
     "#D55E00",
     "#CC79A7",
     "#56B4E9",
-    "#F0E442",
+    "#882255",
+    "#999933",
     "#000000",
-    "#7F7F7F",
     "#8C564B",
 )
+#: Colour for an "other" / remainder series.
+OTHER_COLOR = "#9AA5B1"
 
 #: Conventional colours for sentiment series; pass as ``colors=`` to any chart.
 SENTIMENT_COLORS = {"negative": "#D55E00", "neutral": "#9AA5B1", "positive": "#009E73"}

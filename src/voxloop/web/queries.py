@@ -48,8 +48,8 @@ SENTIMENTS = ("negative", "neutral", "positive")
 #: Channels shown as their own line on the overview; the rest are summed as ``other``.
 TOP_CHANNELS = 6
 #: Bars in the region chart, and regions with a trend line in the table below it.
-REGION_LIMIT = 20
-REGION_TRENDS = 8
+REGION_LIMIT = 16
+REGION_TRENDS = 6
 
 #: Columns of a reading shown with a voice; with ``voice_id`` and ``read_at`` required.
 _READING_FIELDS = (
@@ -218,7 +218,8 @@ def _overview(*, settings: Settings, scope: Scope, latest_limit: int) -> Overvie
         where, params = _scope_where(scope)
         scoped = (
             "WITH scoped AS (SELECT v.id, v.received_at, v.channel, v.province, v.city, "
-            f"v.district FROM voices v WHERE {where})"
+            "v.district, coalesce(list_sum(map_values(v.pii_counts)), 0) AS pii "
+            f"FROM voices v WHERE {where})"
         )
 
         def fetch(sql: str, extra: list[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -232,7 +233,8 @@ def _overview(*, settings: Settings, scope: Scope, latest_limit: int) -> Overvie
         kpi = fetch(
             "SELECT count(*), timezone(?, min(received_at)), timezone(?, max(received_at)), "
             "count(*) FILTER (WHERE received_at > (SELECT max(received_at) FROM scoped) "
-            "- INTERVAL 1 DAY) FROM scoped",
+            "- INTERVAL 1 DAY), coalesce(sum(pii), 0), count(*) FILTER (WHERE pii > 0) "
+            "FROM scoped",
             [tz, tz],
         )[0]
         k = result.kpis
@@ -242,6 +244,7 @@ def _overview(*, settings: Settings, scope: Scope, latest_limit: int) -> Overvie
             kpi[2],
             int(kpi[3]),
         )
+        k.pii_masked, k.pii_voices = int(kpi[4]), int(kpi[5])
         if k.voices == 0 or k.first_at is None or k.last_at is None:
             return result
         span = k.last_at - k.first_at
@@ -365,7 +368,9 @@ def _trunc(ts: datetime, bucket: Literal["day", "hour"]) -> datetime:
     return ts.replace(minute=0, second=0, microsecond=0)
 
 
-def _filter_where(filters: VoiceFilters, tz: str) -> tuple[str, list[Any], str, list[Any]]:
+def _filter_where(
+    filters: VoiceFilters, tz: str
+) -> tuple[str, list[Any], list[tuple[str, str, Any]]]:
     """Split ``filters`` into SQL over voices (alias ``v``) and over latest readings (``x``)."""
     clauses: list[str] = []
     params: list[Any] = []
@@ -383,19 +388,16 @@ def _filter_where(filters: VoiceFilters, tz: str) -> tuple[str, list[Any], str, 
     if filters.q:
         clauses.append("contains(lower(v.text), lower(?))")
         params.append(filters.q)
-    reading: list[str] = []
-    reading_params: list[Any] = []
-    for field, column in (("scenario", "sc"), ("sentiment", "se"), ("review", "nr")):
+    reading: list[tuple[str, str, Any]] = []
+    for field, column, short in (
+        ("scenario", "scenario", "sc"),
+        ("sentiment", "sentiment", "se"),
+        ("review", "needs_review", "nr"),
+    ):
         value = getattr(filters, field)
         if value is not None and value != "":
-            reading.append(f"x.{column} = ?")
-            reading_params.append(value)
-    return (
-        " AND ".join(clauses) or "TRUE",
-        params,
-        " AND ".join(reading),
-        reading_params,
-    )
+            reading.append((column, short, value))
+    return " AND ".join(clauses) or "TRUE", params, reading
 
 
 def list_voices(*, settings: Settings, filters: VoiceFilters) -> VoicePage:
@@ -418,30 +420,34 @@ def _list_voices(*, settings: Settings, filters: VoiceFilters) -> VoicePage:
         if "voices" not in tables:
             return page
         tz = settings.timezone
-        where, params, reading_where, reading_params = _filter_where(filters, tz)
-        if reading_where and not has_readings:
+        where, params, reading = _filter_where(filters, tz)
+        if reading and not has_readings:
             return page
-        prefix = ""
-        if reading_where:
-            # Reading filters decide which voices match: pick the matching voice ids from
-            # the latest reading of every voice (arg_max over read_at), then page voices.
-            prefix = (
-                "WITH hits AS (SELECT voice_id FROM (SELECT voice_id, arg_max(struct_pack("
+        if reading:
+            # Reading filters decide which voices match, by each voice's latest reading.
+            # Only voices with at least one matching reading can match, so the latest
+            # reading (arg_max over read_at) is computed for those candidates only.
+            raw = " AND ".join(f"{column} = ?" for column, _, _ in reading)
+            latest = " AND ".join(f"x.{short} = ?" for _, short, _ in reading)
+            # Materialised once: both the count and the page query need it.
+            con.execute(
+                f"CREATE TEMP TABLE hits AS WITH cand AS (SELECT DISTINCT voice_id FROM readings "
+                f"WHERE {raw}) SELECT voice_id FROM (SELECT voice_id, arg_max(struct_pack("
                 "sc := scenario, se := sentiment, nr := needs_review), read_at) AS x "
-                f"FROM readings GROUP BY voice_id) WHERE {reading_where}) "
+                "FROM readings WHERE voice_id IN (SELECT voice_id FROM cand) "
+                f"GROUP BY voice_id) WHERE {latest}",
+                [value for _, _, value in reading] * 2,
             )
             where += " AND v.id IN (SELECT voice_id FROM hits)"
         page.has_readings = has_readings
         page.total = int(
-            con.execute(
-                f"{prefix}SELECT count(*) FROM voices v WHERE {where}", [*reading_params, *params]
-            ).fetchone()[0]
+            con.execute(f"SELECT count(*) FROM voices v WHERE {where}", params).fetchone()[0]
         )
         page.rows = _rows(
             con,
-            f"{prefix}SELECT {_VOICE_COLUMNS} FROM voices v WHERE {where} "
+            f"SELECT {_VOICE_COLUMNS} FROM voices v WHERE {where} "
             "ORDER BY v.received_at DESC, v.id LIMIT ? OFFSET ?",
-            [*reading_params, tz, *params, filters.per_page, (filters.page - 1) * filters.per_page],
+            [tz, *params, filters.per_page, (filters.page - 1) * filters.per_page],
             with_readings=has_readings,
         )
         return page

@@ -86,6 +86,8 @@ class KPIs:
     first_at: datetime | None = None
     last_at: datetime | None = None
     quarantined: int = 0
+    pii_masked: int = 0
+    pii_voices: int = 0
     read: int = 0
     negative_share: float | None = None
     needs_review: int = 0

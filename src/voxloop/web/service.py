@@ -42,13 +42,42 @@ def translate(key: str, lang: str) -> str:
     return entry.get(lang) or entry.get("en") or key
 
 
+@cache
+def taxonomy_names() -> dict[str, dict[str, tuple[str, str]]]:
+    """Return ``{"scenario"|"subcategory"|"intent": {code: (zh, en)}}`` from the taxonomy."""
+    try:
+        from voxloop.understand.taxonomy import default_taxonomy
+
+        taxonomy = default_taxonomy()
+    except Exception:  # pragma: no cover - the understand domain is optional for pages
+        return {}
+    subcategories: dict[str, tuple[str, str]] = {}
+    for scenario in taxonomy.scenarios:
+        for sub in scenario.subcategories:
+            subcategories.setdefault(sub.code, (sub.zh, sub.en))
+    return {
+        "scenario": {s.code: (s.zh, s.en) for s in taxonomy.scenarios},
+        "subcategory": subcategories,
+        "intent": {i.code: (i.zh, i.en) for i in taxonomy.intents},
+    }
+
+
 def label(prefix: str, value: object, lang: str) -> str:
-    """Translate a code such as a channel or scenario: ``prefix.value``, else the value."""
+    """Translate a code such as a channel or scenario: ``prefix.value``, else the value.
+
+    Scenario, subcategory and intent codes missing from the locale files are named from
+    the understanding taxonomy.
+    """
     if value is None or value == "":
         return translate("web.unknown", lang)
     key = f"{prefix}.{value}"
     text = translate(key, lang)
-    return str(value) if text == key else text
+    if text != key:
+        return text
+    names = taxonomy_names().get(prefix, {}).get(str(value))
+    if names:
+        return names[0] if lang == "zh-CN" else names[1]
+    return str(value)
 
 
 _PII = re.compile(r"&lt;([A-Z]{2,12})&gt;")

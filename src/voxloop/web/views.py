@@ -1,4 +1,4 @@
-"""HTTP routes of the web domain: the overview (``/``) and voices (``/voices``) pages."""
+"""HTTP routes of the web domain: overview (``/``), voices (``/voices``), one voice."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ def _overview_charts(data: Overview, *, scope: Scope, lang: str) -> dict[str, An
         title=t("web.chart.by_channel"),
         y_label=t("web.voices_per_" + data.bucket),
         empty_message=t("web.no_data"),
-        height=280,
+        # Roughly as tall as the region card beside it (bars plus trend table).
+        height=max(280, min(520, 40 + 22 * len(data.by_region) + 30 * len(data.region_trend))),
+        colors={label("channel", "other", lang): charts.OTHER_COLOR},
     )
     hrefs: list[str | None] = []
     for name, _ in data.by_region:
@@ -41,14 +43,7 @@ def _overview_charts(data: Overview, *, scope: Scope, lang: str) -> dict[str, An
         elif data.region_level == "city":
             hrefs.append(_url("/", province=scope.province, city=name, days=scope.days))
         else:
-            hrefs.append(
-                _url(
-                    "/voices",
-                    province=scope.province,
-                    city=scope.city,
-                    district=name,
-                )
-            )
+            hrefs.append(_url("/voices", **{**_voice_scope(data, scope), "district": name}))
     out["region_chart"] = charts.bar_chart(
         [name if name is not None else t("web.unknown") for name, _ in data.by_region],
         [n for _, n in data.by_region],
@@ -85,7 +80,8 @@ def _overview_charts(data: Overview, *, scope: Scope, lang: str) -> dict[str, An
             title=t("web.chart.sentiment_trend"),
             y_label=t("web.voices_per_" + data.bucket),
             colors={label("sentiment", k, lang): v for k, v in charts.SENTIMENT_COLORS.items()},
-            height=280,
+            # About as tall as the scenario bars beside it.
+            height=max(280, min(480, 60 + 24 * len(data.by_scenario))),
         )
     return out
 
