@@ -40,6 +40,8 @@ def test_planted_segment_short_board_and_churn_are_found(
     assert result["planted_churners"] >= 5
     assert result["planted_churners_in_top_decile"] >= 0.7
     assert result["churn_validation"]["roc_auc"] > 0.75
+    timed = result["churn_validation"]["time_based"]
+    assert timed["churned_after_cutoff"] > 0 and timed["roc_auc"] > 0.6
 
 
 def test_store_analyses_shapes(operator: tuple[Settings, Path]) -> None:

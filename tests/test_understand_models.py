@@ -185,3 +185,19 @@ def test_urgency_rules_and_triggers() -> None:
     assert np.all((res.urgency >= 0) & (res.urgency <= 1))
     # A number that merely contains 12315 is no consumer-body threat.
     assert assess(pa.array(["订单号9123156"])).triggers == [[]]
+
+
+def test_agent_turns_do_not_count_as_customer_mood() -> None:
+    import pyarrow as pa
+
+    from voxloop.understand.lexicon import customer_side
+
+    transcript = "坐席：您好，很高兴为您服务\n客户：又断网了，凭什么收钱\n坐席：非常抱歉"
+    assert customer_side(pa.array([transcript, "客服态度差"])).to_pylist() == [
+        "客户：又断网了，凭什么收钱\n",
+        "客服态度差",
+    ]
+    sent = REGISTRY["lexicon_sentiment"]().fit()
+    emo = REGISTRY["lexicon_emotion"]().fit()
+    assert sent.predict([transcript])[0] == "negative"
+    assert emo.predict([transcript])[0] != "joy"

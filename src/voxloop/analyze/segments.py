@@ -308,8 +308,8 @@ class SegmentFinder(Estimator):
         if self.method in ("tree", "both"):
             self.tree_rules_ = self._tree(frame, y)
             family.append(np.array([r.p_value for r in self.tree_rules_]))
-        # One family of tests: every candidate the beam search scored plus every tree leaf,
-        # so a rule's adjusted p-value pays for the whole search, not only the rules shown.
+        # One family of tests: every rule the beam search could have reached (evaluated or
+        # not) plus every tree leaf, so a rule's adjusted p-value pays for the whole search.
         p_all = np.concatenate(family) if family else np.array([])
         self.n_tests_ = self.search_space_ + len(self.tree_rules_)
         adj_all = adjust_p(p_all, method=self.correction, n_hypotheses=self.n_tests_)

@@ -65,3 +65,36 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
             f"alerts={report['alerts']} false={report['false_alerts']} "
             f"({report['false_alerts_per_1000_series_days']:.3f} per 1000 series-days)"
         )
+
+    @evaluate.command("problems")
+    def evaluate_problems(
+        data: Annotated[Path, typer.Option(help="Generated operator folder.")],
+        batch: Annotated[int | None, typer.Option(help="Voices per incremental batch.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    ) -> None:
+        """Group a generated operator's voices; compare with its planted problems (ARI)."""
+        from voxloop.detect.evaluation import evaluate_problems as run_problems
+
+        try:
+            report = run_problems(data_dir=data, batch=batch)
+        except (VoxloopError, ValueError, KeyError, OSError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        if as_json:
+            typer.echo(json.dumps(report, ensure_ascii=False))
+            return
+        typer.echo(
+            f"ARI {report['ari_planted']:.3f} over planted voices; {report['problems']} "
+            f"problems; main-group precision {report['main_group_precision']}"
+        )
+
+    @app.command("rebuild-series")
+    def rebuild_series(
+        granularity: Annotated[str, typer.Option(help="5min, hour or day.")] = "hour",
+    ) -> None:
+        """Recount every voice in the lake into the detect stage's count series."""
+        from voxloop.config import load_settings
+        from voxloop.detect.service import rebuild_series as run_rebuild
+
+        rows = run_rebuild(settings=load_settings(), granularity=granularity)
+        typer.echo(f"{rows} series-buckets")

@@ -172,7 +172,7 @@ class ContextEnsemble(StreamDetector):
         window: int = 750,
         short: int = 5,
         novelty_weight: float = 0.8,
-        resolutions: tuple[int, ...] | list[int] = (4, 8, 16),
+        resolutions: tuple[int, ...] | list[int] = (4, 8, 16, 32),
         orders: tuple[int, ...] | list[int] = (1, 2, 3),
         squash: float = 20.0,
         alarm: float = 0.5,
@@ -315,7 +315,7 @@ def nab_detector(
             "input_min": float(values.min()),
             "input_max": float(values.max()),
             "window": max(probation, 100),
-            "suppress": int(0.5 * probation),
+            "suppress": int(0.3 * probation),
             "warmup": min(probation, 50),
         }
         params.update(overrides)

@@ -170,6 +170,7 @@ def evaluate_comcast(*, path: Path) -> dict[str, Any]:
                         "dimension": c.dimension,
                         "elements": c.elements,
                         "explanatory_power": round(c.explanatory_power, 3),
+                        "complete": c.complete,
                     }
                     for c in a.breakdown
                 ],

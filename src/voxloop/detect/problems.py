@@ -2,19 +2,26 @@
 
 Each voice's masked text becomes a TF-IDF vector of character 2-3-grams (hashed, so the
 vocabulary never has to be rebuilt; document frequencies are learnt incrementally).
-Within a block (scenario by default), a voice joins the problem whose centroid is most
-similar if the cosine similarity reaches ``threshold``, otherwise it opens a new problem
-(the leader / single-pass clustering of Hartigan 1975, as used for online event detection
-by Allan, Papka & Lavrenko 1998).  Exact and near-duplicate texts (equal 64-bit SimHash of
-character 3-grams, Charikar 2002) always join the same problem.  Voices are processed in
-(received_at, id) order, so grouping is deterministic; the configuration is hashed into
-``config_version`` and recorded with every problem.
+Within a block (scenario by default):
+
+1. a near-duplicate of an already grouped voice (same 64-bit SimHash of its hashed
+   n-grams, Charikar 2002) goes where that voice went;
+2. a voice whose mean similarity to a problem's members (its dot product with their mean
+   vector) reaches ``threshold`` joins the best such problem;
+3. the remaining voices are clustered by average linkage (stopping at mean similarity
+   ``threshold``); each cluster joins an existing problem when the mean similarity
+   between the two reaches ``threshold``, else it becomes a new problem.
+
+Voices are processed in (received_at, id) order and problems are named after their first
+voice and the configuration hash (``config_version``, recorded with every problem), so
+grouping is deterministic.
 
 References
 ----------
-Hartigan (1975), "Clustering Algorithms", Wiley (leader algorithm).
-Allan, Papka & Lavrenko (1998), "On-line new event detection and tracking", SIGIR.
 Charikar (2002), "Similarity estimation techniques from rounding algorithms", STOC.
+Sokal & Michener (1958), "A statistical method for evaluating systematic relationships"
+(UPGMA, average linkage), Univ. Kansas Sci. Bull. 38.
+Allan, Papka & Lavrenko (1998), "On-line new event detection and tracking", SIGIR.
 """
 
 from __future__ import annotations
@@ -136,7 +143,7 @@ _ZH_STOP = frozenset(
 
 
 class ProblemGrouper:
-    """Leader clustering of voice texts into problems, learnt incrementally.
+    """Incremental average-linkage grouping of voice texts into problems.
 
     Parameters
     ----------
@@ -144,10 +151,17 @@ class ProblemGrouper:
     n_features : size of the hashed character n-gram space.
     block_by : columns that must be equal for voices to share a problem.
     max_terms : non-zero terms kept per centroid (keeps memory bounded).
+    context_weight : weight of the place/time tokens passed as ``contexts``.
     """
 
     name: ClassVar[str] = "leader_tfidf"
-    _params: ClassVar[tuple[str, ...]] = ("threshold", "n_features", "block_by", "max_terms")
+    _params: ClassVar[tuple[str, ...]] = (
+        "threshold",
+        "n_features",
+        "block_by",
+        "max_terms",
+        "context_weight",
+    )
 
     def __init__(
         self,
@@ -155,11 +169,13 @@ class ProblemGrouper:
         n_features: int = 2**18,
         block_by: tuple[str, ...] | list[str] = ("scenario",),
         max_terms: int = 400,
+        context_weight: float = 0.0,
     ) -> None:
         self.threshold = threshold
         self.n_features = n_features
         self.block_by = block_by
         self.max_terms = max_terms
+        self.context_weight = context_weight
 
     def get_params(self) -> dict[str, Any]:
         """Return the constructor parameters."""
@@ -199,6 +215,26 @@ class ProblemGrouper:
         norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
         norms[norms == 0] = 1.0
         return sp.csr_matrix(sp.diags(1.0 / norms) @ x)
+
+    def _with_context(self, x: sp.csr_matrix, contexts: list[str]) -> sp.csr_matrix:
+        """Append place/time tokens (weight ``context_weight``) and renormalise.
+
+        Voices about one incident share where and when they happened even when their
+        wording (or language) differs, so context tokens pull them together.
+        """
+        if len(contexts) != x.shape[0]:
+            raise ValueError("contexts must have one entry per text")
+        vec = HashingVectorizer(
+            analyzer=str.split,
+            n_features=self.n_features,
+            alternate_sign=False,
+            norm="l2",
+        )
+        ctx = sp.csr_matrix(vec.transform(contexts)) * self.context_weight
+        both = sp.csr_matrix(x + ctx)
+        norms = np.sqrt(np.asarray(both.multiply(both).sum(axis=1)).ravel())
+        norms[norms == 0] = 1.0
+        return sp.csr_matrix(sp.diags(1.0 / norms) @ both)
 
     def _truncate(self, row: sp.csr_matrix) -> sp.csr_matrix:
         if row.nnz <= self.max_terms:
@@ -243,7 +279,11 @@ class ProblemGrouper:
         return np.asarray(model.fit_predict(dist), dtype=np.int64)
 
     def partial_fit_assign(
-        self, texts: list[str], blocks: list[str], voice_ids: list[str]
+        self,
+        texts: list[str],
+        blocks: list[str],
+        voice_ids: list[str],
+        contexts: list[str] | None = None,
     ) -> tuple[list[str], FloatArray]:
         """Assign voices (already in processing order) to problems; learn from them.
 
@@ -263,6 +303,8 @@ class ProblemGrouper:
         self.df_ += np.bincount(counts.indices, minlength=self.n_features)
         self.n_docs_ += n
         x = self._tfidf(counts)
+        if contexts is not None and self.context_weight > 0:
+            x = self._with_context(x, contexts)
         hashes = self.simhashes(counts)
         target = np.full(n, -1, dtype=np.int64)
         sims = np.zeros(n)
@@ -311,15 +353,25 @@ class ProblemGrouper:
         left = np.flatnonzero(pending)
         if len(left):
             labels = self._cluster(sp.csr_matrix(xr[left]))
-            for lab in np.unique(labels):
-                members = left[labels == lab]
-                mean = sp.csr_matrix(xr[members].mean(axis=0))
-                k = -1
-                if existing:
-                    cents = sp.vstack([self.centroids_[e] for e in existing]).tocsr()
-                    score = np.asarray((cents @ mean.T).todense()).ravel()
-                    if score.max() >= self.threshold:
-                        k = existing[int(score.argmax())]
+            uniq, inverse = np.unique(labels, return_inverse=True)
+            # Cluster means in one product: indicator^T x / sizes.
+            ind = sp.csr_matrix(
+                (np.ones(len(left)), (inverse, np.arange(len(left)))), shape=(len(uniq), len(left))
+            )
+            counts = np.asarray(ind.sum(axis=1)).ravel()
+            means = sp.csr_matrix(sp.diags(1.0 / counts) @ ind @ xr[left])
+            join_to = np.full(len(uniq), -1, dtype=np.int64)
+            if existing:
+                cents = sp.vstack([self.centroids_[e] for e in existing]).tocsr()
+                score = np.asarray((means @ cents.T).todense())
+                best = score.argmax(axis=1)
+                ok = score[np.arange(len(uniq)), best] >= self.threshold
+                join_to[ok] = np.asarray(existing, dtype=np.int64)[best[ok]]
+            member_sim = np.asarray(xr[left].multiply(means[inverse]).sum(axis=1)).ravel()
+            sims[rows[left]] = member_sim
+            for c in range(len(uniq)):
+                members = left[inverse == c]
+                k = int(join_to[c])
                 if k < 0:
                     k = len(self.problem_ids_)
                     # Named after its earliest voice and the configuration: deterministic.
@@ -329,16 +381,18 @@ class ProblemGrouper:
                     self.blocks_.append(block)
                     self.centroids_.append(sp.csr_matrix((1, self.n_features)))
                     self.sizes_.append(0)
-                    existing.append(k)
                 target[rows[members]] = k
-                sim = np.asarray((xr[members] @ mean.T).todense()).ravel()
-                sims[rows[members]] = sim
         # Update centroids (running means of member vectors) and the duplicate index.
-        for k in np.unique(target[rows]):
-            members = np.flatnonzero(target[rows] == k)
+        touched, where = np.unique(target[rows], return_inverse=True)
+        ind = sp.csr_matrix(
+            (np.ones(len(rows)), (where, np.arange(len(rows)))), shape=(len(touched), len(rows))
+        )
+        sums = sp.csr_matrix(ind @ xr)
+        added = np.asarray(ind.sum(axis=1)).ravel()
+        for j, k in enumerate(touched.tolist()):
             n_old = self.sizes_[k]
-            total = self.centroids_[k] * n_old + sp.csr_matrix(xr[members].sum(axis=0))
-            self.sizes_[k] = n_old + len(members)
+            total = self.centroids_[k] * n_old + sums.getrow(j)
+            self.sizes_[k] = n_old + int(added[j])
             self.centroids_[k] = self._truncate(sp.csr_matrix(total / self.sizes_[k]))
         for i in rows:
             self.simhash_.setdefault(f"{block}|{hashes[i]}", int(target[i]))
@@ -398,6 +452,32 @@ class ProblemGrouper:
 GROUPERS: dict[str, type[ProblemGrouper]] = {ProblemGrouper.name: ProblemGrouper}
 
 
+def context_tokens(table: pa.Table) -> list[str]:
+    """Return each voice's place and local-day tokens (``city:.. district:.. day:..``)."""
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    city = table["city"].to_pylist() if "city" in table.column_names else [None] * n
+    dist = table["district"].to_pylist() if "district" in table.column_names else [None] * n
+    local = pc.cast(
+        pc.add(
+            pc.cast(table["received_at"], pa.timestamp("us")),
+            pa.scalar(8 * 3600 * 1_000_000, pa.duration("us")),
+        ),
+        pa.date32(),
+    ).to_pylist()
+    return [
+        " ".join(
+            [
+                f"city:{c}" if c else "",
+                f"district:{c}/{d}" if d else "",
+                f"day:{day}" if day else "",
+            ]
+        ).strip()
+        for c, d, day in zip(city, dist, local, strict=True)
+    ]
+
+
 def block_keys(table: pa.Table, block_by: tuple[str, ...] | list[str]) -> list[str]:
     """Return each row's block key (values of ``block_by`` joined by ``|``)."""
     cols = [
@@ -426,8 +506,9 @@ def keywords(texts: list[str], *, top: int = 5) -> list[str]:
             ]
         else:
             words = [w.lower() for w in _WORD.findall(clean) if w.lower() not in _EN_STOP]
-        # Count a word once per voice so one long transcript does not dominate.
-        counts.update(set(words))
+        # Count a word once per voice so one long transcript does not dominate; dict keeps
+        # first-seen order, so ties break the same way on every run (titles are stable).
+        counts.update(dict.fromkeys(words, 1))
     return [w for w, _ in counts.most_common(top)]
 
 

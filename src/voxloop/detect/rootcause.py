@@ -34,6 +34,7 @@ class Candidate:
     elements: list[str]
     explanatory_power: float
     surprise: float
+    complete: bool = True
 
 
 @dataclass
@@ -64,11 +65,14 @@ def adtributor(
     t_eep: float = 0.1,
     t_ep: float = 0.67,
     top: int = 3,
+    partial: bool = False,
 ) -> list[Candidate]:
     """Rank dimensions by the surprise of their succinct explanatory element sets.
 
     ``breakdown[dimension][element] = (actual, forecast)``; every dimension's elements
-    partition the same total.  Returns at most ``top`` candidates, most surprising first.
+    partition the same total.  Returns at most ``top`` candidates, most surprising first;
+    with ``partial``, dimensions whose elements above ``t_eep`` do not reach ``t_ep`` are
+    returned too, marked ``complete=False``.
     """
     out: list[Candidate] = []
     for dim, elements in breakdown.items():
@@ -90,8 +94,12 @@ def adtributor(
                 explained += float(ep[j])
                 total_surprise += float(s[j])
                 if explained >= t_ep:
-                    out.append(Candidate(dim, chosen, explained, total_surprise))
                     break
+        if explained >= t_ep:
+            out.append(Candidate(dim, chosen, explained, total_surprise))
+        elif chosen and partial:
+            # No succinct set reaches t_ep (the change is spread out); keep the leaders.
+            out.append(Candidate(dim, chosen, explained, total_surprise, complete=False))
     out.sort(key=lambda c: -c.surprise)
     return out[:top]
 
@@ -134,6 +142,7 @@ def explain(
     below: list[Candidate] = []
     while excess0 > 0:
         breakdown: dict[str, dict[str, tuple[float, float]]] = {}
+        only_child: tuple[str, str] | None = None
         for d in _next_dimensions(node, dims):
             elements: dict[str, tuple[float, float]] = {}
             for key, values in parsed.items():
@@ -143,13 +152,27 @@ def explain(
                     and all(values.get(k) == v for k, v in node.items())
                 ):
                     elements[values[d]] = observed[key]
-            # A dimension with a single value explains everything and says nothing.
+            # A dimension with a single value explains everything and says nothing; a
+            # region level with one value (a municipality's city) is passed through.
             if len(elements) > 1:
                 breakdown[d] = elements
+            elif len(elements) == 1 and d in ("province", "city") and only_child is None:
+                only_child = (d, next(iter(elements)))
+        if (
+            only_child is not None
+            and not breakdown.get("district")
+            and not any(d in breakdown for d in ("province", "city"))
+        ):
+            below_node = {**node, only_child[0]: only_child[1]}
+            a, f = observed[series_key(below_node, dims)]
+            if a - f >= t_ep * excess0:
+                node = below_node
+                path.append(series_key(node, dims))
+                continue
         best: tuple[str, str, float] | None = None
-        below = adtributor(breakdown, t_eep=t_eep, t_ep=t_ep, top=len(breakdown))
+        below = adtributor(breakdown, t_eep=t_eep, t_ep=t_ep, top=len(breakdown), partial=True)
         for cand in below:
-            if len(cand.elements) != 1:
+            if len(cand.elements) != 1 or not cand.complete:
                 continue
             a, f = breakdown[cand.dimension][cand.elements[0]]
             child_share = (a - f) / excess0
@@ -162,5 +185,5 @@ def explain(
         share = best[2]
         path.append(series_key(node, dims))
     key = series_key(node, dims) if node else ALL
-    rest = [c for c in below if len(c.elements) > 1]
+    rest = [c for c in below if len(c.elements) > 1 or not c.complete]
     return RootCause(key=key, values=node, share=share, excess=excess0, path=path, breakdown=rest)

@@ -38,12 +38,21 @@ def _alternation(words: Sequence[str]) -> str:
     return "|".join(re.escape(w) for w in ordered)
 
 
+#: An agent's turn in a transcript, up to the next customer turn (RE2 syntax).
+AGENT_TURN = r"(?s)(?:坐席|客服|agent)[:：].*?(客户[:：]|用户[:：]|customer:|$)"
+
+
+def customer_side(texts: pa.Array) -> pa.Array:
+    """Drop agents' turns from transcripts so their courtesy phrases are not read as mood."""
+    return pc.replace_substring_regex(texts, AGENT_TURN, r"\1")
+
+
 def _as_array(texts: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
     if not isinstance(texts, pa.Array):
         texts = pa.array(list(texts), type=pa.string())
-    return pc.utf8_lower(pc.fill_null(texts.cast(pa.string()), ""))
+    return customer_side(pc.utf8_lower(pc.fill_null(texts.cast(pa.string()), "")))
 
 
 def _count(texts: pa.Array, pattern: str) -> np.ndarray:
