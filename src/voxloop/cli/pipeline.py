@@ -13,7 +13,9 @@ Stage = Callable[..., dict[str, Any]]
 
 def pipeline_stages() -> list[tuple[str, Stage]]:
     """Return the post-ingest stages in the order they run."""
-    return []
+    from voxloop.understand.service import read_new_voices
+
+    return [("understand", read_new_voices)]
 
 
 def run_stages(*, settings: Settings) -> dict[str, Any]:

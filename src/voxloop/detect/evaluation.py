@@ -154,8 +154,9 @@ def evaluate_comcast(*, path: Path) -> dict[str, Any]:
     """Detect daily surges in the Comcast 2015 complaints; report days and root causes."""
     voices = read_comcast(path)
     counts = count_voices(voices, granularity="day")
-    det = SURGE_DETECTORS["seasonal_nb"](granularity="day", cooldown=3)
-    alerts = scan_counts(counts, detector=det)
+    # Daily windows are coarse already: report every surging day with its own root cause.
+    det = SURGE_DETECTORS["seasonal_nb"](granularity="day", cooldown=0)
+    alerts = scan_counts(counts, detector=det, merge_gap=0)
     out: list[dict[str, Any]] = []
     for a in alerts:
         day = datetime.fromtimestamp(a.first_bucket * 86400, tz=UTC).date().isoformat()
@@ -219,7 +220,7 @@ def evaluate_problems(*, data_dir: Path, batch: int | None = None) -> dict[str, 
     """Group a generated operator's voices and compare with its planted problems (ARI)."""
     from sklearn.metrics import adjusted_rand_score
 
-    from voxloop.detect.problems import ProblemGrouper, block_keys
+    from voxloop.detect.problems import ProblemGrouper, block_keys, context_tokens
     from voxloop.understand.pii import mask_array
 
     truth = json.loads((data_dir / "ground_truth.json").read_text(encoding="utf-8"))
@@ -229,6 +230,11 @@ def evaluate_problems(*, data_dir: Path, batch: int | None = None) -> dict[str, 
     masked, _ = mask_array(table["text"].combine_chunks())
     texts = masked.to_pylist()
     vid = table["id"].to_pylist()
+    received = table["received_at"]
+    table = table.set_column(
+        table.schema.get_field_index("received_at"), "received_at", received.cast(TS)
+    )
+    ctx = context_tokens(table)
     grouper = ProblemGrouper()
     size = batch or len(texts)
     ids: list[str] = []
@@ -238,6 +244,7 @@ def evaluate_problems(*, data_dir: Path, batch: int | None = None) -> dict[str, 
             texts[start : start + size],
             block_keys(part, grouper.block_by),
             vid[start : start + size],
+            ctx[start : start + size],
         )
         ids.extend(got)
     label = {v: p["id"] for p in truth.get("problems", []) for v in p["voice_ids"]}

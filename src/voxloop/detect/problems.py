@@ -169,7 +169,7 @@ class ProblemGrouper:
         n_features: int = 2**18,
         block_by: tuple[str, ...] | list[str] = ("scenario",),
         max_terms: int = 400,
-        context_weight: float = 0.0,
+        context_weight: float = 0.5,
     ) -> None:
         self.threshold = threshold
         self.n_features = n_features

@@ -23,7 +23,13 @@ from voxloop.detect.alerts import SurgeAlert, scan_counts
 from voxloop.detect.anomaly import nab_detector, nab_round
 from voxloop.detect.models import Problem, ProblemEdit, ProblemMember
 from voxloop.detect.notify import deliver_outbox, record_alerts
-from voxloop.detect.problems import ProblemGrouper, block_keys, keywords, title_for
+from voxloop.detect.problems import (
+    ProblemGrouper,
+    block_keys,
+    context_tokens,
+    keywords,
+    title_for,
+)
 from voxloop.detect.series import (
     GRANULARITY_SECONDS,
     LOCAL_OFFSET_S,
@@ -261,7 +267,10 @@ def group_voices(*, session: Session, settings: Settings, voices: pa.Table) -> d
         return {"voices": 0, "problems": 0}
     texts = [t or "" for t in table["text"].to_pylist()]
     problem_ids, sims = grouper.partial_fit_assign(
-        texts, block_keys(table, grouper.block_by), table["id"].to_pylist()
+        texts,
+        block_keys(table, grouper.block_by),
+        table["id"].to_pylist(),
+        context_tokens(table),
     )
     grouper.save(path)
     merged: dict[str, str] = {

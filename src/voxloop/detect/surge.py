@@ -7,7 +7,8 @@ or weekend/public holiday, with make-up workdays counted as workdays, from the
 ``chinese-calendar`` package).  A window surges when the upper tail probability of its
 count under a Poisson or negative-binomial law is below ``alpha``, the count reaches
 ``min_count`` and the series did not alert in the last ``cooldown`` windows.  Windows that
-surge are learnt as their expectation, so a long incident does not become the baseline.
+surge are learnt clipped near their expectation, so an incident does not become the
+baseline while a lasting change of level is still absorbed.
 
 All state is arrays over series, so a window costs a few vectorised operations whatever
 the number of series.
@@ -194,9 +195,13 @@ class SurgeDetector:
         alerts = surging & warm & (bucket - self.last_alert_ > self.cooldown)
         self.last_alert_ = np.where(alerts, bucket, self.last_alert_)
         self.expected_, self.pvalue_, self.alerts_ = mu, p, alerts
-        # Learn: surging windows count as expected, so incidents stay out of the baseline.
+        # Learn: surging windows are clipped to about three deviations above the
+        # expectation, so an incident barely moves the baseline while a lasting change of
+        # level is still absorbed over a few half-lives.
         a = self._alpha_ewm()
-        learn = np.where(surging & warm, mu, x)
+        mu_floor = np.maximum(mu, self.min_rate)
+        upper = mu_floor + 3.0 * np.sqrt(mu_floor + self.dispersion * mu_floor**2) + 1.0
+        learn = np.where(surging & warm, np.minimum(x, upper), x)
         total = float(learn.sum())
         if self.total_level_ > 0:
             share = total / self.total_level_

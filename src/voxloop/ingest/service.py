@@ -14,9 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import queue
+import threading
 import uuid
 import zoneinfo
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +120,7 @@ def _register_identities(
     pairs = pa.table({"p": pseudonyms, "r": raw}).filter(keep)
     if pairs.num_rows == 0:
         return
-    pairs = pairs.group_by("p").aggregate([("r", "min")])
+    pairs = pairs.group_by("p").aggregate([("r", "min")]).sort_by("p")
     cached = sum(len(a) for a in known)
     if cached > _KNOWN_IDS_CAP:
         known.clear()  # bounded memory; re-inserting a known id is a no-op anyway
@@ -273,34 +276,148 @@ def _write_keys(path: Path, keys: pa.Table) -> None:
     os.replace(tmp, path)
 
 
-def _duplicate_mask(con: Any, settings: Settings, table: str, keys: pa.Table) -> np.ndarray:
-    """Flag rows whose id or content key repeats an earlier row of the batch or the store."""
-    con.register("b", keys)
-    kdir = _keys_dir(settings, table)
-    stored = ""
-    if any(kdir.glob("part-*.parquet")):
-        src = "read_parquet('" + str(kdir / "part-*.parquet").replace("'", "''") + "')"
-        # Inner joins with the batch as the (small) build side: the stored keys stream
-        # past it, so memory stays bounded by the batch, not by the lake.
-        stored = (
-            f" SELECT DISTINCT b.i FROM {src} k JOIN b ON k.id_hi = b.id_hi AND k.id_lo = b.id_lo"
-            f" UNION SELECT DISTINCT b.i FROM {src} k JOIN b ON k.ch_hi = b.ch_hi"
-            " AND k.ch_lo = b.ch_lo UNION"
-        )
+#: Stored rows whose keys one run keeps in memory (32 bytes each) before it falls back to
+#: scanning the keys parts it could not cache; bounds memory on very large lakes.
+_KEY_CACHE_ROWS = 1_500_000
+
+
+def _batch_duplicates(hi: np.ndarray, lo: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Flag every row whose (hi, lo) key equals that of an earlier row of the batch.
+
+    ``order`` sorts ``hi`` stably; a full (hi, lo) sort is needed only when two rows share
+    a high half, which random 64-bit halves make rare outside true duplicates.
+    """
+    dup = np.zeros(len(hi), dtype=bool)
+    hs = hi[order]
+    if len(hi) < 2 or not bool(np.any(hs[1:] == hs[:-1])):
+        return dup
+    order = np.lexsort((lo, hi))  # stable: equal keys stay in row order
+    hs, ls = hi[order], lo[order]
+    same = (hs[1:] == hs[:-1]) & (ls[1:] == ls[:-1])
+    dup[order[1:][same]] = True
+    return dup
+
+
+class _SortedKeys:
+    """A set of 128-bit keys as two arrays sorted by the high half (exact membership)."""
+
+    def __init__(self) -> None:
+        self.hi = np.empty(0, dtype=np.uint64)
+        self.lo = np.empty(0, dtype=np.uint64)
+
+    def add(self, hi: np.ndarray, lo: np.ndarray) -> None:
+        """Insert keys, keeping the arrays sorted by ``hi`` (one O(n) merge)."""
+        if len(hi) == 0:
+            return
+        order = np.argsort(hi, kind="stable")
+        hi, lo = hi[order], lo[order]
+        pos = np.searchsorted(self.hi, hi)
+        self.hi = np.insert(self.hi, pos, hi)
+        self.lo = np.insert(self.lo, pos, lo)
+
+    def contains(self, hi: np.ndarray, lo: np.ndarray, order: np.ndarray) -> np.ndarray:
+        """Return which of the given keys are in the set (``order`` sorts ``hi``)."""
+        found = np.zeros(len(hi), dtype=bool)
+        if len(self.hi) == 0 or len(hi) == 0:
+            return found
+        # Sorted probes let numpy's binary search start from the previous answer.
+        hs, ls = hi[order], lo[order]
+        left = np.searchsorted(self.hi, hs, side="left")
+        right = np.searchsorted(self.hi, hs, side="right")
+        hit = np.zeros(len(hi), dtype=bool)
+        one = right - left == 1
+        hit[one] = self.lo[left[one]] == ls[one]
+        # Several stored keys share the high half: random 64-bit halves make this rare.
+        for i in np.nonzero(right - left > 1)[0].tolist():
+            hit[i] = bool(np.any(self.lo[left[i] : right[i]] == ls[i]))
+        found[order] = hit
+        return found
+
+
+class _KeyCache:
+    """The dedup keys of one lake table, cached across the batches of one ingest run.
+
+    Only valid while the table's writer lock is held: ``refresh`` reads the keys parts
+    written since the last call (by this or another process), so the cache always equals
+    the keys parts on disk, up to ``_KEY_CACHE_ROWS`` rows; parts beyond that stay on disk
+    and are scanned by DuckDB.  A keys part that vanished (crash repair) resets the cache.
+    """
+
+    def __init__(self, settings: Settings, table: str) -> None:
+        self.settings = settings
+        self.table = table
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every cached key."""
+        self.parts: set[str] = set()
+        self.ids = _SortedKeys()
+        self.contents = _SortedKeys()
+        self.rows = 0
+        self.uncached: list[Path] = []
+
+    def refresh(self) -> None:
+        """Bring the cache up to date with the keys parts on disk (call under the lock)."""
+        _sync_keys(self.settings, self.table)
+        on_disk = {p.name: p for p in _keys_dir(self.settings, self.table).glob("part-*.parquet")}
+        if not self.parts <= on_disk.keys():
+            self.reset()
+        self.uncached = []
+        for name in sorted(on_disk.keys() - self.parts):
+            path = on_disk[name]
+            rows = pq.ParquetFile(path).metadata.num_rows
+            if self.rows + rows > _KEY_CACHE_ROWS:
+                self.uncached.append(path)
+                continue
+            self.add(name, pq.read_table(path))
+
+    def add(self, name: str, keys: pa.Table) -> None:
+        """Record the keys of a part just written (if the cache has room)."""
+        if self.rows + keys.num_rows > _KEY_CACHE_ROWS:
+            return
+        self.ids.add(_u64(keys, "id_hi"), _u64(keys, "id_lo"))
+        self.contents.add(_u64(keys, "ch_hi"), _u64(keys, "ch_lo"))
+        self.parts.add(name)
+        self.rows += keys.num_rows
+
+    def duplicates(self, con: Any, keys: pa.Table) -> np.ndarray:
+        """Flag rows whose id or content key repeats an earlier row of the batch or the store."""
+        id_hi, id_lo = _u64(keys, "id_hi"), _u64(keys, "id_lo")
+        ch_hi, ch_lo = _u64(keys, "ch_hi"), _u64(keys, "ch_lo")
+        id_order = np.argsort(id_hi, kind="stable")
+        ch_order = np.argsort(ch_hi, kind="stable")
+        dup: np.ndarray = _batch_duplicates(id_hi, id_lo, id_order)
+        dup |= _batch_duplicates(ch_hi, ch_lo, ch_order)
+        dup |= self.ids.contains(id_hi, id_lo, id_order)
+        dup |= self.contents.contains(ch_hi, ch_lo, ch_order)
+        if self.uncached:
+            dup[_scan_stored(con, self.uncached, keys)] = True
+        return dup
+
+
+def _u64(table: pa.Table, name: str) -> np.ndarray:
+    col = table.column(name)
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    out: np.ndarray = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.uint64)
+    return out
+
+
+def _scan_stored(con: Any, files: list[Path], keys: pa.Table) -> np.ndarray:
+    """Return the batch row numbers whose id or content key occurs in the given keys parts."""
+    src = "read_parquet([" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "])"
+    # Inner joins with the batch as the (small) build side: the stored keys stream past
+    # it, so memory stays bounded by the batch, not by the lake.
     sql = (
-        "WITH w AS (SELECT i, "
-        "row_number() OVER (PARTITION BY id_hi, id_lo ORDER BY i) AS r1, "
-        "row_number() OVER (PARTITION BY ch_hi, ch_lo ORDER BY i) AS r2 FROM b)"
-        + stored
-        + " SELECT i FROM w WHERE r1 > 1 OR r2 > 1"
+        f"SELECT DISTINCT b.i FROM {src} k JOIN b ON k.id_hi = b.id_hi AND k.id_lo = b.id_lo"
+        f" UNION SELECT DISTINCT b.i FROM {src} k JOIN b ON k.ch_hi = b.ch_hi"
+        " AND k.ch_lo = b.ch_lo"
     )
+    con.register("b", keys)
     try:
-        dup_idx = con.sql(sql).to_arrow_table().column("i").to_numpy()
+        out: np.ndarray = con.sql(sql).to_arrow_table().column("i").to_numpy()
     finally:
         con.unregister("b")
-    mask = np.zeros(keys.num_rows, dtype=bool)
-    mask[dup_idx] = True
-    return mask
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -416,23 +533,37 @@ def _ingest_batches(
     eng = make_engine(settings) if engine is None else engine
     con = duckdb.connect()
     known_ids: list[pa.Array] = []
+    cache = _KeyCache(settings, table_name)
+
+    def prepare(batch: RawBatch, pcon: Any) -> _Prepared:
+        return _prepare_batch(
+            settings=settings,
+            kind=kind,
+            batch=batch,
+            mapping=mapping,
+            source_file=source_file,
+            batch_id=batch_id,
+            timezone=timezone,
+            formats=formats,
+            pseudo_fields=pseudo_fields,
+            con=pcon,
+        )
+
     try:
-        for batch in batches:
+        for prep in _in_background(prepare, batches):
             result = result.add(
-                _ingest_batch(
+                _commit_batch(
                     settings=settings,
                     kind=kind,
-                    batch=batch,
-                    mapping=mapping,
+                    prep=prep,
                     source_file=source_file,
                     batch_id=batch_id,
                     table_name=table_name,
-                    timezone=timezone,
-                    formats=formats,
                     pseudo_fields=pseudo_fields,
                     con=con,
                     engine=eng,
                     known_ids=known_ids,
+                    cache=cache,
                 )
             )
     finally:
@@ -442,7 +573,71 @@ def _ingest_batches(
     return result
 
 
-def _ingest_batch(
+_DONE = object()
+
+
+def _in_background(
+    prepare: Callable[[RawBatch, Any], _Prepared], batches: Iterator[RawBatch]
+) -> Iterator[_Prepared]:
+    """Yield ``prepare(batch)`` for each batch, preparing the next one in a thread.
+
+    Reading, typing and masking of batch k+1 (DuckDB, Arrow and regex work) overlap the
+    dedup and writes of batch k; at most two prepared batches are held at once.
+    """
+    slot: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                slot.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        pcon = duckdb.connect()
+        try:
+            for batch in batches:
+                if not put(prepare(batch, pcon)):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # re-raised in the consuming thread
+            put(exc)
+        finally:
+            pcon.close()
+
+    thread = threading.Thread(target=work, name="voxloop-ingest-prepare", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = slot.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+@dataclass
+class _Prepared:
+    """One batch typed, checked and masked, waiting for dedup and the writes."""
+
+    read: int
+    q_rows: list[int]
+    q_fields: list[str | None]
+    q_reasons: list[str]
+    q_raws: list[str]
+    lake: pa.Table | None = None
+    keys: pa.Table | None = None
+    ids: pa.Table | None = None
+
+
+def _prepare_batch(
     *,
     settings: Settings,
     kind: RecordKind,
@@ -450,110 +645,126 @@ def _ingest_batch(
     mapping: Mapping | None,
     source_file: str,
     batch_id: str,
-    table_name: str,
     timezone: str,
     formats: dict[str, list[str]],
     pseudo_fields: list[str],
     con: Any,
+) -> _Prepared:
+    prep = _Prepared(
+        read=batch.read,
+        q_rows=[r.row for r in batch.rejects],
+        q_fields=[r.field for r in batch.rejects],
+        q_reasons=[r.reason for r in batch.rejects],
+        q_raws=[r.raw for r in batch.rejects],
+    )
+    if not len(batch.rows):
+        return prep
+    canon = apply_mapping(batch.table, mapping, kind, num_rows=len(batch.rows))
+    typed = normalize(
+        con,
+        canon,
+        kind,
+        secret_key=settings.secret_key,
+        timezone=timezone,
+        formats=formats,
+        hash_id=True if mapping is not None and mapping.dedup == "id" else None,
+    )
+    del canon
+    is_bad = pc.is_valid(typed.column("__reason"))
+    if pc.any(is_bad).as_py():
+        bad = typed.filter(is_bad)
+        good = typed.filter(pc.invert(is_bad))
+    else:  # the common case: no copy
+        bad, good = typed.slice(0, 0), typed
+    del typed
+    order = good.column(ROW_INDEX).to_numpy()
+    if len(order) > 1 and not bool(np.all(order[1:] > order[:-1])):
+        # Source order decides which of two equal rows in a batch is the duplicate.
+        good = good.sort_by(ROW_INDEX)
+    if bad.num_rows:
+        idx = bad.column(ROW_INDEX).to_numpy()
+        replace: dict[str, str] = {}
+        for f in pseudo_fields:
+            for real, pseudo in zip(
+                bad.column("__raw_" + f).to_pylist(), bad.column(f).to_pylist(), strict=True
+            ):
+                if real is not None and pseudo is not None:
+                    replace[real] = pseudo
+        prep.q_rows.extend(batch.rows[idx].tolist())
+        prep.q_fields.extend(bad.column("__field").to_pylist())
+        prep.q_reasons.extend(bad.column("__reason").to_pylist())
+        prep.q_raws.extend(_raw_json(batch.table, idx, replace))
+    if good.num_rows:
+        now = dt.datetime.now(dt.UTC)
+        prep.lake = _lake_table(
+            good, kind, rows=batch.rows, batch_id=batch_id, source_file=source_file, now=now
+        )
+        prep.keys = pa.table(
+            {
+                "i": pa.array(np.arange(good.num_rows, dtype=np.int64)),
+                "id_hi": good.column("__id_hi"),
+                "id_lo": good.column("__id_lo"),
+                "ch_hi": good.column("__ch_hi"),
+                "ch_lo": good.column("__ch_lo"),
+            }
+        )
+        prep.ids = good.select(pseudo_fields + ["__raw_" + f for f in pseudo_fields])
+    return prep
+
+
+def _commit_batch(
+    *,
+    settings: Settings,
+    kind: RecordKind,
+    prep: _Prepared,
+    source_file: str,
+    batch_id: str,
+    table_name: str,
+    pseudo_fields: list[str],
+    con: Any,
     engine: Engine,
     known_ids: list[pa.Array],
+    cache: _KeyCache,
 ) -> IngestResult:
-    q_rows: list[int] = [r.row for r in batch.rejects]
-    q_fields: list[str | None] = [r.field for r in batch.rejects]
-    q_reasons: list[str] = [r.reason for r in batch.rejects]
-    q_raws: list[str] = [r.raw for r in batch.rejects]
     stored = duplicates = 0
-    n = len(batch.rows)
-    if n:
-        canon = apply_mapping(batch.table, mapping, kind, num_rows=n)
-        typed = normalize(
-            con,
-            canon,
-            kind,
-            secret_key=settings.secret_key,
-            timezone=timezone,
-            formats=formats,
-            hash_id=True if mapping is not None and mapping.dedup == "id" else None,
-        )
-        del canon
-        is_bad = pc.is_valid(typed.column("__reason"))
-        if pc.any(is_bad).as_py():
-            bad = typed.filter(is_bad)
-            good = typed.filter(pc.invert(is_bad))
-        else:  # the common case: no copy
-            bad, good = typed.slice(0, 0), typed
-        del typed
-        order = good.column(ROW_INDEX).to_numpy()
-        if len(order) > 1 and not bool(np.all(order[1:] > order[:-1])):
-            # Source order decides which of two equal rows in a batch is the duplicate.
-            good = good.sort_by(ROW_INDEX)
-        if bad.num_rows:
-            idx = bad.column(ROW_INDEX).to_numpy()
-            replace: dict[str, str] = {}
-            for f in pseudo_fields:
-                for real, pseudo in zip(
-                    bad.column("__raw_" + f).to_pylist(), bad.column(f).to_pylist(), strict=True
-                ):
-                    if real is not None and pseudo is not None:
-                        replace[real] = pseudo
-            q_rows.extend(batch.rows[idx].tolist())
-            q_fields.extend(bad.column("__field").to_pylist())
-            q_reasons.extend(bad.column("__reason").to_pylist())
-            q_raws.extend(_raw_json(batch.table, idx, replace))
-        if good.num_rows:
-            now = dt.datetime.now(dt.UTC)
-            lake = _lake_table(
-                good, kind, rows=batch.rows, batch_id=batch_id, source_file=source_file, now=now
-            )
-            keys = pa.table(
-                {
-                    "i": pa.array(np.arange(good.num_rows, dtype=np.int64)),
-                    "id_hi": good.column("__id_hi"),
-                    "id_lo": good.column("__id_lo"),
-                    "ch_hi": good.column("__ch_hi"),
-                    "ch_lo": good.column("__ch_lo"),
-                }
-            )
-            with writer_lock(settings, table_name):
-                _sync_keys(settings, table_name)
-                dup = _duplicate_mask(con, settings, table_name, keys)
+    if prep.lake is not None and prep.keys is not None and prep.ids is not None:
+        keys, lake, ids = prep.keys, prep.lake, prep.ids
+        prep.lake = prep.keys = prep.ids = None
+        with writer_lock(settings, table_name):
+            cache.refresh()
+            dup = cache.duplicates(con, keys)
+            if dup.any():
                 keep = pa.array(~dup)
-                ids = good.select(pseudo_fields + ["__raw_" + f for f in pseudo_fields])
-                del good
-                if dup.any():
-                    new, new_good = lake.filter(keep), ids.filter(keep)
-                else:
-                    new, new_good = lake, ids
-                del lake
-                for f in pseudo_fields:
-                    _register_identities(
-                        engine,
-                        new_good.column(f).combine_chunks(),
-                        new_good.column("__raw_" + f).combine_chunks(),
-                        known_ids,
-                    )
-                part = write_part(settings, table_name, new)
-                if part is not None:
-                    _write_keys(
-                        _keys_dir(settings, table_name) / part.name,
-                        (keys.filter(keep) if dup.any() else keys)
-                        .drop_columns(["i"])
-                        .cast(KEYS_SCHEMA),
-                    )
-            stored = new.num_rows
-            duplicates = int(dup.sum())
+                new, new_ids, new_keys = lake.filter(keep), ids.filter(keep), keys.filter(keep)
+            else:
+                new, new_ids, new_keys = lake, ids, keys
+            del lake, ids, keys
+            for f in pseudo_fields:
+                _register_identities(
+                    engine,
+                    new_ids.column(f).combine_chunks(),
+                    new_ids.column("__raw_" + f).combine_chunks(),
+                    known_ids,
+                )
+            part = write_part(settings, table_name, new)
+            if part is not None:
+                new_keys = new_keys.drop_columns(["i"]).cast(KEYS_SCHEMA)
+                _write_keys(_keys_dir(settings, table_name) / part.name, new_keys)
+                cache.add(part.name, new_keys)
+        stored = new.num_rows
+        duplicates = int(dup.sum())
     _write_quarantine(
         settings,
         kind=kind,
         source_file=source_file,
         batch_id=batch_id,
-        rows=q_rows,
-        fields=q_fields,
-        reasons=q_reasons,
-        raws=q_raws,
+        rows=prep.q_rows,
+        fields=prep.q_fields,
+        reasons=prep.q_reasons,
+        raws=prep.q_raws,
     )
     return IngestResult(
-        read=batch.read, stored=stored, quarantined=len(q_rows), duplicates=duplicates
+        read=prep.read, stored=stored, quarantined=len(prep.q_rows), duplicates=duplicates
     )
 
 
