@@ -203,3 +203,45 @@ def test_merge_and_split_are_remembered(any_db_settings: Settings) -> None:
         assert member is not None and member.problem_id == new_id and member.source == "human"
         kinds = [e.kind for e in s.scalars(select(ProblemEdit).order_by(ProblemEdit.id))]
         assert kinds == ["merge", "split"]
+
+
+def test_scenario_comes_from_the_latest_reading(settings: Settings, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from voxloop.detect.service import read_voices
+    from voxloop.ingest.service import ingest_path
+    from voxloop.store.service import migrate, part_files, write_part
+
+    migrate(settings)
+    path = tmp_path / "voices.jsonl"
+    rows = [
+        {
+            "id": f"v{i}",
+            "source": "t",
+            "kind": "complaint",
+            "received_at": "2026-09-01T10:00:00+08:00",
+            "channel": "app",
+            "text": f"宽带又断了 {i}",
+            "attributes": {"scenario": "HBB"},
+        }
+        for i in range(3)
+    ]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), "utf-8")
+    ingest_path(settings=settings, path=path, kind=None, mapping=None)
+    at = datetime(2026, 9, 2, tzinfo=UTC)
+    write_part(
+        settings,
+        "readings",
+        pa.table(
+            {
+                "voice_id": ["v0", "v0"],
+                "scenario": ["MNET", "BILL"],
+                "read_at": pa.array([at, at.replace(day=3)], pa.timestamp("us", tz="UTC")),
+            }
+        ),
+    )
+    table = read_voices(settings=settings, files=part_files(settings, "voices"))
+    got = dict(zip(table["id"].to_pylist(), table["scenario"].to_pylist(), strict=True))
+    assert got == {"v0": "BILL", "v1": "HBB", "v2": "HBB"}

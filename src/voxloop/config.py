@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     port: int = 8000
     batch_size: int = Field(default=65_536, ge=1, description="Rows per ingest batch.")
     default_language: str = "zh"
+    detect_webhook_url: str | None = Field(
+        default=None, description="Webhook that receives new alerts (outbox, at least once)."
+    )
     understand_taxonomy: Path | None = Field(
         default=None, description="Operator taxonomy YAML extending the default."
     )

@@ -13,9 +13,11 @@ Stage = Callable[..., dict[str, Any]]
 
 def pipeline_stages() -> list[tuple[str, Stage]]:
     """Return the post-ingest stages in the order they run."""
+    from voxloop.detect.service import detect_stage
     from voxloop.understand.service import read_new_voices
 
-    return [("understand", read_new_voices)]
+    # Detection slices series by scenario, so it runs after the readings are written.
+    return [("understand", read_new_voices), ("detect", detect_stage)]
 
 
 def run_stages(*, settings: Settings) -> dict[str, Any]:

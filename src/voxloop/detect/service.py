@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -203,7 +202,7 @@ def detect_stage(*, settings: Settings) -> dict[str, Any]:
             session=session,
             alerts=alerts,
             granularity=STAGE_GRANULARITY,
-            webhook_url=os.environ.get("VOXLOOP_DETECT_WEBHOOK_URL"),
+            webhook_url=settings.detect_webhook_url,
             typical=typical,
         )
         grouped = group_voices(session=session, settings=settings, voices=voices)
