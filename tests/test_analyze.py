@@ -527,6 +527,8 @@ def test_evaluate_commands_json(tmp_path: Path) -> None:
             "Yes",
             "--cv",
             "2",
+            "--trees",
+            "40",
             "--json",
         ],
     )

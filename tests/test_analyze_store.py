@@ -56,10 +56,44 @@ def test_store_analyses_shapes(operator: tuple[Settings, Path]) -> None:
     assert journeys["focus_customers"] > 0 and journeys["reference_customers"] > 0
     assert all(s["lift"] > 0 for s in journeys["sequences"])
     assert journeys["timelines"] and journeys["timelines"][0]["items"]
+    by_segment = service.journeys_analysis(settings=settings, segment=0)
+    assert by_segment["segment"] == segs["rules"][0]["text"]
+    assert 0 < by_segment["focus_customers"] < journeys["focus_customers"]
+    with pytest.raises(NotFoundError, match="segment rule 99"):
+        service.journeys_analysis(settings=settings, segment=99)
     frame = service.churn_frame(settings=settings)
     assert frame["customer_id"].is_unique
     assert not any(c.startswith("event port_out") for c in frame.columns)
     assert not any(c.startswith("event account_closed") for c in frame.columns)
+    assert "voices_negative" not in frame.columns  # no readings in the lake yet
+
+
+def test_churn_features_use_readings_when_present(operator: tuple[Settings, Path]) -> None:
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from voxloop.store.service import lake_connection, write_part
+
+    settings, _truth = operator
+    con = lake_connection(settings, ("voices",))
+    voices = con.sql(
+        "SELECT id, customer_id FROM voices WHERE customer_id IS NOT NULL ORDER BY id LIMIT 50"
+    ).to_arrow_table()
+    n = voices.num_rows
+    readings = pa.table(
+        {
+            "voice_id": voices["id"],
+            "sentiment": pa.array(["negative"] * n),
+            "urgency": pa.array([0.9] * n),
+            "escalation_risk": pa.array([True] * n),
+            "read_at": pa.array([datetime(2030, 1, 1, tzinfo=UTC)] * n, pa.timestamp("us", "UTC")),
+        }
+    )
+    write_part(settings, "readings", readings)
+    frame = service.churn_frame(settings=settings)
+    assert {"voices_negative", "urgency_max", "voices_escalation_risk"} <= set(frame.columns)
+    assert 0 < frame["voices_negative"].sum() <= n
 
 
 def test_api_and_page(operator: tuple[Settings, Path]) -> None:
@@ -75,6 +109,8 @@ def test_api_and_page(operator: tuple[Settings, Path]) -> None:
     assert res.status_code == 200 and res.json()["path"] == {"province": "江苏"}
     res = client.get("/api/v1/analysis/journeys", params={"days": 20})
     assert res.status_code == 200 and "sequences" in res.json()
+    res = client.get("/api/v1/analysis/journeys", params={"segment": 99})
+    assert res.status_code == 404
     res = client.get("/api/v1/analysis/churn", params={"limit": 5})
     assert res.status_code == 200
     body = res.json()

@@ -245,3 +245,47 @@ def test_scenario_comes_from_the_latest_reading(settings: Settings, tmp_path: Pa
     table = read_voices(settings=settings, files=part_files(settings, "voices"))
     got = dict(zip(table["id"].to_pylist(), table["scenario"].to_pylist(), strict=True))
     assert got == {"v0": "BILL", "v1": "HBB", "v2": "HBB"}
+
+
+def test_planted_pair_ari_counts_routine_voices_mixed_in() -> None:
+    from sklearn.metrics import adjusted_rand_score
+
+    from voxloop.detect.evaluation import planted_pair_ari
+
+    planted = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "b2": "B"}
+    voices = ["a1", "a2", "a3", "b1", "b2", "r1", "r2", "r3"]
+    # Over planted voices alone it is the usual ARI.
+    only = ["x", "x", "y", "z", "z"]
+    assert planted_pair_ari(planted=planted, voice_ids=voices[:5], problem_ids=only) == (
+        pytest.approx(adjusted_rand_score([planted[v] for v in voices[:5]], only))
+    )
+    clean = ["x", "x", "x", "y", "y", "r", "r", "s"]
+    assert planted_pair_ari(planted=planted, voice_ids=voices, problem_ids=clean) == 1.0
+    # Routine voices grouped together among themselves do not count ...
+    apart = ["x", "x", "x", "y", "y", "r", "r", "r"]
+    assert planted_pair_ari(planted=planted, voice_ids=voices, problem_ids=apart) == 1.0
+    # ... but routine voices grouped with an incident's voices do.
+    mixed = ["x", "x", "x", "y", "y", "x", "y", "s"]
+    assert planted_pair_ari(planted=planted, voice_ids=voices, problem_ids=mixed) < 0.8
+    # One problem per scenario no longer scores 1.0.
+    lumped = ["x"] * 3 + ["y"] * 2 + ["x", "y", "y"]
+    assert planted_pair_ari(planted=planted, voice_ids=voices, problem_ids=lumped) < 0.8
+
+
+def test_grouper_ignores_agent_script_and_uses_codes() -> None:
+    g = GROUPERS["leader_tfidf"]()
+    assert g.clean(["坐席：您好，请问有什么可以帮您 客户：宽带断了 坐席：好的"]) == ["宽带断了"]
+    # Routine English voices with varied amounts: their wording is common, so it weighs
+    # little once document frequencies are learnt.
+    routine = [f"I was charged {a}元 for something I never ordered" for a in range(20, 60)]
+    texts = [
+        *routine,
+        "我这个月被扣了19.9元的视频彩铃尊享包，我从来没订过",
+        "刚发现被扣19.9元，业务名称视频彩铃尊享包，赶紧给我退",
+        "不明扣费19.9元，是个叫视频彩铃尊享包的东西",
+        "I was charged 19.9元 for 视频彩铃尊享包 which I never ordered",
+    ]
+    ids, _ = g.partial_fit_assign(texts, ["BILL"] * len(texts), [f"v{i}" for i in range(44)])
+    # The amount and the service name tie the English voice to the incident's voices.
+    assert ids[-1] == ids[-2] == ids[-3] == ids[-4]
+    assert ids[-1] not in set(ids[:40])

@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -554,3 +555,103 @@ def test_generator_output_ingests_cleanly_and_pseudonymises(tmp_path, settings):
     assert _lake(settings, "SELECT count(*) FROM voices WHERE attributes['scenario'] IS NULL") == [
         (0,)
     ]
+
+
+def test_batch_duplicates_match_a_python_set():
+    from voxloop.ingest.service import _batch_duplicates
+
+    rng = np.random.default_rng(3)
+    # Few distinct high halves force the shared-high-half branch.
+    hi = rng.integers(0, 50, 1500).astype(np.uint64)
+    lo = rng.integers(0, 40, 1500).astype(np.uint64)
+    seen: set[tuple[int, int]] = set()
+    expected = []
+    for h, v in zip(hi.tolist(), lo.tolist(), strict=True):
+        expected.append((h, v) in seen)
+        seen.add((h, v))
+    assert _batch_duplicates(hi, lo).tolist() == expected
+    assert not _batch_duplicates(np.arange(9, dtype=np.uint64), np.zeros(9, np.uint64)).any()
+
+
+def test_key_cache_sees_parts_written_by_others_and_removed_parts(settings, monkeypatch):
+    from voxloop.ingest import service
+    from voxloop.store.service import part_files, writer_lock
+
+    def stored_keys() -> pa.Table:
+        kdir = settings.home / "keys" / "voices"
+        keys = pa.concat_tables(pq.read_table(p) for p in sorted(kdir.glob("part-*.parquet")))
+        return keys.append_column("i", pa.array(np.arange(keys.num_rows, dtype=np.int64)))
+
+    ingest_records(settings=settings, kind="voice", records=[_voice(i) for i in range(5)])
+    cache = service._KeyCache(settings, "voices", service.duckdb.connect())
+    with writer_lock(settings, "voices"):
+        cache.refresh()
+        assert cache.rows == 5
+        assert cache.duplicates(stored_keys()).all()
+    # Another writer adds a part: the next refresh reads only that part.
+    ingest_records(settings=settings, kind="voice", records=[_voice(i) for i in range(5, 9)])
+    with writer_lock(settings, "voices"):
+        cache.refresh()
+        assert cache.rows == 9 and len(cache.parts) == 2
+        keys = stored_keys()
+        assert cache.duplicates(keys).all()
+    # A removed lake part (e.g. an erasure) must not keep flagging its rows.
+    first = part_files(settings, "voices")[0]
+    first.unlink()
+    with writer_lock(settings, "voices"):
+        cache.refresh()
+        assert cache.rows == 4
+        assert int(cache.duplicates(keys).sum()) == 4
+    # Over the cache's row budget the cache is dropped and the parts scanned, same answer.
+    monkeypatch.setattr(service, "_KEY_CACHE_ROWS", 2)
+    small = service._KeyCache(settings, "voices", service.duckdb.connect())
+    with writer_lock(settings, "voices"):
+        small.refresh()
+        assert small.full and small.rows == 0 and len(small.uncached) == 1
+        assert int(small.duplicates(keys).sum()) == 4
+
+
+def test_batches_see_rows_another_process_wrote_in_between(tmp_path):
+    """The in-process key cache of one run picks up parts another process writes."""
+    from voxloop.ingest import readers, service
+
+    settings = Settings(home=tmp_path / "h", env="test", secret_key="k", batch_size=3)
+    records = [_voice(i) for i in range(9)]
+    writer = textwrap.dedent(
+        f"""
+        from voxloop.config import Settings
+        from voxloop.ingest.service import ingest_records
+        s = Settings(home={str(settings.home)!r}, env="test", secret_key="k")
+        recs = {json.dumps([_voice(i) for i in (4, 7, 20)], ensure_ascii=False)}
+        r = ingest_records(settings=s, kind="voice", records=recs)
+        assert r.stored == 3, r
+        """
+    )
+
+    def batches():  # type: ignore[no-untyped-def]
+        for n, batch in enumerate(readers.read_records(records, batch_size=3)):
+            if n == 1:  # after the first batch was handed over, before the second commit
+                subprocess.run([sys.executable, "-c", writer], check=True, env=_env(settings))
+            yield batch
+
+    result = service._ingest_batches(
+        settings=settings,
+        kind=RecordKind.voice,
+        batches=batches(),
+        mapping=None,
+        source_file="test",
+    )
+    assert (result.read, result.stored, result.duplicates) == (9, 7, 2)
+    assert _lake(settings, "SELECT count(*), count(DISTINCT id) FROM voices") == [(10, 10)]
+
+
+def test_key_cache_overflow_mid_run_keeps_the_outcome(tmp_path, monkeypatch):
+    from voxloop.ingest import service
+
+    monkeypatch.setattr(service, "_KEY_CACHE_ROWS", 3)
+    settings = Settings(home=tmp_path / "h", env="test", secret_key="k", batch_size=2)
+    result = ingest_file(settings=settings, path=DATA / "voices_broken.csv", kind="voice")
+    assert (result.read, result.stored, result.quarantined, result.duplicates) == (15, 5, 8, 2)
+    again = ingest_file(settings=settings, path=DATA / "voices_broken.csv", kind="voice")
+    assert (again.stored, again.duplicates, again.quarantined) == (0, 7, 8)
+    assert _lake(settings, "SELECT count(*), count(DISTINCT id) FROM voices") == [(5, 5)]

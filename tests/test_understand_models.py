@@ -201,3 +201,33 @@ def test_agent_turns_do_not_count_as_customer_mood() -> None:
     emo = REGISTRY["lexicon_emotion"]().fit()
     assert sent.predict([transcript])[0] == "negative"
     assert emo.predict([transcript])[0] != "joy"
+
+
+def test_class_bias_raises_macro_f1_on_held_out_scores() -> None:
+    from voxloop.understand.estimators import fit_class_bias
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], [400, 80, 20])
+    scores = rng.normal(size=(len(y), 3))
+    scores[np.arange(len(y)), y] += 1.0
+    # A shifted-down minority column: the plain arg-max rarely predicts class 2.
+    scores[:, 2] -= 1.5
+    bias = fit_class_bias(scores, y, metric="macro_f1")
+    assert bias.shape == (3,) and np.any(bias != 0)
+
+    def macro(s: np.ndarray) -> float:
+        from sklearn.metrics import f1_score
+
+        return float(f1_score(y, np.argmax(s, axis=1), average="macro"))
+
+    assert macro(scores + bias) > macro(scores) + 0.02
+    with pytest.raises(ValueError, match="metric"):
+        fit_class_bias(scores, y, metric="auc")
+
+
+def test_text_classifier_with_class_bias_keeps_contract() -> None:
+    model = REGISTRY["text_svm"](bias_metric="macro_f1").fit(TEXTS * 3, LABELS * 3)
+    assert model.class_bias_.shape == (len(model.classes_),)
+    proba = model.predict_proba(TEXTS)
+    assert (model.classes_[np.argmax(proba, axis=1)] == model.predict(TEXTS)).all()
+    assert task_model("emotion").bias_metric == "macro_f1"

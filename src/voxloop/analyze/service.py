@@ -211,7 +211,7 @@ def churn_frame(
     """
     from voxloop.store.service import lake_connection
 
-    con = lake_connection(settings, ("customers", "voices", "surveys", "events"))
+    con = lake_connection(settings, ("customers", "voices", "surveys", "events", "readings"))
     tables = _tables(con)
     if "customers" not in tables:
         raise NotFoundError("the lake holds no customer profiles; ingest customers first")
@@ -252,13 +252,34 @@ def churn_frame(
     joins = ["FROM c JOIN ref r ON r.id = c.id"]
     if "voices" in tables:
         esc = ", ".join(f"'{ch}'" for ch in ESCALATION_CHANNELS)
+        # Understanding output, when present: the newest reading of each voice.
+        read_cols = ""
+        read_join = ""
+        read_selects = ""
+        if "readings" in tables:
+            parts.append(
+                ", rd AS (SELECT voice_id, arg_max(sentiment, read_at) AS sentiment, "
+                "arg_max(urgency, read_at) AS urgency, "
+                "arg_max(escalation_risk, read_at) AS escalation_risk "
+                "FROM readings GROUP BY voice_id)"
+            )
+            read_cols = (
+                ", count(*) FILTER (WHERE rd.sentiment = 'negative') AS voices_negative, "
+                "max(rd.urgency) AS urgency_max, "
+                "count(*) FILTER (WHERE rd.escalation_risk) AS voices_escalation_risk"
+            )
+            read_join = " LEFT JOIN rd ON rd.voice_id = v.id"
+            read_selects = (
+                ", coalesce(v.voices_negative, 0) AS voices_negative, v.urgency_max, "
+                "coalesce(v.voices_escalation_risk, 0) AS voices_escalation_risk"
+            )
         parts.append(
             ", v AS (SELECT v.customer_id, count(*) AS voices_total, "
             f"count(*) FILTER (WHERE v.received_at >= r.ref_at - {win}) AS voices_recent, "
             f"count(*) FILTER (WHERE v.channel IN ({esc})) AS voices_escalated, "
             "count(*) FILTER (WHERE v.kind IN ('complaint', 'ticket')) AS voices_complaints, "
-            "epoch(max(r.ref_at) - max(v.received_at)) / 86400.0 AS days_since_voice "
-            "FROM voices v JOIN ref r ON r.id = v.customer_id "
+            "epoch(max(r.ref_at) - max(v.received_at)) / 86400.0 AS days_since_voice"
+            f"{read_cols} FROM voices v JOIN ref r ON r.id = v.customer_id{read_join} "
             "WHERE v.received_at < r.ref_at GROUP BY v.customer_id)"
         )
         selects.append(
@@ -266,6 +287,7 @@ def churn_frame(
             "coalesce(v.voices_recent, 0) AS voices_recent, "
             "coalesce(v.voices_escalated, 0) AS voices_escalated, "
             "coalesce(v.voices_complaints, 0) AS voices_complaints, v.days_since_voice"
+            + read_selects
         )
         joins.append("LEFT JOIN v ON v.customer_id = c.id")
     if "surveys" in tables:
@@ -406,13 +428,19 @@ def journeys_analysis(
     max_n: int = 3,
     limit: int = 20,
     timelines: int = 5,
+    segment: int | None = None,
 ) -> dict[str, Any]:
     """Contrast what happened before dissatisfaction with what happened to satisfied customers.
 
     The focus group is every customer with a dissatisfied rating, or ``customer_ids``
-    (anchored at their first dissatisfied rating, else after their last record).
+    (anchored at their first dissatisfied rating, else after their last record), or the
+    dissatisfied customers of segment rule number ``segment`` (0 = top rule).
     """
     from voxloop.store.service import lake_connection
+
+    segment_text = None
+    if segment is not None:
+        customer_ids, segment_text = segment_customers(settings=settings, index=segment)
 
     con = lake_connection(settings, ("surveys", "events", "voices"))
     tables = _tables(con)
@@ -452,6 +480,7 @@ def journeys_analysis(
     )
     shown = focus["customer_id"].head(timelines).tolist()
     return {
+        "segment": segment_text,
         "focus_customers": len(focus),
         "reference_customers": len(reference),
         "days_before": days,
@@ -460,6 +489,27 @@ def journeys_analysis(
         if shown
         else [],
     }
+
+
+def segment_customers(*, settings: Settings, index: int = 0) -> tuple[list[str], str]:
+    """Return the dissatisfied customers of segment rule ``index`` and the rule's text."""
+    from voxloop.analyze.segments import Condition
+
+    result = segments_analysis(settings=settings)
+    rules = result["rules"]
+    if not 0 <= index < len(rules):
+        raise NotFoundError(f"segment rule {index} does not exist ({len(rules)} rules found)")
+    rule = rules[index]
+    conds = [
+        Condition(
+            c["column"], c["op"], tuple(c["value"]) if isinstance(c["value"], list) else c["value"]
+        )
+        for c in rule["conditions"]
+    ]
+    frame, _factors = survey_frame(settings=settings)
+    hit = rule_mask(frame, conds) & (frame["overall"] <= DISSATISFIED_AT_MOST).to_numpy()
+    ids = sorted(set(frame.loc[hit, "customer_id"].dropna().astype(str)))
+    return ids, str(rule["text"])
 
 
 def customer_timelines(

@@ -57,6 +57,7 @@ def segments(
 def journeys(
     settings: SettingsDep,
     customers: Annotated[str | None, Query(description="Comma-separated customer ids.")] = None,
+    segment: Annotated[int | None, Query(description="Segment rule number, 0 = top.")] = None,
     days: float = 30.0,
 ) -> dict[str, Any]:
     """Event sequences before dissatisfaction compared with satisfied customers."""
@@ -64,8 +65,10 @@ def journeys(
     return service.cached(
         settings=settings,
         name="journeys",
-        params={"customers": customers, "days": days},
-        compute=lambda: service.journeys_analysis(settings=settings, customer_ids=ids, days=days),
+        params={"customers": customers, "segment": segment, "days": days},
+        compute=lambda: service.journeys_analysis(
+            settings=settings, customer_ids=ids, days=days, segment=segment
+        ),
     )
 
 

@@ -44,11 +44,17 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
         ] = None,
         top_k: Annotated[int, typer.Option("--top-k")] = 5,
         n_boot: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples.")] = 0,
+        trees: Annotated[
+            int | None, typer.Option("--trees", help="Boosting rounds (default 1500).")
+        ] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Measure satisfied/not prediction (accuracy, ROC-AUC) and the top drivers."""
         from voxloop.analyze.evaluation import evaluate_satisfaction as run
+        from voxloop.analyze.satisfaction import SatisfactionModel
+
+        model = SatisfactionModel(seed=seed, **({"n_estimators": trees} if trees else {}))
 
         try:
             result = run(
@@ -62,6 +68,7 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
                 top_k=top_k,
                 n_boot=n_boot,
                 seed=seed,
+                model=model,
             )
         except VoxloopError as exc:
             _fail(exc)
@@ -156,6 +163,9 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
     @analyze.command("journeys")
     def analyze_journeys(
         customers: Annotated[str | None, typer.Option(help="Comma-separated ids.")] = None,
+        segment: Annotated[
+            int | None, typer.Option(help="Segment rule number (0 = top rule).")
+        ] = None,
         days: Annotated[float, typer.Option()] = 30.0,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
@@ -165,7 +175,10 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
 
         try:
             result = journeys_analysis(
-                settings=load_settings(), customer_ids=_split(customers) or None, days=days
+                settings=load_settings(),
+                customer_ids=_split(customers) or None,
+                days=days,
+                segment=segment,
             )
         except VoxloopError as exc:
             _fail(exc)

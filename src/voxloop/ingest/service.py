@@ -7,6 +7,11 @@ same content hash).  The pipeline per batch is: read text columns → apply the 
 type and check in one DuckDB query (``normalize``) → mask PII → under the table's writer
 lock: anti-join the 128-bit keys of stored rows, register customer identities, write one
 lake part and its keys part.  See ``docs/data-model.md``.
+
+The stored keys are cached for the whole run (``_KeyCache``): under the lock only the keys
+parts written since the previous batch, by any process, are read, so a batch costs the
+same whatever the lake size up to the cache's row budget (2^20 rows); beyond it each batch
+streams the stored keys from disk past the batch.
 """
 
 from __future__ import annotations
@@ -276,20 +281,22 @@ def _write_keys(path: Path, keys: pa.Table) -> None:
     os.replace(tmp, path)
 
 
-#: Stored rows whose keys one run keeps in memory (32 bytes each) before it falls back to
-#: scanning the keys parts it could not cache; bounds memory on very large lakes.
-_KEY_CACHE_ROWS = 1_500_000
+#: Stored rows whose keys one run keeps in memory (32 bytes each, so 32 MiB); beyond it the
+#: run scans the keys parts on disk instead (bounded memory on big lakes).
+_KEY_CACHE_ROWS = 1 << 20
 
 
-def _batch_duplicates(hi: np.ndarray, lo: np.ndarray, order: np.ndarray) -> np.ndarray:
+def _batch_duplicates(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     """Flag every row whose (hi, lo) key equals that of an earlier row of the batch.
 
-    ``order`` sorts ``hi`` stably; a full (hi, lo) sort is needed only when two rows share
-    a high half, which random 64-bit halves make rare outside true duplicates.
+    A sort by ``hi`` alone settles the usual case; the full (hi, lo) sort runs only when
+    two rows share a high half, which random 64-bit halves make rare outside duplicates.
     """
     dup = np.zeros(len(hi), dtype=bool)
-    hs = hi[order]
-    if len(hi) < 2 or not bool(np.any(hs[1:] == hs[:-1])):
+    if len(hi) < 2:
+        return dup
+    hs = np.sort(hi)
+    if not bool(np.any(hs[1:] == hs[:-1])):
         return dup
     order = np.lexsort((lo, hi))  # stable: equal keys stay in row order
     hs, ls = hi[order], lo[order]
@@ -298,61 +305,36 @@ def _batch_duplicates(hi: np.ndarray, lo: np.ndarray, order: np.ndarray) -> np.n
     return dup
 
 
-class _SortedKeys:
-    """A set of 128-bit keys as two arrays sorted by the high half (exact membership)."""
-
-    def __init__(self) -> None:
-        self.hi = np.empty(0, dtype=np.uint64)
-        self.lo = np.empty(0, dtype=np.uint64)
-
-    def add(self, hi: np.ndarray, lo: np.ndarray) -> None:
-        """Insert keys, keeping the arrays sorted by ``hi`` (one O(n) merge)."""
-        if len(hi) == 0:
-            return
-        order = np.argsort(hi, kind="stable")
-        hi, lo = hi[order], lo[order]
-        pos = np.searchsorted(self.hi, hi)
-        self.hi = np.insert(self.hi, pos, hi)
-        self.lo = np.insert(self.lo, pos, lo)
-
-    def contains(self, hi: np.ndarray, lo: np.ndarray, order: np.ndarray) -> np.ndarray:
-        """Return which of the given keys are in the set (``order`` sorts ``hi``)."""
-        found = np.zeros(len(hi), dtype=bool)
-        if len(self.hi) == 0 or len(hi) == 0:
-            return found
-        # Sorted probes let numpy's binary search start from the previous answer.
-        hs, ls = hi[order], lo[order]
-        left = np.searchsorted(self.hi, hs, side="left")
-        right = np.searchsorted(self.hi, hs, side="right")
-        hit = np.zeros(len(hi), dtype=bool)
-        one = right - left == 1
-        hit[one] = self.lo[left[one]] == ls[one]
-        # Several stored keys share the high half: random 64-bit halves make this rare.
-        for i in np.nonzero(right - left > 1)[0].tolist():
-            hit[i] = bool(np.any(self.lo[left[i] : right[i]] == ls[i]))
-        found[order] = hit
-        return found
-
-
 class _KeyCache:
     """The dedup keys of one lake table, cached across the batches of one ingest run.
 
-    Only valid while the table's writer lock is held: ``refresh`` reads the keys parts
-    written since the last call (by this or another process), so the cache always equals
-    the keys parts on disk, up to ``_KEY_CACHE_ROWS`` rows; parts beyond that stay on disk
-    and are scanned by DuckDB.  A keys part that vanished (crash repair) resets the cache.
+    The keys live in a table of the run's in-memory DuckDB connection (fixed-size blocks:
+    no reallocation as it grows).  Only valid while the table's writer lock is held:
+    ``refresh`` loads the keys parts written since the last call (by this or another
+    process), so the cache always equals the keys parts on disk.  A keys part that
+    vanished (crash repair, erasure) resets the cache.  Once the stored keys outgrow
+    ``_KEY_CACHE_ROWS`` the cache is dropped for the rest of the run and every keys part is
+    scanned from disk, so memory stays bounded on big lakes, where a partial cache would
+    save only a small share of the scan.
     """
 
-    def __init__(self, settings: Settings, table: str) -> None:
+    def __init__(self, settings: Settings, table: str, con: Any) -> None:
         self.settings = settings
         self.table = table
+        self.con = con
+        self.full = False
         self.reset()
 
     def reset(self) -> None:
         """Forget every cached key."""
+        if self.full:
+            self.con.execute("DROP TABLE IF EXISTS cached_keys")
+        else:
+            self.con.execute(
+                "CREATE OR REPLACE TEMP TABLE cached_keys "
+                "(id_hi UBIGINT, id_lo UBIGINT, ch_hi UBIGINT, ch_lo UBIGINT)"
+            )
         self.parts: set[str] = set()
-        self.ids = _SortedKeys()
-        self.contents = _SortedKeys()
         self.rows = 0
         self.uncached: list[Path] = []
 
@@ -362,36 +344,40 @@ class _KeyCache:
         on_disk = {p.name: p for p in _keys_dir(self.settings, self.table).glob("part-*.parquet")}
         if not self.parts <= on_disk.keys():
             self.reset()
-        self.uncached = []
         for name in sorted(on_disk.keys() - self.parts):
-            path = on_disk[name]
-            rows = pq.ParquetFile(path).metadata.num_rows
-            if self.rows + rows > _KEY_CACHE_ROWS:
-                self.uncached.append(path)
-                continue
-            self.add(name, pq.read_table(path))
+            if not self.full:
+                self.add(name, pq.read_table(on_disk[name]))
+        self.uncached = sorted(on_disk.values()) if self.full else []
 
     def add(self, name: str, keys: pa.Table) -> None:
-        """Record the keys of a part just written (if the cache has room)."""
-        if self.rows + keys.num_rows > _KEY_CACHE_ROWS:
+        """Record the keys of a part just written (drops the cache when over budget)."""
+        if self.full:
             return
-        self.ids.add(_u64(keys, "id_hi"), _u64(keys, "id_lo"))
-        self.contents.add(_u64(keys, "ch_hi"), _u64(keys, "ch_lo"))
+        if self.rows + keys.num_rows > _KEY_CACHE_ROWS:
+            self.full = True
+            self.reset()
+            return
+        self.con.register("new_keys", keys)
+        try:
+            self.con.execute(
+                "INSERT INTO cached_keys SELECT id_hi, id_lo, ch_hi, ch_lo FROM new_keys"
+            )
+        finally:
+            self.con.unregister("new_keys")
         self.parts.add(name)
         self.rows += keys.num_rows
 
-    def duplicates(self, con: Any, keys: pa.Table) -> np.ndarray:
+    def duplicates(self, keys: pa.Table) -> np.ndarray:
         """Flag rows whose id or content key repeats an earlier row of the batch or the store."""
         id_hi, id_lo = _u64(keys, "id_hi"), _u64(keys, "id_lo")
         ch_hi, ch_lo = _u64(keys, "ch_hi"), _u64(keys, "ch_lo")
-        id_order = np.argsort(id_hi, kind="stable")
-        ch_order = np.argsort(ch_hi, kind="stable")
-        dup: np.ndarray = _batch_duplicates(id_hi, id_lo, id_order)
-        dup |= _batch_duplicates(ch_hi, ch_lo, ch_order)
-        dup |= self.ids.contains(id_hi, id_lo, id_order)
-        dup |= self.contents.contains(ch_hi, ch_lo, ch_order)
+        dup: np.ndarray = _batch_duplicates(id_hi, id_lo) | _batch_duplicates(ch_hi, ch_lo)
+        sources = ["cached_keys"] if self.rows else []
         if self.uncached:
-            dup[_scan_stored(con, self.uncached, keys)] = True
+            files = ", ".join("'" + str(f).replace("'", "''") + "'" for f in self.uncached)
+            sources.append(f"read_parquet([{files}])")
+        for src in sources:
+            dup[_stored_hits(self.con, src, keys)] = True
         return dup
 
 
@@ -402,9 +388,8 @@ def _u64(table: pa.Table, name: str) -> np.ndarray:
     return out
 
 
-def _scan_stored(con: Any, files: list[Path], keys: pa.Table) -> np.ndarray:
-    """Return the batch row numbers whose id or content key occurs in the given keys parts."""
-    src = "read_parquet([" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "])"
+def _stored_hits(con: Any, src: str, keys: pa.Table) -> np.ndarray:
+    """Return the batch row numbers whose id or content key occurs in the relation ``src``."""
     # Inner joins with the batch as the (small) build side: the stored keys stream past
     # it, so memory stays bounded by the batch, not by the lake.
     sql = (
@@ -531,9 +516,9 @@ def _ingest_batches(
     _ensure_store(settings)
     own_engine = engine is None
     eng = make_engine(settings) if engine is None else engine
-    con = duckdb.connect(config=_DUCKDB_CONFIG)
+    con = duckdb.connect()
     known_ids: list[pa.Array] = []
-    cache = _KeyCache(settings, table_name)
+    cache = _KeyCache(settings, table_name, con)
 
     def prepare(batch: RawBatch, pcon: Any) -> _Prepared:
         return _prepare_batch(
@@ -560,7 +545,6 @@ def _ingest_batches(
                     batch_id=batch_id,
                     table_name=table_name,
                     pseudo_fields=pseudo_fields,
-                    con=con,
                     engine=eng,
                     known_ids=known_ids,
                     cache=cache,
@@ -575,21 +559,18 @@ def _ingest_batches(
 
 _DONE = object()
 
-#: DuckDB hands freed memory back early: its allocator cache otherwise holds a few hundred
-#: MB that count against the ingest's peak RSS (a batch needs a few tens of MB).
-_DUCKDB_CONFIG = {"allocator_flush_threshold": "16MB", "allocator_bulk_deallocation_flush_threshold": "16MB"}
-_PIPELINE = os.environ.get('VOXLOOP_INGEST_PIPELINE', '1') == '1'
-
 
 def _in_background(
     prepare: Callable[[RawBatch, Any], _Prepared], batches: Iterator[RawBatch], con: Any
 ) -> Iterator[_Prepared]:
-    """Yield ``prepare(batch)`` for each batch, preparing the next one in a thread.
+    """Yield ``prepare(batch)`` for each batch, optionally preparing the next in a thread.
 
     Reading, typing and masking of batch k+1 (DuckDB, Arrow and regex work) overlap the
     dedup and writes of batch k; at most two prepared batches are held at once.
     """
-    if not _PIPELINE:
+    # Opt-in (VOXLOOP_INGEST_PIPELINE=1): the second thread and batch cost about 60 MB of
+    # peak RSS, which the 500 MB budget for a 2 GB file cannot spare (docs/bench/ingest.md).
+    if os.environ.get("VOXLOOP_INGEST_PIPELINE", "0") != "1":
         pcon = con.cursor()
         try:
             for batch in batches:
@@ -597,27 +578,25 @@ def _in_background(
         finally:
             pcon.close()
         return
-    slot: queue.Queue[Any] = queue.Queue(maxsize=1)
+    slot: queue.Queue[Any] = queue.Queue()
+    # One permit per batch between "start preparing" and "committed": the producer works on
+    # batch k+1 while batch k is committed, and never runs further ahead (bounded memory).
+    room = threading.Semaphore(2)
     stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                slot.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
 
     def work() -> None:
         pcon = con.cursor()
         try:
-            for batch in batches:
-                if not put(prepare(batch, pcon)):
+            while not stop.is_set():
+                if not room.acquire(timeout=0.05):
+                    continue
+                batch = next(batches, None)
+                if batch is None:
+                    slot.put(_DONE)
                     return
-            put(_DONE)
+                slot.put(prepare(batch, pcon))
         except BaseException as exc:  # re-raised in the consuming thread
-            put(exc)
+            slot.put(exc)
         finally:
             pcon.close()
 
@@ -631,6 +610,9 @@ def _in_background(
             if isinstance(item, BaseException):
                 raise item
             yield item
+            del item
+            pa.default_memory_pool().release_unused()
+            room.release()
     finally:
         stop.set()
         thread.join()
@@ -734,7 +716,6 @@ def _commit_batch(
     batch_id: str,
     table_name: str,
     pseudo_fields: list[str],
-    con: Any,
     engine: Engine,
     known_ids: list[pa.Array],
     cache: _KeyCache,
@@ -745,7 +726,7 @@ def _commit_batch(
         prep.lake = prep.keys = prep.ids = None
         with writer_lock(settings, table_name):
             cache.refresh()
-            dup = cache.duplicates(con, keys)
+            dup = cache.duplicates(keys)
             if dup.any():
                 keep = pa.array(~dup)
                 new, new_ids, new_keys = lake.filter(keep), ids.filter(keep), keys.filter(keep)

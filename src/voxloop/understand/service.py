@@ -304,7 +304,9 @@ def train(
             "holdout_macro_f1": round(float(f1_score(te_y, pred, average="macro")), 4),
             "n_holdout": len(te_x),
         }
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    # Microseconds: versions sort by name, and two trainings in one second must still
+    # order by time, not by their content hash.
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     info = {"n_history": len(texts), **metrics}
     version = f"u{stamp}-{content_version(taxonomy, {'n': len(texts), 'labels': counts})}"
     previous = load_bundle(settings=settings) if latest_model_version(settings) else None
