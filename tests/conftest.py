@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,3 +63,17 @@ def any_db_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     return Settings(
         home=tmp_path / "home", env="test", secret_key="test-secret-key", database_url=url
     )
+
+
+def admin_client(app: Any) -> Any:
+    """Return a TestClient for ``app`` authenticated as a fresh admin with an API token."""
+    from fastapi.testclient import TestClient
+
+    from voxloop.act.access import add_user, create_token
+
+    username = f"admin-{uuid.uuid4().hex[:8]}"
+    with app.state.sessionmaker.begin() as session:
+        add_user(session=session, username=username, role="admin", actor="test")
+    with app.state.sessionmaker.begin() as session:
+        token = create_token(session=session, username=username, actor="test")
+    return TestClient(app, headers={"Authorization": f"Bearer {token}"})

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import admin_client
 from voxloop.analyze import service
 from voxloop.analyze.evaluation import evaluate_operator
 from voxloop.config import Settings
@@ -97,12 +98,11 @@ def test_churn_features_use_readings_when_present(operator: tuple[Settings, Path
 
 
 def test_api_and_page(operator: tuple[Settings, Path]) -> None:
-    from fastapi.testclient import TestClient
 
     from voxloop.api.app import create_app
 
     settings, _truth = operator
-    client = TestClient(create_app(settings))
+    client = admin_client(create_app(settings))
     res = client.get("/api/v1/analysis/drivers")
     assert res.status_code == 200 and res.json()["drivers"]
     res = client.get("/api/v1/analysis/segments", params={"province": "江苏"})

@@ -30,6 +30,10 @@ pytestmark = [
 ]
 
 
+USERNAME = "browser.analyst"
+PASSWORD = "correct horse battery staple"
+
+
 def free_port() -> int:
     """Return a free TCP port on 127.0.0.1."""
     with socket.socket() as sock:
@@ -43,7 +47,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Run ``voxloop serve`` over a small populated home; yield its base URL."""
     root = tmp_path_factory.mktemp("browser")
     home = root / "home"
-    populate_lake(Settings(home=home, env="test", secret_key="browser-test-key"))
+    settings = Settings(home=home, env="test", secret_key="browser-test-key")
+    populate_lake(settings)
+    # Outside dev mode every page needs a login: the browser signs in as this analyst.
+    from voxloop.act.access import add_user
+    from voxloop.store.service import make_engine, make_sessionmaker, migrate
+
+    migrate(settings)
+    engine = make_engine(settings)
+    with make_sessionmaker(engine).begin() as session:
+        add_user(session=session, username=USERNAME, role="analyst", password=PASSWORD)
+    engine.dispose()
     port = free_port()
     env = {
         **os.environ,
@@ -98,8 +112,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """Start headless Chromium with a fresh profile."""
+def browser(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Start headless Chromium with a fresh profile and sign in through the login page."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -121,6 +135,15 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(60)
     try:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        driver.get(f"{server}/")
+        assert "/login" in driver.current_url, "an anonymous visitor must be sent to /login"
+        driver.find_element(By.ID, "username").send_keys(USERNAME)
+        driver.find_element(By.ID, "password").send_keys(PASSWORD)
+        driver.find_element(By.CSS_SELECTOR, "form.login-form button[type=submit]").click()
+        WebDriverWait(driver, 30).until(lambda d: "/login" not in d.current_url)
         yield driver
     finally:
         driver.quit()

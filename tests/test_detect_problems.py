@@ -7,9 +7,9 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from tests.conftest import admin_client
 from voxloop.config import Settings
 from voxloop.detect.models import Alert, Problem, ProblemEdit, ProblemMember
 from voxloop.detect.problems import GROUPERS, keywords, title_for
@@ -132,7 +132,7 @@ def test_stage_alerts_groups_and_serves(tmp_path: Path, operator: Path) -> None:
     assert planted & {(c.get("scenario"), c.get("city")) for c in causes}
     assert n_members == summary["voices"]
 
-    client = TestClient(create_app(settings))
+    client = admin_client(create_app(settings))
     alerts = client.get("/api/v1/alerts").json()
     assert alerts and "root_cause" in alerts[0] and "typical_cases" in alerts[0]
     r = client.post(f"/api/v1/alerts/{alerts[0]['id']}/state", json={"state": "acknowledged"})

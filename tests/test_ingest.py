@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import ROOT, shared_file
+from tests.conftest import ROOT, admin_client, shared_file
 from voxloop.config import Settings
 from voxloop.errors import NotFoundError, PermissionDeniedError, UnusableInputError
 from voxloop.ingest.readers import detect_encoding
@@ -489,11 +489,10 @@ def test_cli_ingest_and_quarantine(tmp_path, settings, monkeypatch):
 
 
 def test_api_push_list_and_quarantine(settings):
-    from fastapi.testclient import TestClient
 
     from voxloop.api.app import create_app
 
-    client = TestClient(create_app(settings))
+    client = admin_client(create_app(settings))
     r = client.post("/api/v1/ingest/voice", json=[_voice(1), _voice(2), _voice(3, kind="??")])
     assert r.status_code == 200, r.text
     body = r.json()

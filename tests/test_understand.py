@@ -9,9 +9,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import typer
-from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from tests.conftest import admin_client
 from voxloop.config import Settings
 from voxloop.ingest.schemas import VOICE_SCHEMA
 from voxloop.store.service import lake_connection, write_part
@@ -152,7 +152,7 @@ def test_api_and_page(settings: Settings) -> None:
 
     write_part(settings, "voices", _voices(2))
     service.read_new_voices(settings=settings)
-    client = TestClient(create_app(settings, run_migrations=False))
+    client = admin_client(create_app(settings))
     got = client.get("/api/v1/voices/v1/reading")
     assert got.status_code == 200 and got.json()["voice_id"] == "v1"
     patched = client.patch(

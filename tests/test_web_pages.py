@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from tests.conftest import admin_client
 from voxloop.api.app import create_app
 from voxloop.config import Settings
 from voxloop.ingest.schemas import QUARANTINE_SCHEMA, VOICE_SCHEMA
@@ -186,7 +187,7 @@ def expected_latest(n: int = 240) -> dict[str, str]:
 @pytest.fixture
 def client(settings: Settings) -> TestClient:
     """A test client over an empty store."""
-    return TestClient(create_app(settings))
+    return admin_client(create_app(settings))
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +209,7 @@ def filled_app(filled_settings: Settings) -> FastAPI:
 @pytest.fixture
 def filled(filled_app: FastAPI) -> TestClient:
     """A fresh client (no language cookie) over the populated lake."""
-    return TestClient(filled_app)
+    return admin_client(filled_app)
 
 
 def svg_marks(html: str, cls: str) -> list[str]:
@@ -312,7 +313,7 @@ def test_overview_drill_down_pages(filled: TestClient) -> None:
 
 def test_overview_without_readings(settings: Settings) -> None:
     populate_lake(settings, readings=False)
-    html = TestClient(create_app(settings)).get("/", params={"lang": "en"}).text
+    html = admin_client(create_app(settings)).get("/", params={"lang": "en"}).text
     assert 'id="no-readings"' in html
     assert 'data-chart="line"' in html
     assert "Scenarios by sentiment" not in html

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from voxloop import __version__
+from voxloop.api.service import get_principal, require_page_login
 from voxloop.config import Settings
 from voxloop.errors import (
     ConflictError,
@@ -58,10 +59,17 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         """Report liveness and version."""
         return {"status": "ok", "version": __version__}
 
+    # Every API route needs a principal (token, session cookie, or dev mode with no users);
+    # pages redirect to /login. The act pages check their own access, /login stays open.
+    api_guard = [Depends(get_principal)]
+    page_guard = [Depends(require_page_login)]
     for module in (ingest_views, understand_views, detect_views, analyze_views, act_views):
-        app.include_router(module.router, prefix="/api/v1")
-        app.include_router(module.pages)
-    app.include_router(web_views.router)
+        app.include_router(module.router, prefix="/api/v1", dependencies=api_guard)
+        if module is act_views:
+            app.include_router(module.pages)
+        else:
+            app.include_router(module.pages, dependencies=page_guard)
+    app.include_router(web_views.router, dependencies=page_guard)
     static = Path(__file__).resolve().parent.parent / "web" / "static"
     app.mount("/static", StaticFiles(directory=static), name="static")
     return app

@@ -84,7 +84,8 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
             typer.echo(json.dumps(report, ensure_ascii=False))
             return
         typer.echo(
-            f"ARI {report['ari_planted']:.3f} over planted voices; {report['problems']} "
+            f"ARI {report['ari_planted']:.3f} over pairs with a planted voice "
+            f"(planted only {report['ari_planted_only']:.3f}); {report['problems']} "
             f"problems; main-group precision {report['main_group_precision']}"
         )
 
