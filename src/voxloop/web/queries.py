@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from voxloop.config import Settings
 from voxloop.store.service import lake_connection, part_files
+from voxloop.understand.taxonomy import SCENARIO_CODES
 from voxloop.web.schemas import (
     Facets,
     Overview,
@@ -28,22 +29,7 @@ from voxloop.web.schemas import (
 )
 
 #: Scenario codes in display order (domain reference, section 6).
-SCENARIOS = (
-    "BILL",
-    "USAGE",
-    "PLAN",
-    "UNSUB",
-    "MKT",
-    "CHNL",
-    "PRIV",
-    "INTL",
-    "MNET",
-    "HBB",
-    "CMPL",
-    "SVC",
-    "SUPV",
-    "TERM",
-)
+SCENARIOS = SCENARIO_CODES
 SENTIMENTS = ("negative", "neutral", "positive")
 #: Channels shown as their own line on the overview; the rest are summed as ``other``.
 TOP_CHANNELS = 6
