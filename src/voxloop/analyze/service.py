@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ from voxloop.analyze.drivers import KeyDriverModel
 from voxloop.analyze.journeys import anchors_from_surveys, before_anchor, contrast
 from voxloop.analyze.segments import SegmentFinder, drill_down, rule_mask
 from voxloop.config import Settings
-from voxloop.errors import NotFoundError, UnusableInputError
+from voxloop.errors import NotFoundError, UnusableInputError, VoxloopError
 
 
 def format_text(result: dict[str, Any]) -> str:
@@ -575,17 +576,74 @@ def _lake_signature(settings: Settings) -> tuple[str, ...]:
     )
 
 
+def _disk_cache_path(settings: Settings, key: tuple[str, str, str], sig: tuple[str, ...]) -> Path:
+    import hashlib
+
+    digest = hashlib.sha256(repr((key[1:], sig)).encode()).hexdigest()[:32]
+    return settings.home / "cache" / "analyze" / f"{key[1]}-{digest}.json"
+
+
 def cached(
     *, settings: Settings, name: str, params: dict[str, Any], compute: Any
 ) -> dict[str, Any]:
-    """Return ``compute()`` for this lake state, reusing the last result while unchanged."""
+    """Return ``compute()`` for this lake state, reusing the last result while unchanged.
+
+    Results are kept in memory and on disk under ``home/cache/analyze``, so the pipeline
+    (another process) can compute them once and the server only reads them.
+    """
+    import json
+    import os
+
     key = (str(settings.lake_dir.resolve()), name, repr(sorted(params.items())))
     signature = _lake_signature(settings)
     hit = _CACHE.get(key)
     if hit is not None and hit[0] == signature:
         return hit[1]
-    result: dict[str, Any] = compute()
+    path = _disk_cache_path(settings, key, signature)
+    result: dict[str, Any]
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        result = compute()
+        try:
+            text = json.dumps(result, ensure_ascii=False, allow_nan=True)
+        except (TypeError, ValueError):
+            text = None  # not JSON-able: memory cache only
+        if text is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
     if len(_CACHE) >= _CACHE_MAX:
         _CACHE.pop(next(iter(_CACHE)))
     _CACHE[key] = (signature, result)
     return result
+
+
+def analysis_stage(*, settings: Settings) -> dict[str, Any]:
+    """Precompute the dashboard's default analyses (drivers, segments, churn) for this lake."""
+    import time
+
+    started = time.perf_counter()
+    done: dict[str, Any] = {}
+    jobs: list[tuple[str, dict[str, Any], Any]] = [
+        (
+            "drivers",
+            {"outcome": "overall", "touchpoint": None},
+            lambda: drivers_analysis(settings=settings, outcome="overall", touchpoint=None),
+        ),
+        (
+            "segments",
+            {"outcome": "dissatisfied"},
+            lambda: segments_analysis(settings=settings, outcome="dissatisfied", path={}),
+        ),
+        ("churn", {}, lambda: churn_analysis(settings=settings, limit=1000)),
+    ]
+    for name, params, compute in jobs:
+        try:
+            cached(settings=settings, name=name, params=params, compute=compute)
+            done[name] = "ok"
+        except VoxloopError as exc:  # e.g. no surveys yet: the page explains it
+            done[name] = f"skipped: {exc}"
+    done["seconds"] = round(time.perf_counter() - started, 1)
+    return done

@@ -13,11 +13,17 @@ Stage = Callable[..., dict[str, Any]]
 
 def pipeline_stages() -> list[tuple[str, Stage]]:
     """Return the post-ingest stages in the order they run."""
+    from voxloop.analyze.service import analysis_stage
     from voxloop.detect.service import detect_stage
     from voxloop.understand.service import read_new_voices
 
-    # Detection slices series by scenario, so it runs after the readings are written.
-    return [("understand", read_new_voices), ("detect", detect_stage)]
+    # Detection slices series by scenario, so it runs after the readings are written;
+    # the analyses read readings too and are cached on disk for the dashboard.
+    return [
+        ("understand", read_new_voices),
+        ("detect", detect_stage),
+        ("analyze", analysis_stage),
+    ]
 
 
 def run_stages(*, settings: Settings) -> dict[str, Any]:
