@@ -106,6 +106,12 @@ def satisfaction_page(
     from voxloop.web.service import language, render, translate, url_with
 
     lang = language(request)
+
+    def factor_label(name: str) -> str:
+        # Survey factors have UI names; other drivers (attributes) keep their own name.
+        label = translate(f"factor.{name}", lang)
+        return name if label == f"factor.{name}" else label
+
     drv, drv_error = _try(lambda: drivers(settings))
     seg, seg_error = _try(lambda: segments(settings, province=province, city=city))
     chn, chn_error = _try(lambda: churn(settings, limit=20))
@@ -113,7 +119,7 @@ def satisfaction_page(
     if drv:
         items = drv["drivers"]
         driver_chart = charts.bar_chart(
-            [d["driver"] for d in items],
+            [factor_label(d["driver"]) for d in items],
             [round(100 * d["share"], 1) for d in items],
             title=translate("analyze.chart.drivers", lang),
         )
@@ -122,7 +128,7 @@ def satisfaction_page(
             imp = [q["importance"] for q in quads]
             perf = [q["performance"] for q in quads]
             quadrant_chart = charts.scatter_quadrant(
-                [(q["name"], q["importance"], q["performance"]) for q in quads],
+                [(factor_label(q["name"]), q["importance"], q["performance"]) for q in quads],
                 x_label=translate("analyze.importance", lang),
                 y_label=translate("analyze.performance", lang),
                 x_split=sum(imp) / len(imp),
@@ -153,6 +159,7 @@ def satisfaction_page(
         "analyze/satisfaction.html",
         {
             "nav_path": "/satisfaction",
+            "factor_label": factor_label,
             "drivers": drv,
             "drivers_error": drv_error,
             "segments": seg,

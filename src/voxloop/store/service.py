@@ -101,8 +101,18 @@ def writer_lock(settings: Settings, table: str) -> Iterator[None]:
         yield
 
 
-def write_part(settings: Settings, table: str, data: pa.Table) -> Path | None:
-    """Write ``data`` as one new immutable part file of ``table``; return its path."""
+def write_part(
+    settings: Settings,
+    table: str,
+    data: pa.Table,
+    *,
+    use_dictionary: bool | list[str] = True,
+) -> Path | None:
+    """Write ``data`` as one new immutable part file of ``table``; return its path.
+
+    ``use_dictionary`` goes to ``pyarrow.parquet.write_table``: a list names the only
+    columns to dictionary-encode (unique columns gain nothing from a dictionary).
+    """
     if data.num_rows == 0:
         return None
     folder = table_dir(settings, table)
@@ -110,7 +120,7 @@ def write_part(settings: Settings, table: str, data: pa.Table) -> Path | None:
     # Time-ordered names keep "write order" == "name order" for readers and dedup.
     name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
     tmp = folder / f".{name}.tmp"
-    pq.write_table(data, tmp, compression="zstd")
+    pq.write_table(data, tmp, compression="zstd", use_dictionary=use_dictionary)
     os.replace(tmp, folder / name)
     return folder / name
 

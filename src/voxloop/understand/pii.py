@@ -7,7 +7,9 @@ check digit for resident IDs and the Luhn checksum for bank cards — so random 
 (order numbers, amounts) stay readable.
 
 ``mask_array`` pre-filters rows with one vectorised RE2 match (pyarrow compute) and runs
-the Python patterns only on rows that may contain PII; most voices contain none.
+the Python patterns only on rows that may contain PII; most voices contain none. Only
+those rows cross into Python; they are put back with ``replace_with_mask`` and the counts
+column is assembled from numpy offsets.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -145,16 +148,20 @@ def mask_text(text: str) -> tuple[str, dict[str, int]]:
     """Replace every PII span in ``text`` with its typed placeholder; count spans per type."""
     counts: dict[str, int] = {}
     for rule in _RULES:
-        n = 0
+        if rule.valid is None:
+            # A literal replacement keeps the whole substitution in C (no callback per match).
+            text, n = rule.pattern.subn(f"<{rule.kind}>", text)
+        else:
+            n = 0
 
-        def _sub(match: re.Match[str], rule: _Rule = rule) -> str:
-            nonlocal n
-            if rule.valid is not None and not rule.valid(match):
-                return match.group(0)
-            n += 1
-            return f"<{rule.kind}>"
+            def _sub(match: re.Match[str], rule: _Rule = rule) -> str:
+                nonlocal n
+                if rule.valid is not None and not rule.valid(match):
+                    return match.group(0)
+                n += 1
+                return f"<{rule.kind}>"
 
-        text = rule.pattern.sub(_sub, text)
+            text = rule.pattern.sub(_sub, text)
         if n:
             counts[rule.kind] = counts.get(rule.kind, 0) + n
     return text, counts
@@ -175,14 +182,29 @@ def mask_array(texts: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
     if n == 0:
         return texts, pa.array([], type=COUNTS_TYPE)
     candidate = pc.fill_null(pc.match_substring_regex(texts, _PREFILTER), False)
-    idx = pc.indices_nonzero(candidate).to_numpy(zero_copy_only=False)
-    valid = texts.is_valid().to_numpy(zero_copy_only=False)
-    counts: list[list[tuple[str, int]] | None] = [[] if v else None for v in valid]
-    if len(idx) == 0:
-        return texts, pa.array(counts, type=COUNTS_TYPE)
-    out = texts.to_pylist()
-    for i in idx.tolist():
-        masked, found = mask_text(out[i])
-        out[i] = masked
-        counts[i] = list(found.items())
-    return pa.array(out, type=pa.string()), pa.array(counts, type=COUNTS_TYPE)
+    idx = pc.indices_nonzero(candidate)
+    lengths = np.zeros(n, dtype=np.int32)
+    keys: list[str] = []
+    values: list[int] = []
+    if len(idx):
+        # Only candidate rows cross into Python; the rest stay in Arrow buffers.
+        masked: list[str] = []
+        row_lengths: list[int] = []
+        for text in texts.take(idx).to_pylist():
+            out, found = mask_text(text)
+            masked.append(out)
+            row_lengths.append(len(found))
+            keys.extend(found)
+            values.extend(found.values())
+        texts = pc.replace_with_mask(texts, candidate, pa.array(masked, type=pa.string()))
+        lengths[idx.to_numpy(zero_copy_only=False)] = row_lengths
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    counts = pa.MapArray.from_arrays(
+        pa.array(offsets, type=pa.int32()),
+        pa.array(keys, type=pa.string()),
+        pa.array(values, type=pa.int32()),
+        type=COUNTS_TYPE,
+        mask=texts.is_null() if texts.null_count else None,
+    )
+    return texts, counts
