@@ -7,8 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 
-from voxloop.api.service import get_settings
+from voxloop.act.access import Principal
+from voxloop.api.service import get_principal, get_settings
 from voxloop.config import Settings
+from voxloop.errors import PermissionDeniedError
 from voxloop.ingest.schemas import RecordKind
 
 router = APIRouter()
@@ -51,6 +53,7 @@ def push_records(
 @router.get("/voices", tags=["ingest"])
 def list_voices(
     settings: Annotated[Settings, Depends(get_settings)],
+    principal: Annotated[Principal, Depends(get_principal)],
     start: Annotated[dt.datetime | None, Query(alias="from")] = None,
     end: Annotated[dt.datetime | None, Query(alias="to")] = None,
     province: str | None = None,
@@ -64,6 +67,16 @@ def list_voices(
 ) -> dict[str, Any]:
     """List stored voices (newest first) filtered by time, region, channel, kind and text."""
     from voxloop.ingest.service import query_voices
+
+    # A regional user sees only voices inside its region subtree.
+    for name, asked, scope in (
+        ("province", province, principal.province),
+        ("city", city, principal.city),
+    ):
+        if scope is not None and asked not in (None, scope):
+            raise PermissionDeniedError(f"{name} {asked!r} is outside your region scope")
+    province = principal.province or province
+    city = principal.city or city
 
     total, items = query_voices(
         settings=settings,
