@@ -259,11 +259,10 @@ def run() -> str:
             "the cache, the run drops it and streams all stored keys from disk past each "
             "batch, so a very large lake costs time, not memory.",
             "",
-            "Beyond the ingest package, the two largest stages are PII masking "
+            "Beyond the ingest package, the largest stages are PII masking "
             "(`understand.pii.mask_array`: a Python regex pass over the rows its prefilter "
-            "keeps, and a Python round-trip of every row to rebuild the arrays) and the "
-            "Parquet encoding of lake parts (`store.service.write_part`: dictionary "
-            "encoding of unique columns such as id, text and content_hash).",
+            "keeps) and the Parquet encoding of lake parts (`store.service.write_part`; "
+            "unique columns are written without dictionary encoding).",
         ]
     )
     if run_huge is not None:

@@ -8,9 +8,10 @@ from typing import Any, get_args
 
 import pyarrow as pa
 
+from voxloop.act.access import Principal
 from voxloop.act.schemas import OrderCreate, ScenarioCode, SourceKind
 from voxloop.config import Settings
-from voxloop.errors import NotFoundError
+from voxloop.errors import NotFoundError, PermissionDeniedError
 from voxloop.store.service import lake_connection
 
 _SCENARIOS = frozenset(get_args(ScenarioCode))
@@ -69,8 +70,12 @@ def order_for_voices(
     source_ref: str | None = None,
     title: str | None = None,
     idempotency_key: str | None = None,
+    principal: Principal | None = None,
 ) -> OrderCreate:
     """Return the order request covering ``voice_ids`` (region, scenario, customers from the lake).
+
+    With ``principal``, every voice must lie inside the caller's region scope: an order may
+    not pull in customers the caller cannot see.
 
     One voice gives a per-customer order; several (a problem or an alert) give one order
     linked to every voice and customer.  The region is the voices' shared province/city
@@ -83,6 +88,12 @@ def order_for_voices(
     missing = [v for v in voice_ids if v not in found]
     if missing:
         raise NotFoundError(f"voice(s) not in the lake: {', '.join(missing[:5])}")
+    if principal is not None:
+        outside = [r["id"] for r in rows if not principal.sees(r["province"], r["city"])]
+        if outside:
+            raise PermissionDeniedError(
+                f"voice(s) outside your region scope: {', '.join(map(str, outside[:5]))}"
+            )
     scenario = _common([r["scenario"] for r in rows])
     province = _shared([r["province"] for r in rows])
     city = _shared([r["city"] for r in rows]) if province else None

@@ -98,6 +98,7 @@ def create_work_order_from_voices(
             source_ref=data.source_ref,
             title=data.title,
             idempotency_key=data.idempotency_key or idempotency_key,
+            principal=principal,
         )
     except ValueError as exc:
         raise _unprocessable("voice_ids", str(exc)) from exc
@@ -380,7 +381,8 @@ def _login_redirect(request: Request) -> RedirectResponse:
 
 def _safe_next(target: str | None) -> str:
     # Only same-site paths: never redirect to another host after login.
-    if not target or not target.startswith("/") or target.startswith("//"):
+    # Browsers read "/\\host" like "//host", so any backslash is refused too.
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     return target
 

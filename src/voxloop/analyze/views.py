@@ -6,16 +6,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session
 
+from voxloop.act.access import Principal
 from voxloop.analyze import service
-from voxloop.api.service import get_settings
+from voxloop.api.service import get_principal, get_session, get_settings, require_page_login
 from voxloop.config import Settings
-from voxloop.errors import VoxloopError
+from voxloop.errors import PermissionDeniedError, VoxloopError
 
 router = APIRouter(prefix="/analysis", tags=["analysis"])
 pages = APIRouter()
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
 @router.get("/drivers")
@@ -53,15 +56,32 @@ def segments(
     )
 
 
+def _national(principal: Principal) -> None:
+    # Customer-level results span every region; regional users get them only once the
+    # analyses are computed per region scope.
+    if principal.province is not None:
+        raise PermissionDeniedError("customer-level analyses are for national (unscoped) users")
+
+
 @router.get("/journeys")
 def journeys(
     settings: SettingsDep,
+    principal: PrincipalDep,
+    session: Annotated[Session, Depends(get_session)],
     customers: Annotated[str | None, Query(description="Comma-separated customer ids.")] = None,
     segment: Annotated[int | None, Query(description="Segment rule number, 0 = top.")] = None,
-    days: float = 30.0,
+    days: Annotated[float, Query(gt=0, le=3650)] = 30.0,
 ) -> dict[str, Any]:
     """Event sequences before dissatisfaction compared with satisfied customers."""
+    from voxloop.act.service import record_access
+
+    _national(principal)
     ids = [c.strip() for c in customers.split(",") if c.strip()] if customers else None
+    if ids:
+        record_access(
+            session=session, principal=principal, customer_ids=ids, purpose="journey analysis"
+        )
+        session.commit()
     return service.cached(
         settings=settings,
         name="journeys",
@@ -73,8 +93,11 @@ def journeys(
 
 
 @router.get("/churn")
-def churn(settings: SettingsDep, limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
+def churn(
+    settings: SettingsDep, principal: PrincipalDep, limit: int = Query(50, ge=1, le=1000)
+) -> dict[str, Any]:
     """Churn-risk validation and the ranked list of active customers with reasons."""
+    _national(principal)
     # One cached ranking of the top 1000 serves every limit.
     result = service.cached(
         settings=settings,
@@ -98,6 +121,7 @@ def _try(compute: Any) -> tuple[dict[str, Any] | None, str | None]:
 def satisfaction_page(
     request: Request,
     settings: SettingsDep,
+    principal: Annotated[Principal, Depends(require_page_login)],
     province: str | None = None,
     city: str | None = None,
 ) -> HTMLResponse:
@@ -114,7 +138,7 @@ def satisfaction_page(
 
     drv, drv_error = _try(lambda: drivers(settings))
     seg, seg_error = _try(lambda: segments(settings, province=province, city=city))
-    chn, chn_error = _try(lambda: churn(settings, limit=20))
+    chn, chn_error = _try(lambda: churn(settings, principal, limit=20))
     driver_chart = quadrant_chart = drill_chart = None
     if drv:
         items = drv["drivers"]

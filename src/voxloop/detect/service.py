@@ -82,7 +82,7 @@ def state_dir(settings: Settings) -> Path:
 
 
 def _voices_sql(files: list[Path], has_readings: bool) -> str:
-    paths = ", ".join(f"'{p}'" for p in files)
+    paths = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
     scenario = (
         "coalesce(r.scenario, element_at(v.attributes, 'scenario')[1])"
         if has_readings
@@ -171,6 +171,16 @@ def rebuild_series(*, settings: Settings, granularity: str = STAGE_GRANULARITY) 
 
 def detect_stage(*, settings: Settings) -> dict[str, Any]:
     """Pipeline stage: update series, detect surges, raise alerts, group new voices."""
+    from filelock import FileLock
+
+    folder = state_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    # Two ingests finishing together must not count the same new parts twice.
+    with FileLock(str(folder / "detect.lock")):
+        return _detect_stage_locked(settings)
+
+
+def _detect_stage_locked(settings: Settings) -> dict[str, Any]:
     sessions = make_sessionmaker(make_engine(settings))
     with sessions() as session:
         state = _load_state(session)
@@ -178,9 +188,7 @@ def detect_stage(*, settings: Settings) -> dict[str, Any]:
     files = [p for p in part_files(settings, "voices") if p.name not in done]
     voices = read_voices(settings=settings, files=files)
     counts = update_series(settings=settings, voices=voices)
-    folder = state_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    det_path = folder / f"surge_{STAGE_GRANULARITY}.npz"
+    det_path = state_dir(settings) / f"surge_{STAGE_GRANULARITY}.npz"
     detector = (
         SurgeDetector.load(det_path)
         if det_path.is_file()
@@ -207,7 +215,8 @@ def detect_stage(*, settings: Settings) -> dict[str, Any]:
         )
         grouped = group_voices(session=session, settings=settings, voices=voices)
         _save_state(session, {"parts": sorted(done | {p.name for p in files})})
-    delivery = deliver_outbox(sessions=sessions) if stored else {"delivered": 0, "failed": 0}
+    # Every run retries what earlier runs could not deliver, not only this run's alerts.
+    delivery = deliver_outbox(sessions=sessions)
     return {
         "voices": int(voices.num_rows),
         "series": len(detector.series_),
@@ -393,12 +402,17 @@ def merge_problems(
     problem = session.get(Problem, target)
     if problem is None:
         raise NotFoundError(f"problem {target} not found")
+    if problem.merged_into is not None:
+        raise ConflictError(f"problem {target} was merged into {problem.merged_into}")
+    sources = list(dict.fromkeys(sources))  # merging one problem twice would double-count it
     for pid in sources:
         src = session.get(Problem, pid)
         if src is None:
             raise NotFoundError(f"problem {pid} not found")
         if pid == target:
             raise ConflictError(f"cannot merge problem {pid} into itself")
+        if src.merged_into is not None:
+            raise ConflictError(f"problem {pid} was already merged into {src.merged_into}")
         for m in session.scalars(select(ProblemMember).where(ProblemMember.problem_id == pid)):
             m.problem_id, m.source = target, "human"
         src.merged_into = target

@@ -53,7 +53,8 @@ class RawBatch:
     @property
     def read(self) -> int:
         """Return how many source rows this batch accounts for."""
-        return int(self.table.num_rows) + len(self.rejects)
+        # A batch of field-less records has rows but no columns (and so num_rows 0).
+        return max(int(self.table.num_rows), len(self.rows)) + len(self.rejects)
 
 
 def file_format(path: Path) -> str:

@@ -465,6 +465,8 @@ def _write_quarantine(
 
 def _raw_json(table: pa.Table, idx: np.ndarray, replace: dict[str, str]) -> list[str]:
     """Serialise source rows (for quarantine), with real customer ids pseudonymised."""
+    if table.num_columns == 0:  # records with no fields at all: nothing to keep but "{}"
+        return ["{}"] * len(idx)
     out = []
     for rec in table.take(pa.array(idx, pa.int64())).to_pylist():
         text = json.dumps(rec, ensure_ascii=False)

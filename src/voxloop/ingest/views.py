@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 
 from voxloop.act.access import Principal
-from voxloop.api.service import get_principal, get_settings
+from voxloop.api.service import get_principal, get_settings, require_permission
 from voxloop.config import Settings
 from voxloop.errors import PermissionDeniedError
 from voxloop.ingest.schemas import RecordKind
@@ -26,9 +26,21 @@ def push_records(
     request: Request,
     records: Annotated[list[dict[str, Any]], Body(max_length=MAX_PUSH)],
     settings: Annotated[Settings, Depends(get_settings)],
+    principal: Annotated[Principal, Depends(require_permission("write"))],
 ) -> dict[str, Any]:
     """Ingest a JSON list of records; return the counts and the quarantined rows' reasons."""
     from voxloop.ingest.service import ingest_records, list_quarantine
+
+    if principal.province is not None:
+        # A regional user may only push records of its own region (flat or nested region).
+        for row, record in enumerate(records, start=1):
+            nested = record.get("region")
+            region: dict[str, Any] = nested if isinstance(nested, dict) else record
+            if not principal.sees(region.get("province"), region.get("city")):
+                raise PermissionDeniedError(
+                    f"record {row}: region {region.get('province')!r}/{region.get('city')!r} "
+                    "is outside your region scope"
+                )
 
     result = ingest_records(
         settings=settings, kind=kind, records=records, engine=request.app.state.engine
@@ -63,7 +75,7 @@ def list_voices(
     kind: str | None = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> dict[str, Any]:
     """List stored voices (newest first) filtered by time, region, channel, kind and text."""
     from voxloop.ingest.service import query_voices
@@ -97,12 +109,17 @@ def list_voices(
 @router.get("/quarantine", tags=["ingest"])
 def list_quarantined(
     settings: Annotated[Settings, Depends(get_settings)],
+    principal: Annotated[Principal, Depends(get_principal)],
     batch_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> dict[str, Any]:
     """List quarantined rows (newest first) with file, row, field, reason and raw record."""
     from voxloop.ingest.service import list_quarantine
+
+    if principal.province is not None:
+        # Quarantined rows failed validation, so their region cannot be trusted.
+        raise PermissionDeniedError("quarantine is visible to national (unscoped) users only")
 
     total, items = list_quarantine(settings=settings, limit=limit, offset=offset, batch_id=batch_id)
     return {"total": total, "limit": limit, "offset": offset, "items": items}

@@ -144,8 +144,9 @@ def lake_connection(settings: Settings, tables: tuple[str, ...] | None = None) -
     else:
         names = ()
     for name in names:
-        if part_files(settings, name):
-            glob = str(table_dir(settings, name) / "part-*.parquet")
+        # Lake folders become SQL views: plain identifiers only, paths as escaped literals.
+        if name.isidentifier() and part_files(settings, name):
+            glob = str(table_dir(settings, name) / "part-*.parquet").replace("'", "''")
             con.execute(
                 f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{glob}', union_by_name=true)"
             )
