@@ -311,6 +311,36 @@ def _enter(order: WorkOrder, target: str, at: datetime) -> None:
     order.updated_at = at
 
 
+def _system_transition(
+    session: Session,
+    order: WorkOrder,
+    target: str,
+    at: datetime,
+    *,
+    reason: str,
+    **detail: Any,
+) -> None:
+    """Move ``order`` to ``target`` on the system's behalf and audit it (SLA, verification)."""
+    previous = order.state
+    _enter(order, target, at)
+    _flush(session)
+    audit(
+        session=session,
+        actor=SYSTEM.username,
+        action="order.transition",
+        object_type="work_order",
+        object_id=order.id,
+        detail={
+            "from": previous,
+            "to": target,
+            "version": order.version,
+            "reason": reason,
+            **detail,
+        },
+        at=at,
+    )
+
+
 def _check_version(order: WorkOrder, version: int | None) -> None:
     if version is not None and version != order.version:
         raise ConflictError(
@@ -543,23 +573,7 @@ def tick(*, session: Session, at: datetime, book: CommitmentBook | None = None) 
                 summary["escalations"] += 1
                 order.escalation_level = max(order.escalation_level, step.level)
         if order.state != states.ESCALATED and states.ESCALATED in states.TRANSITIONS[order.state]:
-            previous = order.state
-            _enter(order, states.ESCALATED, at)
-            _flush(session)
-            audit(
-                session=session,
-                actor=SYSTEM.username,
-                action="order.transition",
-                object_type="work_order",
-                object_id=order.id,
-                detail={
-                    "from": previous,
-                    "to": states.ESCALATED,
-                    "version": order.version,
-                    "reason": "sla_breach",
-                },
-                at=at,
-            )
+            _system_transition(session, order, states.ESCALATED, at, reason="sla_breach")
         else:
             _flush(session)
     _commit(session)
@@ -714,25 +728,16 @@ def evaluate_verification(
         positive = sum(1 for t in answered if t.satisfied)
         share = positive / len(answered) if answered else 1.0
         target = states.VERIFIED if share >= policy.min_positive_share else states.REOPENED
-        _enter(order, target, at)
         if target == states.REOPENED:
             order.resolution_reason = "verification_failed"
-        _flush(session)
-        audit(
-            session=session,
-            actor=SYSTEM.username,
-            action="order.transition",
-            object_type="work_order",
-            object_id=order.id,
-            detail={
-                "from": states.RESOLVED,
-                "to": target,
-                "version": order.version,
-                "reason": "verification",
-                "answers": len(answered),
-                "positive_share": round(share, 3),
-            },
-            at=at,
+        _system_transition(
+            session,
+            order,
+            target,
+            at,
+            reason="verification",
+            answers=len(answered),
+            positive_share=round(share, 3),
         )
         summary["verified" if target == states.VERIFIED else "reopened"] += 1
     _commit(session)
@@ -776,25 +781,10 @@ def on_new_voice_for_problem(
             at=at,
         )
         if order.state in states.DONE_STATES and order.resolved_at and at >= order.resolved_at:
-            previous = order.state
-            _enter(order, states.REOPENED, at)
             order.regressed = True
             order.resolution_reason = "regression"
-            _flush(session)
-            audit(
-                session=session,
-                actor=SYSTEM.username,
-                action="order.transition",
-                object_type="work_order",
-                object_id=order.id,
-                detail={
-                    "from": previous,
-                    "to": states.REOPENED,
-                    "version": order.version,
-                    "reason": "regression",
-                    "voice_id": voice_id,
-                },
-                at=at,
+            _system_transition(
+                session, order, states.REOPENED, at, reason="regression", voice_id=voice_id
             )
             reopened.append(order.id)
     _commit(session)
