@@ -47,3 +47,26 @@ def test_provincial_agent_sees_only_its_province(settings: Settings) -> None:
     assert refused.status_code == 403
     assert "outside your region scope" in refused.json()["detail"]
     assert TestClient(app).get("/api/v1/voices").status_code == 401
+
+
+def test_dashboard_pages_follow_the_region_scope(settings: Settings) -> None:
+    app = create_app(settings)
+    admin = admin_client(app)
+    records = [_voice(i, "江苏", "南京") for i in range(2)] + [_voice(20, "广东", "广州")]
+    assert admin.post("/api/v1/ingest/voice", json=records).json()["stored"] == 3
+    with app.state.sessionmaker.begin() as session:
+        add_user(session=session, username="gd.agent", role="agent", province="广东")
+    with app.state.sessionmaker.begin() as session:
+        token = create_token(session=session, username="gd.agent")
+    agent = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+
+    page = agent.get("/voices", params={"lang": "en"})
+    assert page.status_code == 200
+    assert 'href="/voices/v20"' in page.text
+    assert 'href="/voices/v0"' not in page.text and 'href="/voices/v1"' not in page.text
+    assert agent.get("/voices", params={"province": "江苏"}).status_code == 403
+    assert agent.get("/voices/v0").status_code == 404
+    assert agent.get("/voices/v20").status_code == 200
+    overview = agent.get("/", params={"lang": "en"})
+    assert overview.status_code == 200 and "南京" not in overview.text
+    assert "南京" in admin.get("/", params={"lang": "en"}).text

@@ -9,9 +9,10 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from voxloop.api.service import get_settings
+from voxloop.act.access import Principal
+from voxloop.api.service import get_settings, require_page_login
 from voxloop.config import Settings
-from voxloop.errors import UnusableInputError
+from voxloop.errors import PermissionDeniedError, UnusableInputError
 from voxloop.web import charts
 from voxloop.web.queries import facets, list_voices, overview, voice_detail
 from voxloop.web.schemas import Overview, Scope, VoiceFilters, parse_query
@@ -104,12 +105,28 @@ def _url(path: str, **params: object) -> str:
     return f"{path}?{query}" if query else path
 
 
+def _scoped_query(request: Request, principal: Principal) -> dict[str, str]:
+    """Return the query parameters pinned to the caller's region scope (403 outside it)."""
+    query = dict(request.query_params)
+    for name, scope in (("province", principal.province), ("city", principal.city)):
+        if scope is None:
+            continue
+        if query.get(name) not in (None, "", scope):
+            raise PermissionDeniedError(f"{name} {query[name]!r} is outside your region scope")
+        query[name] = scope
+    return query
+
+
 @router.get("/", response_class=HTMLResponse)
-def overview_page(request: Request, settings: Settings = Depends(get_settings)) -> HTMLResponse:
+def overview_page(
+    request: Request,
+    settings: Settings = Depends(get_settings),
+    principal: Principal = Depends(require_page_login),
+) -> HTMLResponse:
     """Show the overview dashboard: volumes, regions, scenarios, sentiment, latest voices."""
     lang = language(request)
     try:
-        scope: Scope = parse_query(Scope, dict(request.query_params))
+        scope: Scope = parse_query(Scope, _scoped_query(request, principal))
     except UnusableInputError as exc:
         response = render(request, "web/overview.html", {"error": str(exc), "data": Overview()})
         response.status_code = 422
@@ -122,10 +139,14 @@ def overview_page(request: Request, settings: Settings = Depends(get_settings)) 
 
 
 @router.get("/voices", response_class=HTMLResponse)
-def voices_page(request: Request, settings: Settings = Depends(get_settings)) -> HTMLResponse:
+def voices_page(
+    request: Request,
+    settings: Settings = Depends(get_settings),
+    principal: Principal = Depends(require_page_login),
+) -> HTMLResponse:
     """List voices with filters and paging, each with its latest reading and confidence."""
     try:
-        filters: VoiceFilters = parse_query(VoiceFilters, dict(request.query_params))
+        filters: VoiceFilters = parse_query(VoiceFilters, _scoped_query(request, principal))
         error = None
     except UnusableInputError as exc:
         filters, error = VoiceFilters(), str(exc)
@@ -143,10 +164,15 @@ def voices_page(request: Request, settings: Settings = Depends(get_settings)) ->
 
 @router.get("/voices/{voice_id:path}", response_class=HTMLResponse)
 def voice_page(
-    voice_id: str, request: Request, settings: Settings = Depends(get_settings)
+    voice_id: str,
+    request: Request,
+    settings: Settings = Depends(get_settings),
+    principal: Principal = Depends(require_page_login),
 ) -> HTMLResponse:
     """Show one voice: masked text, metadata, attributes and every reading of it."""
     detail = voice_detail(settings=settings, voice_id=voice_id)
+    if detail is not None and not principal.sees(detail.voice.province, detail.voice.city):
+        detail = None  # outside the caller's region: answer as if it did not exist
     response = render(request, "web/voice.html", {"detail": detail, "voice_id": voice_id})
     if detail is None:
         response.status_code = 404
