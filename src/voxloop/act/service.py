@@ -311,22 +311,23 @@ def _enter(order: WorkOrder, target: str, at: datetime) -> None:
     order.updated_at = at
 
 
-def _system_transition(
+def _move(
     session: Session,
     order: WorkOrder,
     target: str,
     at: datetime,
     *,
-    reason: str,
+    reason: str | None,
+    actor: str = SYSTEM.username,
     **detail: Any,
 ) -> None:
-    """Move ``order`` to ``target`` on the system's behalf and audit it (SLA, verification)."""
+    """Move ``order`` to ``target`` and audit it; the system acts unless ``actor`` is given."""
     previous = order.state
     _enter(order, target, at)
     _flush(session)
     audit(
         session=session,
-        actor=SYSTEM.username,
+        actor=actor,
         action="order.transition",
         object_type="work_order",
         object_id=order.id,
@@ -370,30 +371,15 @@ def transition(
     if to in (states.RESOLVED, states.CLOSED) and not reason:
         raise ValueError(f"moving to {to!r} needs a resolution reason")
     at = at or _now()
-    _enter(order, to, at)
     if to in (states.RESOLVED, states.CLOSED):
         order.resolution_reason = reason
         if notes is not None:
             order.resolution_notes = notes
     if to == states.REOPENED and reason == "regression":
         order.regressed = True
-    _flush(session)
+    _move(session, order, to, at, reason=reason, actor=principal.username)
     if to == states.RESOLVED:
         _start_verification(session=session, order=order, at=at, policy=policy)
-    audit(
-        session=session,
-        actor=principal.username,
-        action="order.transition",
-        object_type="work_order",
-        object_id=order.id,
-        detail={
-            "from": current,
-            "to": to,
-            "version": order.version,
-            "reason": reason,
-        },
-        at=at,
-    )
     _commit(session)
     return order
 
@@ -573,7 +559,7 @@ def tick(*, session: Session, at: datetime, book: CommitmentBook | None = None) 
                 summary["escalations"] += 1
                 order.escalation_level = max(order.escalation_level, step.level)
         if order.state != states.ESCALATED and states.ESCALATED in states.TRANSITIONS[order.state]:
-            _system_transition(session, order, states.ESCALATED, at, reason="sla_breach")
+            _move(session, order, states.ESCALATED, at, reason="sla_breach")
         else:
             _flush(session)
     _commit(session)
@@ -730,7 +716,7 @@ def evaluate_verification(
         target = states.VERIFIED if share >= policy.min_positive_share else states.REOPENED
         if target == states.REOPENED:
             order.resolution_reason = "verification_failed"
-        _system_transition(
+        _move(
             session,
             order,
             target,
@@ -783,9 +769,7 @@ def on_new_voice_for_problem(
         if order.state in states.DONE_STATES and order.resolved_at and at >= order.resolved_at:
             order.regressed = True
             order.resolution_reason = "regression"
-            _system_transition(
-                session, order, states.REOPENED, at, reason="regression", voice_id=voice_id
-            )
+            _move(session, order, states.REOPENED, at, reason="regression", voice_id=voice_id)
             reopened.append(order.id)
     _commit(session)
     return reopened

@@ -17,7 +17,6 @@ from voxloop.detect.models import Alert, Problem, ProblemMember
 from voxloop.detect.notify import alert_payload, transition_alert
 from voxloop.detect.schemas import AlertTransition, MergeRequest, SplitRequest
 from voxloop.detect.service import merge_problems, problem_payload, split_problem
-from voxloop.errors import ConflictError, InvalidTransitionError, NotFoundError
 
 router = APIRouter(tags=["detect"])
 pages = APIRouter(include_in_schema=False)
@@ -88,12 +87,7 @@ def change_alert_state(
     session: Session = Depends(get_session),
 ) -> dict[str, Any]:
     """Acknowledge, close or reopen an alert."""
-    try:
-        alert = transition_alert(session=session, alert_id=alert_id, state=body.state)
-    except NotFoundError as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
-    except InvalidTransitionError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    alert = transition_alert(session=session, alert_id=alert_id, state=body.state)
     session.commit()
     return alert_payload(alert)
 
@@ -138,14 +132,9 @@ def merge(
     session: Session = Depends(get_session),
 ) -> dict[str, Any]:
     """Merge other problems into this one (remembered for later grouping)."""
-    try:
-        problem = merge_problems(
-            session=session, target=problem_id, sources=body.sources, actor=principal.username
-        )
-    except NotFoundError as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
-    except ConflictError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    problem = merge_problems(
+        session=session, target=problem_id, sources=body.sources, actor=principal.username
+    )
     session.commit()
     return problem_payload(problem)
 
@@ -158,17 +147,12 @@ def split(
     session: Session = Depends(get_session),
 ) -> dict[str, Any]:
     """Move voices out of this problem into a new problem."""
-    try:
-        new = split_problem(
-            session=session,
-            problem_id=problem_id,
-            voice_ids=body.voice_ids,
-            actor=principal.username,
-        )
-    except NotFoundError as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
-    except ConflictError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    new = split_problem(
+        session=session,
+        problem_id=problem_id,
+        voice_ids=body.voice_ids,
+        actor=principal.username,
+    )
     session.commit()
     return problem_payload(new)
 
