@@ -27,7 +27,7 @@ system-deps:
 	else echo "not root or no apt-get; missing:$$missing; tests that need them will skip"; fi
 
 demo: $(STAMP)
-	$(BIN)/voxloop demo
+	$(if $(wildcard ../shared/data),VOXLOOP_UNDERSTAND_CORPORA=../shared/data) $(BIN)/voxloop demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-SECTIONS = ["ingest", "understand", "detect", "analyze", "act", "web"]
+SECTIONS = ["ingest", "understand", "understand_encoder", "detect", "analyze", "act", "web"]
 
 
 def _machine() -> str:

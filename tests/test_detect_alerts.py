@@ -1,8 +1,9 @@
-"""Alerts in the operational store (SQLite and PostgreSQL) and webhook outbox delivery."""
+"""Alerts in the operational store (SQLite and PostgreSQL), webhook delivery, dead letters."""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from voxloop.config import Settings
 from voxloop.detect.alerts import SurgeAlert
 from voxloop.detect.models import Alert, OutboxMessage
 from voxloop.detect.notify import (
+    MAX_ATTEMPTS,
     backoff,
     deliver_outbox,
     record_alerts,
@@ -131,3 +133,71 @@ def test_alerts_dedupe_transition_and_deliver(any_db_settings: Settings, webhook
 def test_backoff_grows_and_is_capped() -> None:
     assert backoff(1) < backoff(2) < backoff(3)
     assert backoff(50) == timedelta(hours=1)
+
+
+def test_outbox_dead_letters_are_listed_and_requeued(
+    any_db_settings: Settings,
+    webhook: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from typer.testing import CliRunner
+
+    from voxloop.cli.main import _register_domains, app
+
+    migrate(any_db_settings)
+    sessions = make_sessionmaker(make_engine(any_db_settings))
+    with sessions.begin() as s:
+        record_alerts(session=s, alerts=[_alert(200, 200)], granularity="hour", webhook_url=webhook)
+        record_alerts(
+            session=s,
+            alerts=[_alert(200, 200, "scenario=HBB")],
+            granularity="hour",
+            webhook_url=webhook,
+        )
+    # The receiver answers 503 to the first message's ten attempts (a dead letter) and to
+    # the second message's first attempt (retried with backoff, then delivered).
+    _Hook.fail_next = MAX_ATTEMPTS + 1
+    at = datetime.now(UTC)
+    with caplog.at_level(logging.WARNING, logger="voxloop.detect.notify"):
+        for _ in range(MAX_ATTEMPTS):
+            deliver_outbox(sessions=sessions, now=at, limit=1)
+            at += timedelta(days=1)
+        deliver_outbox(sessions=sessions, now=at)
+    assert any("is dead after 10 attempts" in r.getMessage() for r in caplog.records)
+    assert deliver_outbox(sessions=sessions, now=at + timedelta(days=9)) == {
+        "delivered": 1,
+        "failed": 0,
+    }
+
+    monkeypatch.setenv("VOXLOOP_HOME", str(any_db_settings.home))
+    monkeypatch.setenv("VOXLOOP_ENV", "test")
+    monkeypatch.setenv("VOXLOOP_SECRET_KEY", "cli-test-secret")
+    if any_db_settings.database_url:
+        monkeypatch.setenv("VOXLOOP_DATABASE_URL", any_db_settings.database_url)
+    _register_domains()
+    runner = CliRunner()
+    listed = runner.invoke(app, ["detect", "outbox", "--json"])
+    assert listed.exit_code == 0, listed.output
+    (dead,) = json.loads(listed.output)["messages"]
+    assert dead["status"] == "dead" and dead["attempts"] == MAX_ATTEMPTS
+    assert dead["last_error"] == "HTTP 503"
+    table = runner.invoke(app, ["detect", "outbox", "--dead"])
+    assert "dead" in table.output and "HTTP 503" in table.output
+    # Dead letters are never retried on their own.
+    assert deliver_outbox(sessions=sessions, now=at + timedelta(days=30)) == {
+        "delivered": 0,
+        "failed": 0,
+    }
+    missing = runner.invoke(app, ["detect", "outbox", "--retry", "99999"])
+    assert missing.exit_code == 1 and "no dead outbox message" in missing.output
+    with caplog.at_level(logging.INFO, logger="voxloop.detect.notify"):
+        retried = runner.invoke(app, ["detect", "outbox", "--retry", str(dead["id"])])
+    assert retried.exit_code == 0 and f"re-queued 1 message(s): {dead['id']}" in retried.output
+    assert any("re-queued by cli after 10 attempts" in r.getMessage() for r in caplog.records)
+    pending = json.loads(runner.invoke(app, ["detect", "outbox", "--json"]).output)["messages"]
+    assert [(m["status"], m["attempts"]) for m in pending] == [("pending", 0)]
+    assert deliver_outbox(sessions=sessions) == {"delivered": 1, "failed": 0}
+    assert len(_Hook.received) == 2
+    assert "every message was delivered" in runner.invoke(app, ["detect", "outbox"]).output
+    assert runner.invoke(app, ["detect", "outbox", "--retry-all"]).output.startswith("re-queued 0")

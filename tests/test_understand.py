@@ -258,3 +258,33 @@ def test_cli_evaluate_and_train(settings: Settings, tmp_path: Path) -> None:
     senti.write_text("review,label\n好,9\n差,0\n", encoding="utf-8")
     res = runner.invoke(app, [*args, "--json"], env=env)
     assert res.exit_code != 0 and "not sentiment labels" in str(res.exception)
+
+
+def test_cli_evaluate_with_another_domain(tmp_path: Path) -> None:
+    import csv
+
+    from tests.conftest import shared_file
+    from voxloop.cli.understand import register
+
+    app, evaluate, analyze = typer.Typer(), typer.Typer(), typer.Typer()
+    app.add_typer(evaluate, name="evaluate")
+    register(app=app, evaluate=evaluate, analyze=analyze)
+    files = []
+    for name, n in (("usual_eval.csv", 300), ("virus_train.csv", 600)):
+        with shared_file("smp2020_ewect", name).open(encoding="utf-8-sig") as fh:
+            rows = [r for _, r in zip(range(n), csv.DictReader(fh), strict=False)]
+        out = tmp_path / name
+        with out.open("w", encoding="utf-8", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=["content", "label"], extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+        files.append(out)
+    args = ["evaluate", "text", "--train", str(files[0]), "--text-col", "content"]
+    res = CliRunner().invoke(
+        app, [*args, "--also-train", str(files[1]), "--task", "emotion", "--cv", "3", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    # Every training fold holds two thirds of the 300 usual posts plus all 600 virus posts.
+    assert out["n_train"] == 800 and out["n_test"] == 100
+    assert 0.0 < out["macro_f1"] <= 1.0

@@ -34,10 +34,24 @@ TEXTS = [
 LABELS = ["BILL", "BILL", "HBB", "HBB", "SVC", "SVC", "BILL", "HBB", "SVC", "SVC", "SVC", "HBB"]
 
 
+# Importing the plug-in module registers its models too, so every run checks the same set.
+import voxloop.understand.encoders  # noqa: E402,F401
+
+
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_registered_model_contract(name: str, tmp_path: Path) -> None:
     cls = REGISTRY[name]
-    model = cls()
+    needs = {
+        p.name
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.default is inspect.Parameter.empty and p.name != "self"
+    }
+    if needs == {"encoder"}:
+        from tests.test_understand_encoders import HashEncoder
+
+        model = cls(encoder=HashEncoder())
+    else:
+        model = cls()
     # __init__ only stores parameters: no learned state before fit.
     assert not [k for k in vars(model) if k.endswith("_")]
     params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
@@ -231,3 +245,43 @@ def test_text_classifier_with_class_bias_keeps_contract() -> None:
     proba = model.predict_proba(TEXTS)
     assert (model.classes_[np.argmax(proba, axis=1)] == model.predict(TEXTS)).all()
     assert task_model("emotion").bias_metric == "macro_f1"
+
+
+def test_domain_adaptation_learns_what_does_not_transfer(tmp_path: Path) -> None:
+    from voxloop.understand.estimators import TextClassifier
+
+    rng = np.random.default_rng(0)
+    filler = ["the", "order", "today", "again", "service", "app", "store"]
+
+    def rows(n: int, flip: bool) -> tuple[list[str], list[str]]:
+        texts, labels = [], []
+        for _ in range(n):
+            good = bool(rng.random() < 0.5)
+            # "quiet" praises in the source domain (hotels) and complains in the target
+            # (a mobile network); "great"/"awful" mean the same in both.
+            cue = "great" if good else "awful"
+            if rng.random() < 0.5:
+                cue = "quiet" if good != flip else "loud"
+            words = [cue, *rng.choice(filler, size=4)]
+            texts.append(" ".join(words))
+            labels.append("pos" if good else "neg")
+        return texts, labels
+
+    src_x, src_y = rows(600, flip=False)
+    tgt_x, tgt_y = rows(80, flip=True)
+    test_x = ["quiet today", "loud app again", "great store", "awful service"]
+    want = ["neg", "pos", "pos", "neg"]
+    pooled = TextClassifier(char_ngram=None).fit(src_x + tgt_x, src_y + tgt_y)
+    adapted = TextClassifier(char_ngram=None, target_domain="network").fit(
+        src_x + tgt_x, src_y + tgt_y, domains=["hotel"] * 600 + ["network"] * 80
+    )
+    assert list(adapted.predict(test_x)) == want
+    assert list(pooled.predict(test_x)[:2]) != want[:2]  # pooled data drowns the target
+    # The shared and target blocks are folded into one: same size as an unadapted model.
+    assert adapted.svm_.coef_.shape == pooled.svm_.coef_.shape
+    again = TextClassifier.load(adapted.save(tmp_path / "m.pkl"))
+    assert np.allclose(again.predict_proba(test_x), adapted.predict_proba(test_x))
+    with pytest.raises(ValueError, match="target_domain"):
+        TextClassifier().fit(src_x, src_y, domains=["hotel"] * 600)
+    with pytest.raises(ValueError, match="no training row"):
+        TextClassifier(target_domain="x").fit(src_x, src_y, domains=["hotel"] * 600)

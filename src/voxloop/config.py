@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     understand_taxonomy: Path | None = Field(
         default=None, description="Operator taxonomy YAML extending the default."
     )
+    understand_corpora: Path | None = Field(
+        default=None,
+        description="Folder of labelled corpora (laid out like ../shared/data) that the "
+        "first reading trains the default sentiment and emotion models from.",
+    )
     timezone: str = "Asia/Shanghai"
 
     @classmethod

@@ -128,6 +128,18 @@ def _outcome(frame: pd.DataFrame, outcome: str) -> np.ndarray:
     )
 
 
+def _in_region(frame: pd.DataFrame, region: dict[str, str] | None) -> pd.DataFrame:
+    """Keep the responses inside ``region`` ({"province": ..., "city": ...}, all if empty)."""
+    if not region:
+        return frame
+    mask = np.ones(len(frame), dtype=bool)
+    for col, value in region.items():
+        if col not in REGION_LEVELS:
+            raise UnusableInputError(f"region level must be one of {REGION_LEVELS}, not {col!r}")
+        mask &= (frame[col].astype("string") == value).fillna(False).to_numpy(dtype=bool)
+    return frame[mask].reset_index(drop=True)
+
+
 def drivers_analysis(
     *,
     settings: Settings,
@@ -135,9 +147,15 @@ def drivers_analysis(
     touchpoint: str | None = None,
     n_boot: int = 0,
     top_k: int = 5,
+    region: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Run key-driver analysis of an outcome over the survey factor ratings in the lake."""
+    """Run key-driver analysis of an outcome over the survey factor ratings in the lake.
+
+    ``region`` (e.g. ``{"province": "江苏"}``) restricts the analysis to the responses
+    of that region, as a regional manager sees it.
+    """
     frame, factors = survey_frame(settings=settings)
+    frame = _in_region(frame, region)
     if touchpoint:
         frame = frame[frame["touchpoint"] == touchpoint].reset_index(drop=True)
     y = _outcome(frame, outcome)
@@ -152,6 +170,7 @@ def drivers_analysis(
     result = model.summary()
     result["outcome"] = outcome
     result["touchpoint"] = touchpoint
+    result["region"] = region or {}
     result["coverage"] = {f: float(frame[f].notna().mean()) for f in usable}
     return result
 
@@ -163,14 +182,24 @@ def segments_analysis(
     attributes: list[str] | None = None,
     path: dict[str, str] | None = None,
     max_rules: int = 10,
+    region: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Find segments of respondents over-represented in ``outcome``, plus a region drill-down."""
+    """Find segments of respondents over-represented in ``outcome``, plus a region drill-down.
+
+    ``region`` restricts everything (rules, base rate, drill-down) to the responses of
+    that region; the drill-down then starts below it.
+    """
     frame, _factors = survey_frame(settings=settings)
+    frame = _in_region(frame, region)
+    if len(frame) == 0:
+        raise NotFoundError(f"no survey responses in region {region}")
+    path = {**(path or {}), **(region or {})}
     y = _outcome(frame, outcome)
     if not np.isin(y, (0.0, 1.0)).all():
         raise UnusableInputError("segments need a yes/no outcome: dissatisfied or satisfied")
     default = ["touchpoint", *[c for c in PROFILE_COLUMNS if c in frame.columns], "province"]
-    cols = attributes or default
+    # A region the analysis is restricted to is constant: no rule can use it.
+    cols = attributes or [c for c in default if c not in (region or {})]
     unknown = [c for c in cols if c not in frame.columns]
     if unknown:
         raise UnusableInputError(f"attributes not in the survey data: {', '.join(unknown)}")
@@ -178,8 +207,9 @@ def segments_analysis(
     result = finder.summary()
     result["outcome"] = outcome
     levels = [lv for lv in REGION_LEVELS if lv in frame.columns]
-    result["drill_down"] = drill_down(frame, y, levels=levels, path=path or {})
-    result["path"] = path or {}
+    result["drill_down"] = drill_down(frame, y, levels=levels, path=path)
+    result["path"] = path
+    result["region"] = region or {}
     top = finder.rules_[0] if finder.rules_ else None
     if top is not None:
         result["top_rule_customers"] = int(

@@ -1,4 +1,14 @@
-"""HTTP routes of the analyze domain: JSON API (router, under /api/v1) and pages."""
+"""HTTP routes of the analyze domain: JSON API (router, under /api/v1) and pages.
+
+Region scope: drivers and segments follow the caller's region.  For a provincial (or city)
+user they are computed on the survey responses of that region only — the drivers of
+*their* customers' satisfaction, segments and base rate inside their region, the
+drill-down starting below it — and cached per region like the national results (the
+first request for a region computes it, at most the cost of the national analysis since
+it reads the same responses and fits on fewer).  Asking for another region is refused
+with 403.  Journeys and churn work on individual customers across every region and stay
+for national users (403 with an explanation).
+"""
 
 from __future__ import annotations
 
@@ -21,20 +31,30 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
+def _scope(principal: Principal) -> dict[str, str]:
+    """Return the caller's region as an analysis restriction (empty for national users)."""
+    return {k: v for k, v in (("province", principal.province), ("city", principal.city)) if v}
+
+
 @router.get("/drivers")
 def drivers(
     settings: SettingsDep,
+    principal: PrincipalDep,
     outcome: str = "overall",
     touchpoint: str | None = None,
 ) -> dict[str, Any]:
-    """Key drivers of an outcome over the survey factor ratings."""
-    params = {"outcome": outcome, "touchpoint": touchpoint}
+    """Key drivers of an outcome over the survey factor ratings of the caller's region."""
+    region = _scope(principal)
+    params: dict[str, Any] = {"outcome": outcome, "touchpoint": touchpoint}
+    if region:
+        # National keys stay as they were, so the pipeline's precomputed result is reused.
+        params["region"] = region
     return service.cached(
         settings=settings,
         name="drivers",
         params=params,
         compute=lambda: service.drivers_analysis(
-            settings=settings, outcome=outcome, touchpoint=touchpoint
+            settings=settings, outcome=outcome, touchpoint=touchpoint, region=region or None
         ),
     )
 
@@ -42,17 +62,28 @@ def drivers(
 @router.get("/segments")
 def segments(
     settings: SettingsDep,
+    principal: PrincipalDep,
     outcome: str = "dissatisfied",
     province: str | None = None,
     city: str | None = None,
 ) -> dict[str, Any]:
     """Dissatisfied segments and the region drill-down below ``province`` / ``city``."""
+    region = _scope(principal)
     path = {k: v for k, v in (("province", province), ("city", city)) if v}
+    for level, value in region.items():
+        if path.get(level, value) != value:
+            raise PermissionDeniedError(f"{level} {path[level]!r} is outside your region scope")
+    path.update(region)
+    params: dict[str, Any] = {"outcome": outcome, **path}
+    if region:
+        params["region"] = region
     return service.cached(
         settings=settings,
         name="segments",
-        params={"outcome": outcome, **path},
-        compute=lambda: service.segments_analysis(settings=settings, outcome=outcome, path=path),
+        params=params,
+        compute=lambda: service.segments_analysis(
+            settings=settings, outcome=outcome, path=path, region=region or None
+        ),
     )
 
 
@@ -136,8 +167,14 @@ def satisfaction_page(
         label = translate(f"factor.{name}", lang)
         return name if label == f"factor.{name}" else label
 
-    drv, drv_error = _try(lambda: drivers(settings))
-    seg, seg_error = _try(lambda: segments(settings, province=province, city=city))
+    region = _scope(principal)
+    for level, value in (("province", province), ("city", city)):
+        if value and region.get(level, value) != value:
+            raise PermissionDeniedError(f"{level} {value!r} is outside your region scope")
+    # A regional user's page starts at (and cannot go above) their own region.
+    province, city = province or region.get("province"), city or region.get("city")
+    drv, drv_error = _try(lambda: drivers(settings, principal))
+    seg, seg_error = _try(lambda: segments(settings, principal, province=province, city=city))
     chn, chn_error = _try(lambda: churn(settings, principal, limit=20))
     driver_chart = quadrant_chart = drill_chart = None
     if drv:
@@ -196,5 +233,7 @@ def satisfaction_page(
             "province": province,
             "city": city,
             "up_url": url_with(request, city=None) if city else url_with(request, province=None),
+            "at_scope_root": (province, city) == (region.get("province"), region.get("city")),
+            "region": region,
         },
     )

@@ -13,6 +13,75 @@ from voxloop.errors import VoxloopError
 
 def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -> None:
     """Add the detect commands to the CLI."""
+    detect_app = typer.Typer(no_args_is_help=True, help="Surge alerts, problems, webhooks.")
+    app.add_typer(detect_app, name="detect")
+
+    @detect_app.command("outbox")
+    def outbox(
+        retry: Annotated[
+            list[int] | None,
+            typer.Option("--retry", help="Re-queue this dead letter (repeatable)."),
+        ] = None,
+        retry_all: Annotated[
+            bool, typer.Option("--retry-all", help="Re-queue every dead letter.")
+        ] = False,
+        dead: Annotated[bool, typer.Option("--dead", help="List dead letters only.")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    ) -> None:
+        """List undelivered webhook messages (pending, dead) or re-queue dead letters."""
+        import logging
+
+        from voxloop.config import load_settings
+        from voxloop.detect.notify import outbox_messages, retry_outbox
+        from voxloop.store.service import make_engine, make_sessionmaker
+
+        if retry and retry_all:
+            typer.echo("error: use --retry ID or --retry-all, not both", err=True)
+            raise typer.Exit(2)
+        # Re-queueing is an operator action: its log line is the audit trail.
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        sessions = make_sessionmaker(make_engine(load_settings()))
+        if retry or retry_all:
+            try:
+                with sessions.begin() as session:
+                    ids = retry_outbox(
+                        session=session, ids=None if retry_all else list(retry or [])
+                    )
+            except VoxloopError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(1) from exc
+            if as_json:
+                typer.echo(json.dumps({"requeued": ids}))
+            else:
+                typer.echo(f"re-queued {len(ids)} message(s): {', '.join(map(str, ids)) or '-'}")
+            return
+        with sessions() as session:
+            entries = outbox_messages(session=session, dead_only=dead)
+        if as_json:
+            rows = [
+                {
+                    "id": e.id,
+                    "alert_id": e.alert_id,
+                    "event": e.event,
+                    "url": e.url,
+                    "attempts": e.attempts,
+                    "status": "dead" if e.dead else "pending",
+                    "next_attempt_at": e.next_attempt_at.isoformat(),
+                    "last_error": e.last_error,
+                }
+                for e in entries
+            ]
+            typer.echo(json.dumps({"messages": rows}, ensure_ascii=False))
+            return
+        if not entries:
+            typer.echo("outbox empty: every message was delivered")
+            return
+        typer.echo(f"{'id':>6} {'status':<8} {'attempts':>8} {'alert':>6}  last error")
+        for e in entries:
+            status = "dead" if e.dead else "pending"
+            typer.echo(
+                f"{e.id:>6} {status:<8} {e.attempts:>8} {e.alert_id:>6}  {e.last_error or '-'}"
+            )
 
     @evaluate.command("nab")
     def evaluate_nab(

@@ -55,6 +55,13 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
             Path | None, typer.Option(help="Labelled file for a supervised emotion model.")
         ] = None,
         emotion_columns: Annotated[str, typer.Option(help="TEXT,LABEL columns")] = "text,label",
+        corpora: Annotated[
+            Path | None,
+            typer.Option(
+                help="Folder laid out like ../shared/data: train the default sentiment and "
+                "emotion models from the known corpora found there."
+            ),
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Retrain the scenario model from labelled history and human corrections."""
@@ -67,6 +74,7 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
             taxonomy_mode=taxonomy_mode,
             sentiment_data=_labelled(sentiment_data, sentiment_columns),
             emotion_data=_labelled(emotion_data, emotion_columns),
+            corpora=corpora,
         )
         if as_json:
             typer.echo(json.dumps(res, ensure_ascii=False))
@@ -85,6 +93,13 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
             int, typer.Option(help="k-fold CV on --train when there is no --test (0: 80/20).")
         ] = 0,
         seed: Annotated[int, typer.Option(help="Seed of the CV folds or split.")] = 0,
+        also_train: Annotated[
+            list[Path] | None,
+            typer.Option(
+                help="Labelled rows of another domain (repeatable): they train the model too, "
+                "adapted towards the domain of --train/--test; never tested on."
+            ),
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Train a text classifier and report accuracy, macro-F1, per-class P/R and speed."""
@@ -96,15 +111,24 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
         )
 
         data = read_labelled(train, text_col=text_col, label_col=label_col)
+        extra: tuple[list[str], list[str]] | None = None
+        for path in also_train or []:
+            more = read_labelled(path, text_col=text_col, label_col=label_col)
+            extra = (
+                (more[0], more[1]) if extra is None else (extra[0] + more[0], extra[1] + more[1])
+            )
         if test is not None:
             res = evaluate_split(
-                data, read_labelled(test, text_col=text_col, label_col=label_col), task=task
+                data,
+                read_labelled(test, text_col=text_col, label_col=label_col),
+                task=task,
+                extra=extra,
             )
         elif cv >= 2:
-            res = evaluate_cv(data, task=task, folds=cv, seed=seed)
+            res = evaluate_cv(data, task=task, folds=cv, seed=seed, extra=extra)
         else:
             tr, te = stratified_split(data, seed=seed)
-            res = evaluate_split(tr, te, task=task)
+            res = evaluate_split(tr, te, task=task, extra=extra)
         if as_json:
             keys = (
                 "accuracy",

@@ -4,23 +4,35 @@ Raising an alert and queueing its notification happen in one transaction; a sepa
 delivery pass posts queued messages and marks them delivered only after a 2xx answer, so
 delivery is at least once and survives restarts.  Failures are retried with exponential
 backoff (capped), up to ``max_attempts``.
+
+A message that used up its attempts without a 2xx answer is a *dead letter*: it stays in
+the outbox (``attempts >= max_attempts`` and no ``delivered_at``, with its ``last_error``)
+until an operator re-queues it with ``voxloop detect outbox --retry ID`` or
+``--retry-all``, which resets its attempts.  Giving up and re-queueing are both logged.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import false, select, true
 from sqlalchemy.orm import Session, sessionmaker
 
 from voxloop.detect.alerts import SurgeAlert
 from voxloop.detect.models import Alert, OutboxMessage
 from voxloop.detect.series import GRANULARITY_SECONDS, LOCAL_OFFSET_S
 from voxloop.errors import InvalidTransitionError, NotFoundError
+
+logger = logging.getLogger(__name__)
+
+#: Delivery attempts before a message becomes a dead letter.
+MAX_ATTEMPTS = 10
 
 #: Allowed alert state changes.
 TRANSITIONS = {
@@ -165,10 +177,14 @@ def deliver_outbox(
     sessions: sessionmaker[Session],
     send: Sender | None = None,
     now: datetime | None = None,
-    max_attempts: int = 10,
+    max_attempts: int = MAX_ATTEMPTS,
     limit: int = 100,
 ) -> dict[str, int]:
-    """Post due outbox messages; mark 2xx as delivered, reschedule the rest with backoff."""
+    """Post due outbox messages; mark 2xx as delivered, reschedule the rest with backoff.
+
+    A message failing its ``max_attempts``-th attempt is left as a dead letter (logged as
+    a warning); ``outbox_messages`` lists it and ``retry_outbox`` re-queues it.
+    """
     sender = send or http_sender()
     at = now or datetime.now(UTC)
     delivered = failed = 0
@@ -198,6 +214,93 @@ def deliver_outbox(
                 msg.last_error = error
                 msg.next_attempt_at = at + backoff(msg.attempts)
                 failed += 1
+                if msg.attempts >= max_attempts:
+                    logger.warning(
+                        "outbox message %s (alert %s, %s) is dead after %d attempts: %s",
+                        msg.id,
+                        msg.alert_id,
+                        msg.event,
+                        msg.attempts,
+                        error,
+                    )
             # Commit each message so a crash mid-pass never re-marks a delivered one.
             session.commit()
     return {"delivered": delivered, "failed": failed}
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """An undelivered outbox message as the operator sees it."""
+
+    id: int
+    alert_id: int
+    event: str
+    url: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    dead: bool
+
+
+def outbox_messages(
+    *, session: Session, dead_only: bool = False, max_attempts: int = MAX_ATTEMPTS
+) -> list[OutboxEntry]:
+    """List undelivered messages (pending and dead letters), oldest first."""
+    dead = OutboxMessage.attempts >= max_attempts
+    query = (
+        select(OutboxMessage)
+        .where(OutboxMessage.delivered_at.is_(None), dead if dead_only else true())
+        .order_by(OutboxMessage.id)
+    )
+    return [
+        OutboxEntry(
+            id=m.id,
+            alert_id=m.alert_id,
+            event=m.event,
+            url=m.url,
+            attempts=m.attempts,
+            next_attempt_at=m.next_attempt_at,
+            last_error=m.last_error,
+            dead=m.attempts >= max_attempts,
+        )
+        for m in session.scalars(query)
+    ]
+
+
+def retry_outbox(
+    *,
+    session: Session,
+    ids: list[int] | None = None,
+    actor: str = "cli",
+    now: datetime | None = None,
+    max_attempts: int = MAX_ATTEMPTS,
+) -> list[int]:
+    """Re-queue dead letters (the given ids, or all when ``ids`` is None); return their ids.
+
+    Attempts restart from zero and the message is due at once; the last error is kept
+    until the next attempt replaces it.  Asking for a message that is delivered or not
+    dead is refused, so a retry never sends a message twice by mistake.
+    """
+    at = now or datetime.now(UTC)
+    query = select(OutboxMessage).where(
+        OutboxMessage.delivered_at.is_(None), OutboxMessage.attempts >= max_attempts
+    )
+    if ids is not None:
+        query = query.where(OutboxMessage.id.in_(ids) if ids else false())
+    rows = list(session.scalars(query.order_by(OutboxMessage.id)))
+    if ids is not None:
+        missing = sorted(set(ids) - {m.id for m in rows})
+        if missing:
+            raise NotFoundError(f"no dead outbox message with id {', '.join(map(str, missing))}")
+    for msg in rows:
+        logger.info(
+            "outbox message %s (alert %s) re-queued by %s after %d attempts; last error: %s",
+            msg.id,
+            msg.alert_id,
+            actor,
+            msg.attempts,
+            msg.last_error,
+        )
+        msg.attempts = 0
+        msg.next_attempt_at = at
+    return [m.id for m in rows]

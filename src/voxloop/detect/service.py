@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -13,15 +15,16 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from voxloop.act.access import Principal
 from voxloop.config import Settings
 from voxloop.detect import nab
 from voxloop.detect.alerts import SurgeAlert, scan_counts
 from voxloop.detect.anomaly import nab_detector, nab_round
-from voxloop.detect.models import Problem, ProblemEdit, ProblemMember
-from voxloop.detect.notify import deliver_outbox, record_alerts
+from voxloop.detect.models import Alert, Problem, ProblemEdit, ProblemMember
+from voxloop.detect.notify import alert_payload, deliver_outbox, record_alerts
 from voxloop.detect.problems import (
     ProblemGrouper,
     block_keys,
@@ -38,7 +41,7 @@ from voxloop.detect.series import (
     save_counts,
 )
 from voxloop.detect.surge import SurgeDetector
-from voxloop.errors import ConflictError, NotFoundError
+from voxloop.errors import ConflictError, NotFoundError, PermissionDeniedError
 from voxloop.store.models import PipelineState
 from voxloop.store.service import lake_connection, make_engine, make_sessionmaker, part_files
 
@@ -148,14 +151,22 @@ def typical_cases(
 
 
 def update_series(
-    *, settings: Settings, voices: pa.Table, granularity: str = STAGE_GRANULARITY
+    *,
+    settings: Settings,
+    voices: pa.Table,
+    granularity: str = STAGE_GRANULARITY,
+    write_to: Path | None = None,
 ) -> pa.Table:
-    """Add new voices to the saved count series; return the whole count table."""
+    """Add new voices to the saved count series; return the whole count table.
+
+    ``write_to`` names another file for the updated series (the stage writes a pending
+    file and publishes it only after its database commit).
+    """
     path = state_dir(settings) / f"counts_{granularity}.parquet"
     counts = load_counts(path)
     if voices.num_rows:
         counts = merge_counts(counts, count_voices(voices, granularity=granularity))
-        save_counts(path, counts)
+        save_counts(write_to or path, counts)
     return counts
 
 
@@ -180,15 +191,46 @@ def detect_stage(*, settings: Settings) -> dict[str, Any]:
         return _detect_stage_locked(settings)
 
 
+_PENDING = ".pending-"
+
+
+def _pending(path: Path, token: str) -> Path:
+    return path.with_name(f"{path.name}{_PENDING}{token}")
+
+
+def _settle_pending(folder: Path, committed: str | None) -> None:
+    """Publish the files of the last committed run; discard those of a run that died.
+
+    The stage's files (count series, detector and grouper state) and its database rows
+    (processed parts, alerts, problem members) cannot share one transaction. Files are
+    written as ``<name>.pending-<token>`` and the token is committed with the rows; so a
+    crash before the commit leaves only files to throw away, and a crash between the
+    commit and the renames leaves files that the next run publishes. Either way no voice
+    is counted twice or lost.
+    """
+    for pending in folder.glob(f"*{_PENDING}*"):
+        name, _, token = pending.name.rpartition(_PENDING)
+        if committed is not None and token == committed:
+            pending.replace(pending.with_name(name))
+        else:
+            pending.unlink(missing_ok=True)
+
+
 def _detect_stage_locked(settings: Settings) -> dict[str, Any]:
     sessions = make_sessionmaker(make_engine(settings))
     with sessions() as session:
         state = _load_state(session)
+    folder = state_dir(settings)
+    _settle_pending(folder, state.get("token"))
     done = set(state.get("parts", []))
     files = [p for p in part_files(settings, "voices") if p.name not in done]
     voices = read_voices(settings=settings, files=files)
-    counts = update_series(settings=settings, voices=voices)
-    det_path = state_dir(settings) / f"surge_{STAGE_GRANULARITY}.npz"
+    token = hashlib.sha256(
+        f"{datetime.now(UTC).isoformat()}|{sorted(p.name for p in files)}".encode()
+    ).hexdigest()[:16]
+    counts_path = folder / f"counts_{STAGE_GRANULARITY}.parquet"
+    counts = update_series(settings=settings, voices=voices, write_to=_pending(counts_path, token))
+    det_path = folder / f"surge_{STAGE_GRANULARITY}.npz"
     detector = (
         SurgeDetector.load(det_path)
         if det_path.is_file()
@@ -203,7 +245,7 @@ def _detect_stage_locked(settings: Settings) -> dict[str, Any]:
             detector.bucket_ = first - 1
         if last >= first:
             alerts = scan_counts(counts, detector=detector, first=first, last=last)
-        detector.save(det_path)
+        detector.save(_pending(det_path, token))
     typical = {a.root_cause: typical_cases(voices, a) for a in alerts}
     with sessions.begin() as session:
         stored = record_alerts(
@@ -213,8 +255,14 @@ def _detect_stage_locked(settings: Settings) -> dict[str, Any]:
             webhook_url=settings.detect_webhook_url,
             typical=typical,
         )
-        grouped = group_voices(session=session, settings=settings, voices=voices)
-        _save_state(session, {"parts": sorted(done | {p.name for p in files})})
+        grouped = group_voices(
+            session=session,
+            settings=settings,
+            voices=voices,
+            grouper_out=_pending(_grouper_path(settings), token),
+        )
+        _save_state(session, {"parts": sorted(done | {p.name for p in files}), "token": token})
+    _settle_pending(folder, token)
     # Every run retries what earlier runs could not deliver, not only this run's alerts.
     delivery = deliver_outbox(sessions=sessions)
     return {
@@ -259,8 +307,13 @@ def problem_state(
     return "ongoing"
 
 
-def group_voices(*, session: Session, settings: Settings, voices: pa.Table) -> dict[str, int]:
-    """Group new voices into problems (human assignments and merges are respected)."""
+def group_voices(
+    *, session: Session, settings: Settings, voices: pa.Table, grouper_out: Path | None = None
+) -> dict[str, int]:
+    """Group new voices into problems (human assignments and merges are respected).
+
+    ``grouper_out`` names another file for the updated grouper state (see ``update_series``).
+    """
     if voices.num_rows == 0:
         return {"voices": 0, "problems": 0}
     path = _grouper_path(settings)
@@ -280,7 +333,7 @@ def group_voices(*, session: Session, settings: Settings, voices: pa.Table) -> d
         table["id"].to_pylist(),
         context_tokens(table),
     )
-    grouper.save(path)
+    grouper.save(grouper_out or path)
     merged: dict[str, str] = {
         pid: into
         for pid, into in session.execute(
@@ -396,12 +449,23 @@ def refresh_problems(
 
 
 def merge_problems(
-    *, session: Session, target: str, sources: list[str], actor: str | None = None
+    *,
+    session: Session,
+    target: str,
+    sources: list[str],
+    actor: str | None = None,
+    principal: Principal | None = None,
 ) -> Problem:
-    """Merge ``sources`` into ``target``; remembered so later voices follow the merge."""
+    """Merge ``sources`` into ``target``; remembered so later voices follow the merge.
+
+    With a ``principal``, every problem involved must lie wholly inside its region scope
+    (see ``problem_within``), else ``PermissionDeniedError``.
+    """
     problem = session.get(Problem, target)
     if problem is None:
         raise NotFoundError(f"problem {target} not found")
+    if principal is not None:
+        _require_within(problem, principal)
     if problem.merged_into is not None:
         raise ConflictError(f"problem {target} was merged into {problem.merged_into}")
     sources = list(dict.fromkeys(sources))  # merging one problem twice would double-count it
@@ -413,6 +477,8 @@ def merge_problems(
             raise ConflictError(f"cannot merge problem {pid} into itself")
         if src.merged_into is not None:
             raise ConflictError(f"problem {pid} was already merged into {src.merged_into}")
+        if principal is not None:
+            _require_within(src, principal)
         for m in session.scalars(select(ProblemMember).where(ProblemMember.problem_id == pid)):
             m.problem_id, m.source = target, "human"
         src.merged_into = target
@@ -421,6 +487,11 @@ def merge_problems(
         for d, n in json.loads(src.daily_json).items():
             daily[d] = daily.get(d, 0) + n
         problem.daily_json = json.dumps(dict(sorted(daily.items())))
+        # The places travel with the voices: region-scoped views depend on them.
+        regions: dict[str, int] = json.loads(problem.regions_json or "{}")
+        for place, n in json.loads(src.regions_json or "{}").items():
+            regions[place] = regions.get(place, 0) + n
+        problem.regions_json = json.dumps(regions, ensure_ascii=False)
         problem.n_customers += src.n_customers
         problem.first_seen = min(problem.first_seen, src.first_seen)
         problem.last_seen = max(problem.last_seen, src.last_seen)
@@ -439,12 +510,25 @@ def merge_problems(
 
 
 def split_problem(
-    *, session: Session, problem_id: str, voice_ids: list[str], actor: str | None = None
+    *,
+    session: Session,
+    problem_id: str,
+    voice_ids: list[str],
+    actor: str | None = None,
+    principal: Principal | None = None,
+    voices: Mapping[str, LakeVoice] | None = None,
 ) -> Problem:
-    """Move ``voice_ids`` out of a problem into a new one; remembered as human edits."""
+    """Move ``voice_ids`` out of a problem into a new one; remembered as human edits.
+
+    With a ``principal``, the problem must lie wholly inside its region scope.  ``voices``
+    (from ``lake_voices``) lets the daily and per-place counts and the typical cases
+    follow the moved voices; without it the new problem starts with empty ones.
+    """
     problem = session.get(Problem, problem_id)
     if problem is None:
         raise NotFoundError(f"problem {problem_id} not found")
+    if principal is not None:
+        _require_within(problem, principal)
     members = session.scalars(
         select(ProblemMember).where(
             ProblemMember.problem_id == problem_id, ProblemMember.voice_id.in_(voice_ids)
@@ -479,6 +563,8 @@ def split_problem(
     )
     session.add(new)
     problem.n_voices -= len(members)
+    if voices:
+        _move_counts(problem, new, [m for m in members if m.voice_id in voices], voices)
     session.add(
         ProblemEdit(
             kind="split",
@@ -511,4 +597,317 @@ def problem_payload(problem: Problem, *, detail: bool = False) -> dict[str, Any]
         out["typical_cases"] = json.loads(problem.typical_json)
         out["daily"] = json.loads(problem.daily_json)
         out["regions"] = json.loads(problem.regions_json)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Region scope: what a regional user (province or province/city) sees and may change.
+#
+# * A problem is visible when at least one of its voices lies in the caller's region (its
+#   per-place counts name a place inside it).  The caller sees it restricted to that
+#   region: voice and customer counts, daily counts, places, first/last seen, typical
+#   cases and voice ids are recomputed from the member voices inside the region (read
+#   from the lake).  Title, keywords, scenario and state describe the whole problem.
+# * Merge and split change what every region sees, so every problem involved must lie
+#   wholly inside the caller's region (403 otherwise).
+# * An alert's region is the province/city of its root cause (none: a national alert).
+#   It is visible when that region and the caller's are nested (national and provincial
+#   alerts reach the cities below them; another province's or city's alerts do not).
+#   Counts are the root cause's own (aggregates, national for a national alert); typical
+#   cases are cut to voices inside the caller's region.  Acknowledging or closing needs
+#   the root cause inside the caller's region: a province cannot close a national alert.
+
+
+@dataclass(frozen=True)
+class LakeVoice:
+    """What region-scoped views need of a voice: place, customer, time and text."""
+
+    province: str | None
+    city: str | None
+    customer_id: str | None
+    received_at: datetime
+    text: str | None
+
+    @property
+    def place(self) -> str:
+        """Return the ``province/city`` key that ``Problem.regions_json`` counts by."""
+        return "/".join(x for x in (self.province, self.city) if x) or "?"
+
+
+def lake_voices(
+    *, settings: Settings, voice_ids: Sequence[str], principal: Principal | None = None
+) -> dict[str, LakeVoice]:
+    """Return the latest lake version of each voice, only those the principal sees."""
+    ids = sorted(set(voice_ids))
+    if not ids or not part_files(settings, "voices"):
+        return {}
+    con = lake_connection(settings, ("voices",))
+    try:
+        con.register("wanted", pa.table({"id": pa.array(ids, pa.string())}))
+        rows = con.execute(
+            "SELECT v.id, v.province, v.city, v.customer_id, epoch_us(v.received_at), v.text "
+            "FROM voices v SEMI JOIN wanted w ON v.id = w.id "
+            "QUALIFY row_number() OVER (PARTITION BY v.id ORDER BY v.ingested_at DESC) = 1"
+        ).fetchall()
+    finally:
+        con.close()
+    out: dict[str, LakeVoice] = {}
+    for vid, province, city, customer, at_us, text in rows:
+        if principal is not None and not principal.sees(province, city):
+            continue
+        at = datetime.fromtimestamp(int(at_us) / 1e6, tz=UTC)
+        out[str(vid)] = LakeVoice(province, city, customer, at, text)
+    return out
+
+
+def _place_region(place: str) -> tuple[str | None, str | None]:
+    province, _, city = place.partition("/")
+    return (province if province not in ("", "?") else None), (city or None)
+
+
+def problem_visible(problem: Problem, principal: Principal) -> bool:
+    """Return whether any voice of the problem lies in the principal's region."""
+    if principal.province is None:
+        return True
+    places = json.loads(problem.regions_json or "{}")
+    return any(principal.sees(*_place_region(p)) for p in places)
+
+
+def problem_within(problem: Problem, principal: Principal) -> bool:
+    """Return whether every voice of the problem lies in the principal's region."""
+    if principal.province is None:
+        return True
+    places = json.loads(problem.regions_json or "{}")
+    return bool(places) and all(principal.sees(*_place_region(p)) for p in places)
+
+
+def _require_within(problem: Problem, principal: Principal) -> None:
+    if not problem_within(problem, principal):
+        raise PermissionDeniedError(
+            f"problem {problem.id} has voices outside your region scope; "
+            "only a user whose scope covers all of them may merge or split it"
+        )
+
+
+def _like_literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def list_problems(
+    *,
+    session: Session,
+    principal: Principal,
+    state: str | None = None,
+    scenario: str | None = None,
+    limit: int = 100,
+) -> list[Problem]:
+    """Return the problems visible to the principal, most recently seen first.
+
+    Merged problems are listed only when asked for by ``state``.
+    """
+    query = select(Problem).order_by(Problem.last_seen.desc(), Problem.id)
+    if state:
+        query = query.where(Problem.state == state)
+    else:
+        query = query.where(Problem.merged_into.is_(None))
+    if scenario:
+        query = query.where(Problem.scenario == scenario)
+    if principal.province is None:
+        return list(session.scalars(query.limit(limit)))
+    # The LIKE is only a cheap necessary condition on the JSON keys ("province/city");
+    # problem_visible decides.
+    key = principal.province + (f'/{principal.city}"' if principal.city else "")
+    query = query.where(Problem.regions_json.like(f'%"{_like_literal(key)}%', escape="\\"))
+    out: list[Problem] = []
+    for problem in session.scalars(query.execution_options(yield_per=500)):
+        if problem_visible(problem, principal):
+            out.append(problem)
+            if len(out) >= limit:
+                break
+    return out
+
+
+def problem_views(
+    *,
+    settings: Settings,
+    session: Session,
+    principal: Principal,
+    problems: Sequence[Problem],
+    detail: bool = False,
+) -> list[dict[str, Any]]:
+    """Return the JSON views of problems as the principal may see them.
+
+    A national principal gets the stored problems; a regional one gets them restricted
+    to its region (see the rules above).  ``detail`` adds typical cases, daily counts,
+    places and voice ids.
+    """
+    ids = [p.id for p in problems]
+    members = (
+        session.execute(
+            select(ProblemMember.problem_id, ProblemMember.voice_id, ProblemMember.similarity)
+            .where(ProblemMember.problem_id.in_(ids))
+            .order_by(ProblemMember.voice_id)
+        ).all()
+        if ids and (detail or principal.province is not None)
+        else []
+    )
+    if principal.province is None:
+        out = [problem_payload(p, detail=detail) for p in problems]
+        if detail:
+            for view in out:
+                view["voice_ids"] = [m.voice_id for m in members if m.problem_id == view["id"]]
+        return out
+    facts = lake_voices(
+        settings=settings, voice_ids=[m.voice_id for m in members], principal=principal
+    )
+    mine: dict[str, list[tuple[str, float]]] = {}
+    for pid, vid, sim in members:
+        if vid in facts:
+            mine.setdefault(pid, []).append((vid, float(sim)))
+    return [
+        _restricted_payload(p, mine.get(p.id, []), facts, principal, detail=detail)
+        for p in problems
+    ]
+
+
+def _restricted_payload(
+    problem: Problem,
+    members: list[tuple[str, float]],
+    facts: Mapping[str, LakeVoice],
+    principal: Principal,
+    *,
+    detail: bool,
+) -> dict[str, Any]:
+    out = problem_payload(problem, detail=False)
+    voices = [facts[vid] for vid, _ in members]
+    places = Counter(v.place for v in voices)
+    top = places.most_common(1)[0][0] if places else None
+    province, city = _place_region(top) if top else (principal.province, principal.city)
+    out.update(
+        n_voices=len(voices),
+        n_customers=len({v.customer_id for v in voices if v.customer_id}),
+        province=province,
+        city=city,
+        scope={"province": principal.province, "city": principal.city},
+    )
+    if voices:
+        out["first_seen"] = min(v.received_at for v in voices).isoformat()
+        out["last_seen"] = max(v.received_at for v in voices).isoformat()
+    if detail:
+        best = sorted(members, key=lambda m: (-m[1], m[0]))[:3]
+        out["typical_cases"] = [{"voice_id": vid, "text": facts[vid].text} for vid, _ in best]
+        out["daily"] = dict(
+            sorted(
+                Counter(
+                    v.received_at.astimezone(SHANGHAI).date().isoformat() for v in voices
+                ).items()
+            )
+        )
+        out["regions"] = dict(places)
+        out["voice_ids"] = sorted(vid for vid, _ in members)
+    return out
+
+
+def _move_counts(
+    old: Problem, new: Problem, moved: list[ProblemMember], voices: Mapping[str, LakeVoice]
+) -> None:
+    """Move the daily and per-place counts and typical cases of moved voices to ``new``."""
+    tallies: list[tuple[str, Counter[str]]] = [
+        (
+            "daily_json",
+            Counter(
+                voices[m.voice_id].received_at.astimezone(SHANGHAI).date().isoformat()
+                for m in moved
+            ),
+        ),
+        ("regions_json", Counter(voices[m.voice_id].place for m in moved)),
+    ]
+    for column, counts in tallies:
+        kept: dict[str, int] = json.loads(getattr(old, column) or "{}")
+        for key, n in counts.items():
+            left = kept.get(key, 0) - n
+            if left > 0:
+                kept[key] = left
+            else:
+                kept.pop(key, None)
+        setattr(old, column, json.dumps(dict(sorted(kept.items())), ensure_ascii=False))
+        setattr(new, column, json.dumps(dict(sorted(counts.items())), ensure_ascii=False))
+    gone = {m.voice_id for m in moved}
+    old.typical_json = json.dumps(
+        [c for c in json.loads(old.typical_json or "[]") if c.get("voice_id") not in gone],
+        ensure_ascii=False,
+    )
+    best = sorted(moved, key=lambda m: (-m.similarity, m.voice_id))[:3]
+    new.typical_json = json.dumps(
+        [{"voice_id": m.voice_id, "text": voices[m.voice_id].text} for m in best],
+        ensure_ascii=False,
+    )
+    new.n_customers = len({voices[m.voice_id].customer_id for m in moved} - {None})
+
+
+def alert_region(alert: Alert) -> tuple[str | None, str | None]:
+    """Return the province and city of an alert's root cause (``None``: not fixed)."""
+    values: dict[str, str] = json.loads(alert.values_json or "{}")
+    return values.get("province"), values.get("city")
+
+
+def alert_visible(alert: Alert, principal: Principal) -> bool:
+    """Return whether the alert's region and the principal's are nested."""
+    if principal.province is None:
+        return True
+    province, city = alert_region(alert)
+    if province is None:
+        return True
+    if province != principal.province:
+        return False
+    return city is None or principal.city is None or city == principal.city
+
+
+def alert_within(alert: Alert, principal: Principal) -> bool:
+    """Return whether the alert's root cause lies inside the principal's region."""
+    if principal.province is None:
+        return True
+    return principal.sees(*alert_region(alert))
+
+
+def list_alerts(
+    *, session: Session, principal: Principal, state: str | None = None, limit: int = 100
+) -> list[Alert]:
+    """Return the alerts visible to the principal, newest first."""
+    query = select(Alert).order_by(Alert.first_bucket.desc(), Alert.id.desc())
+    if state:
+        query = query.where(Alert.state == state)
+    if principal.province is None:
+        return list(session.scalars(query.limit(limit)))
+    # Root-cause keys list dimensions in a fixed order (see detect.series): a cheap
+    # necessary condition in SQL, then alert_visible decides.
+    mine = f"%province={_like_literal(principal.province)}"
+    query = query.where(
+        or_(
+            ~Alert.root_cause.like("%province=%"),
+            Alert.root_cause.like(mine, escape="\\"),
+            Alert.root_cause.like(f"{mine}|%", escape="\\"),
+        )
+    )
+    out: list[Alert] = []
+    for alert in session.scalars(query.execution_options(yield_per=500)):
+        if alert_visible(alert, principal):
+            out.append(alert)
+            if len(out) >= limit:
+                break
+    return out
+
+
+def alert_views(
+    *, settings: Settings, principal: Principal, alerts: Sequence[Alert]
+) -> list[dict[str, Any]]:
+    """Return the JSON views of alerts, typical cases cut to the principal's region."""
+    out = [alert_payload(a) for a in alerts]
+    wider = [i for i, a in enumerate(alerts) if not alert_within(a, principal)]
+    if not wider:
+        return out
+    ids = [c["voice_id"] for i in wider for c in out[i]["typical_cases"]]
+    seen = lake_voices(settings=settings, voice_ids=ids, principal=principal)
+    for i in wider:
+        out[i]["typical_cases"] = [c for c in out[i]["typical_cases"] if c["voice_id"] in seen]
     return out

@@ -1,22 +1,44 @@
-"""HTTP routes of the detect domain: JSON API (router, under /api/v1) and pages."""
+"""HTTP routes of the detect domain: JSON API (router, under /api/v1) and pages.
+
+Every route follows the caller's region scope (``Principal.province``/``city``); the
+rules live with the service functions (``voxloop.detect.service``, "Region scope"):
+
+* problems: listed when one of their voices lies in the caller's region, shown with
+  counts, places, daily counts, typical cases and voice ids of that region only; merge and
+  split need every problem involved wholly inside the region (403 otherwise);
+* alerts: listed when the root cause's region and the caller's are nested (so national
+  alerts reach everyone), typical cases cut to the caller's region; state changes need
+  the root cause inside the caller's region (403 otherwise);
+* an alert or problem the caller may not see answers 404, as if it did not exist.
+"""
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voxloop.act.access import Principal
-from voxloop.api.service import get_session, optional_principal, require_permission
-from voxloop.detect.models import Alert, Problem, ProblemMember
-from voxloop.detect.notify import alert_payload, transition_alert
+from voxloop.api.service import get_session, get_settings, optional_principal, require_permission
+from voxloop.config import Settings
+from voxloop.detect import service
+from voxloop.detect.models import Alert, Problem
+from voxloop.detect.notify import transition_alert
 from voxloop.detect.schemas import AlertTransition, MergeRequest, SplitRequest
-from voxloop.detect.service import merge_problems, problem_payload, split_problem
+from voxloop.detect.service import (
+    alert_views,
+    alert_visible,
+    alert_within,
+    lake_voices,
+    merge_problems,
+    problem_views,
+    problem_visible,
+    split_problem,
+)
+from voxloop.errors import PermissionDeniedError
 
 router = APIRouter(tags=["detect"])
 pages = APIRouter(include_in_schema=False)
@@ -28,24 +50,21 @@ ALERT_STATES = ("open", "acknowledged", "closed")
 PROBLEM_STATES = ("new", "ongoing", "escalating", "resolved", "regressed", "merged")
 
 
-def _alerts(session: Session, state: str | None, limit: int) -> list[Alert]:
-    query = select(Alert).order_by(Alert.first_bucket.desc(), Alert.id.desc()).limit(limit)
-    if state:
-        query = query.where(Alert.state == state)
-    return list(session.scalars(query))
+SETTINGS = Depends(get_settings)
 
 
-def _problems(
-    session: Session, state: str | None, scenario: str | None, limit: int
-) -> list[Problem]:
-    query = select(Problem).order_by(Problem.last_seen.desc(), Problem.id).limit(limit)
-    if state:
-        query = query.where(Problem.state == state)
-    else:
-        query = query.where(Problem.merged_into.is_(None))
-    if scenario:
-        query = query.where(Problem.scenario == scenario)
-    return list(session.scalars(query))
+def _visible_alert(session: Session, alert_id: int, principal: Principal) -> Alert:
+    alert = session.get(Alert, alert_id)
+    if alert is None or not alert_visible(alert, principal):
+        raise HTTPException(status_code=404, detail=f"alert {alert_id} not found")
+    return alert
+
+
+def _visible_problem(session: Session, problem_id: str, principal: Principal) -> Problem:
+    problem = session.get(Problem, problem_id)
+    if problem is None or not problem_visible(problem, principal):
+        raise HTTPException(status_code=404, detail=f"problem {problem_id} not found")
+    return problem
 
 
 def _bad_state(value: str | None, allowed: tuple[str, ...]) -> None:
@@ -62,21 +81,24 @@ def list_alerts(
     limit: int = Query(default=100, ge=1, le=1000),
     principal: Principal = READ,
     session: Session = Depends(get_session),
+    settings: Settings = SETTINGS,
 ) -> list[dict[str, Any]]:
-    """List surge alerts, newest first."""
+    """List the surge alerts the caller's region scope reaches, newest first."""
     _bad_state(state, ALERT_STATES)
-    return [alert_payload(a) for a in _alerts(session, state, limit)]
+    alerts = service.list_alerts(session=session, principal=principal, state=state, limit=limit)
+    return alert_views(settings=settings, principal=principal, alerts=alerts)
 
 
 @router.get("/alerts/{alert_id}")
 def get_alert(
-    alert_id: int, principal: Principal = READ, session: Session = Depends(get_session)
+    alert_id: int,
+    principal: Principal = READ,
+    session: Session = Depends(get_session),
+    settings: Settings = SETTINGS,
 ) -> dict[str, Any]:
-    """Return one alert."""
-    alert = session.get(Alert, alert_id)
-    if alert is None:
-        raise HTTPException(status_code=404, detail=f"alert {alert_id} not found")
-    return alert_payload(alert)
+    """Return one alert (404 outside the caller's region scope)."""
+    alert = _visible_alert(session, alert_id, principal)
+    return alert_views(settings=settings, principal=principal, alerts=[alert])[0]
 
 
 @router.post("/alerts/{alert_id}/state")
@@ -85,11 +107,17 @@ def change_alert_state(
     body: AlertTransition,
     principal: Principal = WRITE,
     session: Session = Depends(get_session),
+    settings: Settings = SETTINGS,
 ) -> dict[str, Any]:
-    """Acknowledge, close or reopen an alert."""
+    """Acknowledge, close or reopen an alert whose root cause lies in the caller's region."""
+    if not alert_within(_visible_alert(session, alert_id, principal), principal):
+        raise PermissionDeniedError(
+            f"alert {alert_id} reaches beyond your region scope; "
+            "only a user whose scope covers its root cause may change it"
+        )
     alert = transition_alert(session=session, alert_id=alert_id, state=body.state)
     session.commit()
-    return alert_payload(alert)
+    return alert_views(settings=settings, principal=principal, alerts=[alert])[0]
 
 
 @router.get("/problems")
@@ -99,29 +127,28 @@ def list_problems(
     limit: int = Query(default=100, ge=1, le=1000),
     principal: Principal = READ,
     session: Session = Depends(get_session),
+    settings: Settings = SETTINGS,
 ) -> list[dict[str, Any]]:
-    """List problems (merged ones only when asked by state), most recent first."""
+    """List problems in the caller's region (merged ones only when asked by state)."""
     _bad_state(state, PROBLEM_STATES)
-    return [problem_payload(p) for p in _problems(session, state, scenario, limit)]
+    problems = service.list_problems(
+        session=session, principal=principal, state=state, scenario=scenario, limit=limit
+    )
+    return problem_views(settings=settings, session=session, principal=principal, problems=problems)
 
 
 @router.get("/problems/{problem_id}")
 def get_problem(
-    problem_id: str, principal: Principal = READ, session: Session = Depends(get_session)
+    problem_id: str,
+    principal: Principal = READ,
+    session: Session = Depends(get_session),
+    settings: Settings = SETTINGS,
 ) -> dict[str, Any]:
     """Return a problem with its typical cases, daily counts, regions and voice ids."""
-    problem = session.get(Problem, problem_id)
-    if problem is None:
-        raise HTTPException(status_code=404, detail=f"problem {problem_id} not found")
-    out = problem_payload(problem, detail=True)
-    out["voice_ids"] = list(
-        session.scalars(
-            select(ProblemMember.voice_id)
-            .where(ProblemMember.problem_id == problem_id)
-            .order_by(ProblemMember.voice_id)
-        )
-    )
-    return out
+    problem = _visible_problem(session, problem_id, principal)
+    return problem_views(
+        settings=settings, session=session, principal=principal, problems=[problem], detail=True
+    )[0]
 
 
 @router.post("/problems/{problem_id}/merge")
@@ -130,13 +157,20 @@ def merge(
     body: MergeRequest,
     principal: Principal = WRITE,
     session: Session = Depends(get_session),
+    settings: Settings = SETTINGS,
 ) -> dict[str, Any]:
-    """Merge other problems into this one (remembered for later grouping)."""
+    """Merge other problems into this one (all wholly inside the caller's region)."""
     problem = merge_problems(
-        session=session, target=problem_id, sources=body.sources, actor=principal.username
+        session=session,
+        target=problem_id,
+        sources=body.sources,
+        actor=principal.username,
+        principal=principal,
     )
     session.commit()
-    return problem_payload(problem)
+    return problem_views(
+        settings=settings, session=session, principal=principal, problems=[problem]
+    )[0]
 
 
 @router.post("/problems/{problem_id}/split", status_code=201)
@@ -145,16 +179,19 @@ def split(
     body: SplitRequest,
     principal: Principal = WRITE,
     session: Session = Depends(get_session),
+    settings: Settings = SETTINGS,
 ) -> dict[str, Any]:
-    """Move voices out of this problem into a new problem."""
+    """Move voices out of this problem (wholly inside the caller's region) into a new one."""
     new = split_problem(
         session=session,
         problem_id=problem_id,
         voice_ids=body.voice_ids,
         actor=principal.username,
+        principal=principal,
+        voices=lake_voices(settings=settings, voice_ids=body.voice_ids),
     )
     session.commit()
-    return problem_payload(new)
+    return problem_views(settings=settings, session=session, principal=principal, problems=[new])[0]
 
 
 def _login(request: Request) -> RedirectResponse:
@@ -169,8 +206,9 @@ def problems_page(
     state: str | None = Query(default=None),
     principal: Principal | None = Depends(optional_principal),
     session: Session = Depends(get_session),
+    settings: Settings = SETTINGS,
 ) -> Response:
-    """Show open alerts and the problem list."""
+    """Show the alerts and the problem list of the caller's region."""
     from voxloop.web import charts
     from voxloop.web.service import language, render, translate
 
@@ -179,8 +217,19 @@ def problems_page(
     if state not in (None, "", *PROBLEM_STATES):
         state = None
     lang = language(request)
-    alerts = [alert_payload(a) for a in _alerts(session, None, 50)]
-    problems = [problem_payload(p) for p in _problems(session, state or None, None, 200)]
+    alerts = alert_views(
+        settings=settings,
+        principal=principal,
+        alerts=service.list_alerts(session=session, principal=principal, limit=50),
+    )
+    problems = problem_views(
+        settings=settings,
+        session=session,
+        principal=principal,
+        problems=service.list_problems(
+            session=session, principal=principal, state=state, limit=200
+        ),
+    )
     top = sorted(problems, key=lambda p: -p["n_voices"])[:10]
     chart = charts.bar_chart(
         [p["title"] for p in top],
@@ -202,19 +251,20 @@ def problem_page(
     problem_id: str,
     principal: Principal | None = Depends(optional_principal),
     session: Session = Depends(get_session),
+    settings: Settings = SETTINGS,
 ) -> Response:
-    """Show one problem: summary, daily counts, regions and typical cases."""
+    """Show one problem in the caller's region: summary, daily counts, places, cases."""
     from voxloop.web import charts
     from voxloop.web.service import language, render, translate
 
     if principal is None:
         return _login(request)
-    problem = session.get(Problem, problem_id)
-    if problem is None:
-        raise HTTPException(status_code=404, detail=f"problem {problem_id} not found")
+    problem = _visible_problem(session, problem_id, principal)
     lang = language(request)
-    data = problem_payload(problem, detail=True)
-    daily = json.loads(problem.daily_json)
+    data = problem_views(
+        settings=settings, session=session, principal=principal, problems=[problem], detail=True
+    )[0]
+    daily: dict[str, int] = data["daily"]
     chart = charts.line_chart(
         {
             translate("detect.col.voices", lang): [

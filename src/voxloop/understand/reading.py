@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy import sparse
 
+from voxloop.understand.corpora import CorpusEmotion, CorpusSentiment, chinese_mask
 from voxloop.understand.estimators import TextClassifier
 from voxloop.understand.lexicon import LexiconEmotion, LexiconSentiment, lexicon
 from voxloop.understand.taxonomy import Taxonomy
@@ -176,10 +177,14 @@ def _regex_first(texts: pa.Array, patterns: Sequence[tuple[str, str]]) -> np.nda
     return out
 
 
-def _sentiment(bundle: ReadingBundle, texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def _sentiment(
+    bundle: ReadingBundle, texts: pa.Array, emotion: np.ndarray, chinese: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     model = bundle.sentiment
     if isinstance(model, LexiconSentiment):
         return model.predict(texts), model.score(texts)
+    if isinstance(model, CorpusSentiment):
+        return model.read(texts, emotion=emotion, chinese=chinese)
     proba = model.predict_proba(texts.to_pylist())
     names = np.array([SENTIMENT_ALIASES.get(str(c).lower(), str(c)) for c in model.classes_])
     labels = names[np.argmax(proba, axis=1)]
@@ -187,10 +192,12 @@ def _sentiment(bundle: ReadingBundle, texts: pa.Array) -> tuple[np.ndarray, np.n
     return labels, score
 
 
-def _emotion(bundle: ReadingBundle, texts: pa.Array) -> np.ndarray:
+def _emotion(bundle: ReadingBundle, texts: pa.Array, chinese: np.ndarray | None) -> np.ndarray:
     model = bundle.emotion
     if isinstance(model, LexiconEmotion):
         return model.predict(texts)
+    if isinstance(model, CorpusEmotion):
+        return model.read(texts, chinese=chinese)
     pred = model.predict(texts.to_pylist())
     return np.array([EMOTION_ALIASES.get(str(p).lower(), str(p)) for p in pred], dtype=object)
 
@@ -267,8 +274,14 @@ def _read_chunk(
     intent = _regex_first(lower, [(i.code, i.pattern) for i in intents])
     intent = np.where(intent == None, tax.default_intent, intent)  # noqa: E711
 
-    sentiment, sentiment_score = _sentiment(bundle, texts)
-    emotion = _emotion(bundle, texts)
+    # Corpus models read Chinese text only; the mask is shared, and sentiment's neutral
+    # rule needs the reading's emotion, so emotion is read first.
+    corpus = isinstance(bundle.sentiment, CorpusSentiment) or isinstance(
+        bundle.emotion, CorpusEmotion
+    )
+    chinese = chinese_mask(texts) if corpus else None
+    emotion = _emotion(bundle, texts, chinese)
+    sentiment, sentiment_score = _sentiment(bundle, texts, emotion, chinese)
     urg = assess(texts, prior_contacts=prior_contacts)
 
     return pa.table(

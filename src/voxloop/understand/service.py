@@ -138,9 +138,13 @@ def read_new_voices(*, settings: Settings) -> dict[str, Any]:
     if not part_files(settings, "voices"):
         return {"read": 0, "model_version": None}
     trained = None
-    if latest_model_version(settings) is None:
-        # The first reading trains on whatever labelled history the store already holds.
-        trained = train(settings=settings)
+    corpora = settings.understand_corpora
+    if latest_model_version(settings) is None or (
+        corpora is not None and "corpora" not in load_bundle(settings=settings).info
+    ):
+        # The first reading trains on whatever labelled history the store already holds,
+        # plus the configured corpora; a bundle that already records corpora is kept.
+        trained = train(settings=settings, corpora=corpora)
     bundle = load_bundle(settings=settings)
     read = review = escalations = 0
     with writer_lock(settings, READINGS_TABLE):
@@ -276,14 +280,17 @@ def train(
     seed: int = 0,
     sentiment_data: LabelledFile | None = None,
     emotion_data: LabelledFile | None = None,
+    corpora: Path | None = None,
 ) -> dict[str, Any]:
     """Retrain the scenario model from taxonomy examples, labelled history and corrections.
 
     With enough history a stratified ``holdout`` share is scored first (accuracy,
-    macro-F1), then the saved model is refitted on everything. ``sentiment_data`` /
-    ``emotion_data`` (file, text column, label column) replace the lexicon models with
-    supervised ones; without them the previous model's sentiment and emotion models are
-    kept.
+    macro-F1), then the saved model is refitted on everything. ``corpora`` (a folder laid
+    out like ``../shared/data``) trains the default sentiment and emotion models from the
+    known corpora found there (``voxloop.understand.corpora``); ``sentiment_data`` /
+    ``emotion_data`` (file, text column, label column) then replace either with a plain
+    supervised model. Without any of them the previous model's sentiment and emotion
+    models are kept.
     """
     from sklearn.metrics import accuracy_score, f1_score
     from sklearn.model_selection import train_test_split
@@ -310,8 +317,16 @@ def train(
     info = {"n_history": len(texts), **metrics}
     version = f"u{stamp}-{content_version(taxonomy, {'n': len(texts), 'labels': counts})}"
     previous = load_bundle(settings=settings) if latest_model_version(settings) else None
-    sentiment = _supervised(sentiment_data, "sentiment", SENTIMENT_ALIASES, info)
-    emotion = _supervised(emotion_data, "emotion", EMOTION_ALIASES, info)
+    sentiment: Any = None
+    emotion: Any = None
+    if corpora is not None:
+        from voxloop.understand.corpora import train_corpus_models
+
+        sentiment, emotion, info["corpora"] = train_corpus_models(Path(corpora))
+    elif previous is not None and "corpora" in previous.info:
+        info["corpora"] = previous.info["corpora"]
+    sentiment = _supervised(sentiment_data, "sentiment", SENTIMENT_ALIASES, info) or sentiment
+    emotion = _supervised(emotion_data, "emotion", EMOTION_ALIASES, info) or emotion
     if sentiment is None and previous is not None:
         sentiment = previous.sentiment
     if emotion is None and previous is not None:
@@ -329,12 +344,18 @@ def train(
     )
     bundle.info.update(info)
     folder = save_bundle(settings=settings, bundle=bundle)
+    models = {
+        task: info["corpora"][task]["model"]
+        for task in ("sentiment", "emotion")
+        if corpora is not None and task in info["corpora"]
+    }
     return {
         "model_version": version,
         "path": str(folder),
         "n_history": len(texts),
         "n_examples": bundle.info["n_examples"],
         "train_seconds": round(time.perf_counter() - started, 2),
+        **({"corpus_models": models} if models else {}),
         **metrics,
     }
 

