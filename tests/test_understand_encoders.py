@@ -6,7 +6,9 @@ import csv
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -14,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import shared_file
+from voxloop.config import Settings
 from voxloop.errors import ConfigError
 from voxloop.understand.encoders import (
     EncoderClassifier,
@@ -175,3 +178,100 @@ def test_hybrid_classifier_with_packaged_minilm(minilm: LocalSentenceEncoder) ->
     clf.fit(tr_x, tr_y)
     assert clf.predict_proba(te_x).shape == (len(te_x), 8)
     assert np.mean(clf.predict(te_x) == np.asarray(te_y)) > 0.7
+
+
+@pytest.fixture
+def embed_service() -> Iterator[tuple[str, list[str | None]]]:
+    """Serve ``POST /v1/embeddings`` on a real local socket; record Authorization headers."""
+    seen: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(self.headers.get("Authorization"))
+            data = [{"index": i, "embedding": _vector(t)} for i, t in enumerate(body["input"])]
+            out = json.dumps({"data": data}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_pipeline_reads_with_configured_encoder(
+    settings: Settings, embed_service: tuple[str, list[str | None]]
+) -> None:
+    """VOXLOOP_UNDERSTAND_ENCODER switches the scenario model; the key never reaches disk."""
+    from tests.test_understand import _voices
+    from voxloop.store.service import lake_connection, write_part
+    from voxloop.understand import service
+
+    url, seen = embed_service
+    write_part(settings, "voices", _voices(6))
+    plain = service.read_new_voices(settings=settings)
+    assert plain["read"] == 24 and "encoder" not in plain["trained"]
+
+    spec = f"openai:{url}#m"
+    configured = settings.model_copy(
+        update={"understand_encoder": spec, "understand_encoder_key": "sk-test-123"}
+    )
+    res = service.read_new_voices(settings=configured)
+    # A changed encoder setting retrains at once and re-reads every voice.
+    assert res["trained"]["encoder"] == spec and res["read"] == 24
+    assert seen and set(seen) == {"Bearer sk-test-123"}
+    folder = Path(res["trained"]["path"])
+    assert b"sk-test-123" not in (folder / "bundle.pkl").read_bytes()
+    assert json.loads((folder / "manifest.json").read_text())["encoder"] == spec
+    con = lake_connection(configured, ("readings",))
+    sources = con.execute(
+        "SELECT DISTINCT scenario_source FROM readings WHERE model_version = ?",
+        [res["model_version"]],
+    ).fetchall()
+    assert {"model:hybrid_encoder"} <= {s for (s,) in sources}
+    assert service.read_new_voices(settings=configured)["trained"] is None
+
+    # A fresh process loads the bundle from disk and gets the key from its settings.
+    service._CACHE.clear()
+    seen.clear()
+    write_part(configured, "voices", _voices(1, start=100))
+    assert service.read_new_voices(settings=configured)["read"] == 4
+    assert seen and set(seen) == {"Bearer sk-test-123"}
+
+
+def test_cli_evaluate_text_with_encoder(
+    tmp_path: Path, embed_service: tuple[str, list[str | None]]
+) -> None:
+    """`voxloop evaluate text --encoder` pools the default model with the encoder."""
+    import typer
+    from typer.testing import CliRunner
+
+    from voxloop.cli.understand import register
+
+    url, seen = embed_service
+    app, evaluate, analyze = typer.Typer(), typer.Typer(), typer.Typer()
+    app.add_typer(evaluate, name="evaluate")
+    register(app=app, evaluate=evaluate, analyze=analyze)
+    data = tmp_path / "d.csv"
+    with data.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["t", "y"])
+        for k in range(12):
+            w.writerow([f"宽带断网{k}天", "HBB"])
+            w.writerow([f"话费多扣{k}元", "BILL"])
+    args = ["evaluate", "text", "--train", str(data), "--text-col", "t", "--label-col", "y"]
+    res = CliRunner().invoke(app, [*args, "--encoder", f"openai:{url}#m", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["accuracy"] == 1.0 and out["n_test"] == 5 and seen
+    bad = CliRunner().invoke(app, [*args, "--encoder", "hub:x"])
+    assert bad.exit_code != 0 and "expected 'local:PATH'" in str(bad.exception or bad.output)

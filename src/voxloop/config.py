@@ -53,6 +53,15 @@ class Settings(BaseSettings):
         description="Folder of labelled corpora (laid out like ../shared/data) that the "
         "first reading trains the default sentiment and emotion models from.",
     )
+    understand_encoder: str | None = Field(
+        default=None,
+        description="Optional sentence encoder for the scenario model: 'local:minilm' (the "
+        "'encoder' extra), 'local:/path/to/model' or 'openai:http://host/v1#model'. "
+        "Unset: the TF-IDF model alone (no download, no service).",
+    )
+    understand_encoder_key: str | None = Field(
+        default=None, description="API key sent to an 'openai:' embedding service."
+    )
     timezone: str = "Asia/Shanghai"
 
     @classmethod

@@ -100,9 +100,19 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
                 "adapted towards the domain of --train/--test; never tested on."
             ),
         ] = None,
+        encoder: Annotated[
+            str | None,
+            typer.Option(
+                help="Pool the default model with a sentence encoder: 'local:minilm' (needs "
+                "the 'encoder' extra), 'local:/path/to/model' or 'openai:URL#MODEL' "
+                "(key from VOXLOOP_UNDERSTAND_ENCODER_KEY)."
+            ),
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Train a text classifier and report accuracy, macro-F1, per-class P/R and speed."""
+        from voxloop.config import load_settings
+        from voxloop.understand.encoders import encoder_from_settings
         from voxloop.understand.evaluation import (
             evaluate_cv,
             evaluate_split,
@@ -110,6 +120,7 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
             stratified_split,
         )
 
+        enc = encoder_from_settings(load_settings(understand_encoder=encoder)) if encoder else None
         data = read_labelled(train, text_col=text_col, label_col=label_col)
         extra: tuple[list[str], list[str]] | None = None
         for path in also_train or []:
@@ -123,12 +134,13 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
                 read_labelled(test, text_col=text_col, label_col=label_col),
                 task=task,
                 extra=extra,
+                encoder=enc,
             )
         elif cv >= 2:
-            res = evaluate_cv(data, task=task, folds=cv, seed=seed, extra=extra)
+            res = evaluate_cv(data, task=task, folds=cv, seed=seed, extra=extra, encoder=enc)
         else:
             tr, te = stratified_split(data, seed=seed)
-            res = evaluate_split(tr, te, task=task, extra=extra)
+            res = evaluate_split(tr, te, task=task, extra=extra, encoder=enc)
         if as_json:
             keys = (
                 "accuracy",

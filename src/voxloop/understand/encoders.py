@@ -17,6 +17,7 @@ from typing import Any, Protocol, Self
 import httpx
 import numpy as np
 
+from voxloop.config import Settings
 from voxloop.errors import ConfigError
 from voxloop.understand.estimators import PersistMixin, TextClassifier, register_model, softmax
 
@@ -115,6 +116,7 @@ class OpenAIEmbeddingEncoder:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["transport"] = None  # transports hold sockets; a loaded model makes a new one
+        state["api_key"] = None  # never written to a model file; attach_secrets restores it
         return state
 
 
@@ -146,6 +148,27 @@ def encoder_from_spec(spec: str, **kwargs: Any) -> Encoder:
         url, _, model = rest.rpartition("#")
         return OpenAIEmbeddingEncoder(base_url=url, model=model, **kwargs)
     raise ConfigError(f"encoder spec {spec!r}: expected 'local:PATH' or 'openai:URL#MODEL'")
+
+
+def encoder_from_settings(settings: Settings) -> Encoder | None:
+    """Build the encoder that ``VOXLOOP_UNDERSTAND_ENCODER`` names (None when unset)."""
+    spec = settings.understand_encoder
+    if not spec:
+        return None
+    if spec.startswith("openai:"):
+        return encoder_from_spec(spec, api_key=settings.understand_encoder_key)
+    return encoder_from_spec(spec)
+
+
+def attach_secrets(model: Any, settings: Settings) -> None:
+    """Give a loaded model's embedding-service encoder the configured API key.
+
+    Saved models never hold the key (``OpenAIEmbeddingEncoder.__getstate__`` drops it), so
+    a model file copied elsewhere leaks no credential.
+    """
+    encoder = getattr(model, "encoder", None)
+    if isinstance(encoder, OpenAIEmbeddingEncoder) and encoder.api_key is None:
+        encoder.api_key = settings.understand_encoder_key
 
 
 class EncoderClassifier(PersistMixin):

@@ -13,6 +13,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
 from voxloop.errors import UnusableInputError
+from voxloop.understand.encoders import Encoder, HybridClassifier
 from voxloop.understand.estimators import TextClassifier
 
 TASKS = ("scenario", "sentiment", "emotion", "intent")
@@ -32,6 +33,20 @@ def task_model(task: str, *, target_domain: str | None = None) -> TextClassifier
             class_weight="balanced", bias_metric="macro_f1", target_domain=target_domain
         )
     return TextClassifier(target_domain=target_domain)
+
+
+def _model(
+    task: str, *, other_domain: bool, encoder: Encoder | None
+) -> TextClassifier | HybridClassifier:
+    """Return the task's model: adapted to other-domain rows, or pooled with an encoder."""
+    text = task_model(task, target_domain=_TARGET if other_domain else None)
+    if encoder is None:
+        return text
+    if other_domain:
+        raise UnusableInputError(
+            "rows of another domain (--also-train) cannot train an encoder model yet"
+        )
+    return HybridClassifier(encoder=encoder, text_model=text)
 
 
 def read_labelled(path: Path, *, text_col: str, label_col: str) -> tuple[list[str], list[str]]:
@@ -94,18 +109,23 @@ def evaluate_split(
     test: tuple[list[str], list[str]],
     *,
     task: str = "scenario",
-    model: TextClassifier | None = None,
+    model: TextClassifier | HybridClassifier | None = None,
     extra: tuple[list[str], list[str]] | None = None,
+    encoder: Encoder | None = None,
 ) -> dict[str, Any]:
     """Fit on ``train``, score on ``test``; report quality, training time and throughput.
 
     ``extra`` holds labelled rows of another domain (another source, period or channel):
     they train the model too, adapted towards the domain of ``train`` and ``test``
-    (``TextClassifier`` with ``target_domain``).
+    (``TextClassifier`` with ``target_domain``). ``encoder`` pools the default model with a
+    sentence-embedding probe (``HybridClassifier``); prediction speed then includes encoding.
     """
-    clf = model if model is not None else task_model(task, target_domain=_TARGET)
+    has_extra = extra is not None and bool(extra[0])
+    clf = model if model is not None else _model(task, other_domain=has_extra, encoder=encoder)
     t0 = time.perf_counter()
     if extra is not None and extra[0]:
+        if not isinstance(clf, TextClassifier):
+            raise UnusableInputError("rows of another domain need the default text model")
         clf.fit(
             train[0] + extra[0],
             train[1] + extra[1],
@@ -134,6 +154,7 @@ def evaluate_cv(
     folds: int = 5,
     seed: int = 0,
     extra: tuple[list[str], list[str]] | None = None,
+    encoder: Encoder | None = None,
 ) -> dict[str, Any]:
     """Stratified k-fold cross-validation; metrics are means over folds (per-class pooled).
 
@@ -150,7 +171,8 @@ def evaluate_cv(
     for tr, te in skf.split(np.zeros(len(y)), y):
         tr_x = [texts[i] for i in tr]
         te_x = [texts[i] for i in te]
-        clf = task_model(task, target_domain=_TARGET)
+        has_extra = extra is not None and bool(extra[0])
+        clf = _model(task, other_domain=has_extra, encoder=encoder)
         res = evaluate_split((tr_x, y[tr].tolist()), (te_x, y[te].tolist()), model=clf, extra=extra)
         runs.append(res)
         pooled_true.extend(y[te].tolist())

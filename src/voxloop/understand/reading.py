@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from scipy import sparse
 
 from voxloop.understand.corpora import CorpusEmotion, CorpusSentiment, chinese_mask
+from voxloop.understand.encoders import Encoder, HybridClassifier
 from voxloop.understand.estimators import TextClassifier
 from voxloop.understand.lexicon import LexiconEmotion, LexiconSentiment, lexicon
 from voxloop.understand.taxonomy import Taxonomy
@@ -122,7 +123,7 @@ class ReadingBundle:
     """Everything one reading needs, versioned as a unit."""
 
     taxonomy: Taxonomy
-    scenario: TextClassifier
+    scenario: TextClassifier | HybridClassifier
     subcategory: SubcategoryCentroids
     sentiment: Any
     emotion: Any
@@ -149,13 +150,25 @@ def build_bundle(
     version: str | None = None,
     sentiment: Any = None,
     emotion: Any = None,
+    encoder: Encoder | None = None,
 ) -> ReadingBundle:
-    """Train the scenario model on taxonomy examples plus labelled history; wrap it all."""
+    """Train the scenario model on taxonomy examples plus labelled history; wrap it all.
+
+    With an ``encoder`` the scenario model is a ``HybridClassifier`` (TF-IDF pooled with a
+    sentence-embedding probe); subcategories still use the TF-IDF space.
+    """
     ex_texts, ex_codes, ex_subs = taxonomy.examples()
     texts = [*ex_texts, *history_texts]
     labels = [*ex_codes, *history_labels]
-    scenario = TextClassifier(class_weight="balanced").fit(texts, labels)
-    sub = SubcategoryCentroids(scenario_model=scenario).fit(ex_texts, ex_subs)
+    lexical = TextClassifier(class_weight="balanced")
+    scenario: TextClassifier | HybridClassifier
+    if encoder is None:
+        scenario = lexical.fit(texts, labels)
+        space = scenario
+    else:
+        scenario = HybridClassifier(encoder=encoder, text_model=lexical).fit(texts, labels)
+        space = scenario.text_
+    sub = SubcategoryCentroids(scenario_model=space).fit(ex_texts, ex_subs)
     info = {"n_examples": len(ex_texts), "n_history": len(history_texts)}
     return ReadingBundle(
         taxonomy=taxonomy,
@@ -166,6 +179,25 @@ def build_bundle(
         version=version or f"default-{taxonomy.version}-{content_version(taxonomy, info)}",
         info=info,
     )
+
+
+def _scenario_scores(
+    model: TextClassifier | HybridClassifier, texts: list[str]
+) -> tuple[sparse.csr_matrix, np.ndarray, str]:
+    """Return TF-IDF features (for subcategories), class probabilities and the model name."""
+    if isinstance(model, HybridClassifier):
+        return model.text_.transform(texts), model.predict_proba(texts), "model:hybrid_encoder"
+    # Inline temperature-scaled softmax: the features are needed for subcategories anyway,
+    # so the SVM is scored on them once instead of through predict_proba.
+    x = model.transform(texts)
+    scores = np.asarray(model.svm_.decision_function(x), dtype=np.float64)
+    if scores.ndim == 1:
+        scores = np.column_stack([-scores / 2, scores / 2])
+    z = scores * model.temperature_
+    z -= z.max(axis=1, keepdims=True)
+    proba = np.exp(z)
+    proba /= proba.sum(axis=1, keepdims=True)
+    return x, proba, "model:text_svm"
 
 
 def _regex_first(texts: pa.Array, patterns: Sequence[tuple[str, str]]) -> np.ndarray:
@@ -243,14 +275,7 @@ def _read_chunk(
     py_texts = texts.to_pylist()
     tax = bundle.taxonomy
 
-    x = bundle.scenario.transform(py_texts)
-    scores = np.asarray(bundle.scenario.svm_.decision_function(x), dtype=np.float64)
-    if scores.ndim == 1:
-        scores = np.column_stack([-scores / 2, scores / 2])
-    z = scores * bundle.scenario.temperature_
-    z -= z.max(axis=1, keepdims=True)
-    proba = np.exp(z)
-    proba /= proba.sum(axis=1, keepdims=True)
+    x, proba, model_name = _scenario_scores(bundle.scenario, py_texts)
     best = np.argmax(proba, axis=1)
     model_code = bundle.scenario.classes_[best].astype(object)
     confidence = proba[np.arange(n), best]
@@ -263,7 +288,7 @@ def _read_chunk(
     source = np.where(
         has_rule,
         np.char.add("rule:", rule_ids.astype(str)),
-        np.where(sure, "model:text_svm", "uncertain"),
+        np.where(sure, model_name, "uncertain"),
     )
     confidence = np.where(has_rule, 1.0, confidence)
     needs_review = ~has_rule & ~sure

@@ -20,6 +20,7 @@ import pyarrow as pa
 from voxloop.config import Settings
 from voxloop.errors import NotFoundError, UnusableInputError, VoxloopError
 from voxloop.store.service import lake_connection, part_files, write_part, writer_lock
+from voxloop.understand.encoders import attach_secrets, encoder_from_settings
 from voxloop.understand.estimators import TextClassifier
 from voxloop.understand.reading import (
     EMOTION_ALIASES,
@@ -104,6 +105,7 @@ def load_bundle(*, settings: Settings, version: str | None = None) -> ReadingBun
                 raise NotFoundError(f"no understanding model version {chosen!r} under {path}")
             with path.open("rb") as fh:
                 bundle = pickle.load(fh)  # written by save_bundle only
+            attach_secrets(bundle.scenario, settings)
         _CACHE[key] = bundle
         return bundle
 
@@ -139,12 +141,17 @@ def read_new_voices(*, settings: Settings) -> dict[str, Any]:
         return {"read": 0, "model_version": None}
     trained = None
     corpora = settings.understand_corpora
-    if latest_model_version(settings) is None or (
-        corpora is not None and "corpora" not in load_bundle(settings=settings).info
+    info = load_bundle(settings=settings).info if latest_model_version(settings) else None
+    if (
+        info is None
+        or (corpora is not None and "corpora" not in info)
+        or info.get("encoder") != settings.understand_encoder
     ):
         # The first reading trains on whatever labelled history the store already holds,
-        # plus the configured corpora; a bundle that already records corpora is kept.
-        trained = train(settings=settings, corpora=corpora)
+        # plus the configured corpora; a bundle that already records corpora is kept. A
+        # changed encoder setting retrains, so the configuration takes effect at once.
+        reuse = corpora if info is None or "corpora" not in info else None
+        trained = train(settings=settings, corpora=reuse)
     bundle = load_bundle(settings=settings)
     read = review = escalations = 0
     with writer_lock(settings, READINGS_TABLE):
@@ -297,6 +304,7 @@ def train(
 
     started = time.perf_counter()
     taxonomy = _taxonomy(settings, taxonomy_path, taxonomy_mode)
+    encoder = encoder_from_settings(settings)
     texts, labels = labelled_history(settings=settings, codes={s.code for s in taxonomy.scenarios})
     metrics: dict[str, Any] = {}
     counts = {label: labels.count(label) for label in set(labels)}
@@ -304,7 +312,9 @@ def train(
         tr_x, te_x, tr_y, te_y = train_test_split(
             texts, labels, test_size=holdout, random_state=seed, stratify=labels
         )
-        probe = build_bundle(taxonomy=taxonomy, history_texts=tr_x, history_labels=tr_y)
+        probe = build_bundle(
+            taxonomy=taxonomy, history_texts=tr_x, history_labels=tr_y, encoder=encoder
+        )
         pred = probe.scenario.predict(te_x)
         metrics = {
             "holdout_accuracy": round(float(accuracy_score(te_y, pred)), 4),
@@ -314,8 +324,11 @@ def train(
     # Microseconds: versions sort by name, and two trainings in one second must still
     # order by time, not by their content hash.
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    info = {"n_history": len(texts), **metrics}
-    version = f"u{stamp}-{content_version(taxonomy, {'n': len(texts), 'labels': counts})}"
+    info: dict[str, Any] = {"n_history": len(texts), **metrics}
+    if settings.understand_encoder:
+        info["encoder"] = settings.understand_encoder
+    summary = {"n": len(texts), "labels": counts, "encoder": settings.understand_encoder}
+    version = f"u{stamp}-{content_version(taxonomy, summary)}"
     previous = load_bundle(settings=settings) if latest_model_version(settings) else None
     sentiment: Any = None
     emotion: Any = None
@@ -341,6 +354,7 @@ def train(
         version=version,
         sentiment=sentiment,
         emotion=emotion,
+        encoder=encoder,
     )
     bundle.info.update(info)
     folder = save_bundle(settings=settings, bundle=bundle)
@@ -356,6 +370,7 @@ def train(
         "n_examples": bundle.info["n_examples"],
         "train_seconds": round(time.perf_counter() - started, 2),
         **({"corpus_models": models} if models else {}),
+        **({"encoder": info["encoder"]} if "encoder" in info else {}),
         **metrics,
     }
 
