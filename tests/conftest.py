@@ -15,6 +15,9 @@ from voxloop.config import Settings
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("VOXLOOP_SHARED", ROOT.parent / "shared"))
 DATA = SHARED / "data"
+# Pushes in most tests check the ingest result alone; the background post-ingest run is
+# tested where a test turns it on explicitly (tests/test_push_stages.py).
+os.environ.setdefault("VOXLOOP_STAGES_AFTER_PUSH", "0")
 PG_ADMIN_URL = os.environ.get("VOXLOOP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

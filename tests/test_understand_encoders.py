@@ -186,7 +186,7 @@ def embed_service() -> Iterator[tuple[str, list[str | None]]]:
     seen: list[str | None] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append(self.headers.get("Authorization"))
             data = [{"index": i, "embedding": _vector(t)} for i, t in enumerate(body["input"])]

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     understand_encoder_key: str | None = Field(
         default=None, description="API key sent to an 'openai:' embedding service."
     )
+    stages_after_push: bool = Field(
+        default=True,
+        description="Run the post-ingest stages (understand, detect, analyze) in the "
+        "server's background after an HTTP push stores records; pushes arriving meanwhile "
+        "are coalesced into the next run.",
+    )
     timezone: str = "Asia/Shanghai"
 
     @classmethod

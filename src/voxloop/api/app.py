@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from voxloop import __version__
-from voxloop.api.service import get_principal, require_page_login
+from voxloop.api.service import StageRunner, get_principal, require_page_login
 from voxloop.config import Settings
 from voxloop.errors import (
     ConflictError,
@@ -18,6 +22,9 @@ from voxloop.errors import (
     VoxloopError,
 )
 from voxloop.store.service import make_engine, make_sessionmaker, migrate
+
+#: Seconds a stopping server waits for a running post-ingest pass.
+SHUTDOWN_WAIT_SECONDS = 120.0
 
 _STATUS = {
     NotFoundError: 404,
@@ -42,11 +49,24 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
     if run_migrations:
         migrate(settings)
     engine = make_engine(settings)
+    stages = StageRunner(settings=settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Let a running post-ingest pass finish (its outputs are crash-safe either way).
+        await asyncio.to_thread(stages.wait_idle, SHUTDOWN_WAIT_SECONDS)
+
     app = FastAPI(
-        title="voxloop", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json"
+        title="voxloop",
+        version=__version__,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.stages = stages
     app.state.sessionmaker = make_sessionmaker(engine)
 
     @app.exception_handler(VoxloopError)

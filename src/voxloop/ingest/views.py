@@ -45,6 +45,9 @@ def push_records(
     result = ingest_records(
         settings=settings, kind=kind, records=records, engine=request.app.state.engine
     )
+    scheduled = bool(result.stored) and settings.stages_after_push
+    if scheduled:
+        request.app.state.stages.request()
     errors: list[dict[str, Any]] = []
     if result.quarantined and result.batch_id:
         _, rows = list_quarantine(settings=settings, limit=100, batch_id=result.batch_id)
@@ -59,7 +62,18 @@ def push_records(
         "duplicates": result.duplicates,
         "batch_id": result.batch_id,
         "errors": errors,
+        "stages_scheduled": scheduled,
     }
+
+
+@router.get("/ingest/stages", tags=["ingest"])
+def stage_status(
+    request: Request,
+    principal: Annotated[Principal, Depends(require_permission("read"))],
+) -> dict[str, Any]:
+    """Report the background post-ingest runs started by pushes."""
+    status: dict[str, Any] = request.app.state.stages.status()
+    return status
 
 
 @router.get("/voices", tags=["ingest"])

@@ -1,0 +1,68 @@
+"""HTTP pushes run the post-ingest stages in the server's background, coalesced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import admin_client
+from voxloop.config import Settings
+from voxloop.store.service import lake_connection
+
+
+def _voice(i: int) -> dict[str, object]:
+    return {
+        "id": f"push{i}",
+        "source": "push",
+        "kind": "complaint",
+        "received_at": f"2026-09-0{1 + i % 9}T10:{i % 60:02d}:00+08:00",
+        "customer_id": f"1390000{i:04d}",
+        "province": "江苏",
+        "city": "南京",
+        "channel": "app",
+        "text": f"第{i}条：家里宽带又断网了，报修三天没人来",
+    }
+
+
+def _read_ids(settings: Settings) -> set[str]:
+    con = lake_connection(settings, ("readings",))
+    try:
+        return {r[0] for r in con.execute("SELECT DISTINCT voice_id FROM readings").fetchall()}
+    finally:
+        con.close()
+
+
+def test_pushed_voices_get_read_in_the_background(tmp_path: Path) -> None:
+    from voxloop.api.app import create_app
+
+    settings = Settings(
+        home=tmp_path / "home", env="test", secret_key="k" * 16, stages_after_push=True
+    )
+    app = create_app(settings)
+    client = admin_client(app)
+    first = client.post("/api/v1/ingest/voice", json=[_voice(i) for i in range(5)])
+    assert first.status_code == 200 and first.json()["stages_scheduled"] is True
+    # A second push while the first run may still be going is coalesced, not lost.
+    second = client.post("/api/v1/ingest/voice", json=[_voice(i) for i in range(5, 8)])
+    assert second.json()["stages_scheduled"] is True
+    assert app.state.stages.wait_idle(timeout=300)
+    status = client.get("/api/v1/ingest/stages").json()
+    assert status["last_error"] is None and 1 <= status["runs"] <= 2
+    assert status["running"] is False
+    assert _read_ids(settings) == {f"push{i}" for i in range(8)}
+    summary = app.state.stages.last_summary
+    assert summary is not None and set(summary) == {"understand", "detect", "analyze"}
+
+    # A push that stores nothing (all duplicates) schedules nothing.
+    again = client.post("/api/v1/ingest/voice", json=[_voice(1)])
+    assert again.json()["duplicates"] == 1 and again.json()["stages_scheduled"] is False
+
+
+def test_pushes_leave_stages_alone_when_switched_off(settings: Settings) -> None:
+    from voxloop.api.app import create_app
+
+    off = settings.model_copy(update={"stages_after_push": False})
+    app = create_app(off)
+    client = admin_client(app)
+    res = client.post("/api/v1/ingest/voice", json=[_voice(1)])
+    assert res.json()["stored"] == 1 and res.json()["stages_scheduled"] is False
+    assert client.get("/api/v1/ingest/stages").json()["runs"] == 0
