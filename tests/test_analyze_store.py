@@ -130,3 +130,37 @@ def test_empty_lake_is_a_clear_not_found(settings: Settings) -> None:
         service.drivers_analysis(settings=settings)
     with pytest.raises(NotFoundError, match="customer"):
         service.churn_analysis(settings=settings)
+
+
+def test_disk_cache_keeps_the_most_recently_used_results(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The result cache on disk is bounded; a hit counts as a use and survives pruning."""
+    import os
+    import time
+
+    monkeypatch.setattr(service, "DISK_CACHE_FILES", 3)
+    calls: list[int] = []
+
+    def compute(i: int) -> dict[str, int]:
+        calls.append(i)
+        return {"i": i}
+
+    def run(i: int) -> dict[str, object]:
+        return service.cached(
+            settings=settings, name="probe", params={"i": i}, compute=lambda: compute(i)
+        )
+
+    folder = settings.home / "cache" / "analyze"
+    for i in range(3):
+        assert run(i) == {"i": i}
+    files = sorted(folder.glob("*.json"))
+    past = time.time() - 100
+    for k, path in enumerate(files):  # distinct, old mtimes: recency is then unambiguous
+        os.utime(path, (past + k, past + k))
+    service._CACHE.clear()
+    assert run(0) == {"i": 0} and calls == [0, 1, 2]  # read from disk, and touched
+    for i in (3, 4):
+        run(i)
+    left = {json.loads(p.read_text())["i"] for p in folder.glob("*.json")}
+    assert len(left) == 3 and {0, 3, 4} == left

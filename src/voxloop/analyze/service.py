@@ -594,6 +594,9 @@ def customer_timelines(
 
 _CACHE: dict[tuple[str, str, str], tuple[tuple[str, ...], dict[str, Any]]] = {}
 _CACHE_MAX = 32
+#: Result files kept on disk; the least recently used beyond this are deleted. Results of
+#: older lake states are never read again, and each region or parameter set adds files.
+DISK_CACHE_FILES = 256
 
 
 def _lake_signature(settings: Settings) -> tuple[str, ...]:
@@ -611,6 +614,23 @@ def _disk_cache_path(settings: Settings, key: tuple[str, str, str], sig: tuple[s
 
     digest = hashlib.sha256(repr((key[1:], sig)).encode()).hexdigest()[:32]
     return settings.home / "cache" / "analyze" / f"{key[1]}-{digest}.json"
+
+
+def _prune_disk_cache(folder: Path, *, keep: int) -> int:
+    """Delete all but the ``keep`` most recently used result files; return how many went."""
+    entries = []
+    for path in folder.glob("*.json"):
+        try:
+            entries.append((path.stat().st_mtime, path))
+        except OSError:
+            continue  # removed by another process meanwhile
+    entries.sort(reverse=True)
+    removed = 0
+    for _, path in entries[keep:]:
+        # A reader racing this delete just recomputes: the cache is never the only copy.
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def cached(
@@ -633,6 +653,7 @@ def cached(
     result: dict[str, Any]
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
+        path.touch()  # recency for pruning
     except (OSError, ValueError):
         result = compute()
         try:
@@ -644,6 +665,7 @@ def cached(
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(text, encoding="utf-8")
             os.replace(tmp, path)
+            _prune_disk_cache(path.parent, keep=DISK_CACHE_FILES)
     if len(_CACHE) >= _CACHE_MAX:
         _CACHE.pop(next(iter(_CACHE)))
     _CACHE[key] = (signature, result)
