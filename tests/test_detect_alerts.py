@@ -194,7 +194,13 @@ def test_outbox_dead_letters_are_listed_and_requeued(
     with caplog.at_level(logging.INFO, logger="voxloop.detect.notify"):
         retried = runner.invoke(app, ["detect", "outbox", "--retry", str(dead["id"])])
     assert retried.exit_code == 0 and f"re-queued 1 message(s): {dead['id']}" in retried.output
-    assert any("re-queued by cli after 10 attempts" in r.getMessage() for r in caplog.records)
+    assert any("re-queued by cli:" in r.getMessage() for r in caplog.records)
+    from voxloop.act.service import audit_trail
+
+    with sessions() as session:
+        (entry,) = audit_trail(session=session, object_id=f"outbox:{dead['id']}")
+        assert entry.action == "outbox.retry" and entry.actor.startswith("cli:")
+        assert json.loads(entry.detail)["attempts"] == MAX_ATTEMPTS
     pending = json.loads(runner.invoke(app, ["detect", "outbox", "--json"]).output)["messages"]
     assert [(m["status"], m["attempts"]) for m in pending] == [("pending", 0)]
     assert deliver_outbox(sessions=sessions) == {"delivered": 1, "failed": 0}

@@ -29,6 +29,7 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
         """List undelivered webhook messages (pending, dead) or re-queue dead letters."""
+        import getpass
         import logging
 
         from voxloop.config import load_settings
@@ -38,14 +39,16 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
         if retry and retry_all:
             typer.echo("error: use --retry ID or --retry-all, not both", err=True)
             raise typer.Exit(2)
-        # Re-queueing is an operator action: its log line is the audit trail.
+        # Re-queueing is an operator action: it is logged and written to the audit log.
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         sessions = make_sessionmaker(make_engine(load_settings()))
         if retry or retry_all:
             try:
                 with sessions.begin() as session:
                     ids = retry_outbox(
-                        session=session, ids=None if retry_all else list(retry or [])
+                        session=session,
+                        ids=None if retry_all else list(retry or []),
+                        actor=f"cli:{getpass.getuser()}",
                     )
             except VoxloopError as exc:
                 typer.echo(f"error: {exc}", err=True)

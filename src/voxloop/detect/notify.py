@@ -292,6 +292,8 @@ def retry_outbox(
         missing = sorted(set(ids) - {m.id for m in rows})
         if missing:
             raise NotFoundError(f"no dead outbox message with id {', '.join(map(str, missing))}")
+    from voxloop.act.service import audit
+
     for msg in rows:
         logger.info(
             "outbox message %s (alert %s) re-queued by %s after %d attempts; last error: %s",
@@ -300,6 +302,20 @@ def retry_outbox(
             actor,
             msg.attempts,
             msg.last_error,
+        )
+        # A re-sent alert is a deliberate human act, so it joins the append-only audit log.
+        audit(
+            session=session,
+            actor=actor,
+            action="outbox.retry",
+            object_type="outbox_message",
+            object_id=f"outbox:{msg.id}",  # ids of other object types share the column
+            detail={
+                "alert_id": msg.alert_id,
+                "attempts": msg.attempts,
+                "last_error": msg.last_error,
+            },
+            at=at,
         )
         msg.attempts = 0
         msg.next_attempt_at = at
