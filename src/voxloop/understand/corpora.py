@@ -22,6 +22,16 @@ learnt; it is derived. A Chinese text reads **neutral** when all three hold:
 
 Otherwise the label is the binary arg-max. The score is ``P(positive) - P(negative)``
 for Chinese text and the lexicon score for the rest.
+
+Learning the operator's domain from corrections
+-----------------------------------------------
+Review and Weibo corpora are not hotline turns: most customer utterances are plain
+questions that a review-trained model still reads as polar. Human corrections of the
+sentiment or emotion of stored voices (``PATCH /api/v1/voices/{id}/reading``) therefore
+join training as the ``OPERATOR`` domain, and the models adapt towards it (feature
+augmentation, Daumé III 2007, "Frustratingly Easy Domain Adaptation"). Sentiment
+corrections may say ``neutral``; the sentiment model then has three classes and reads
+them directly, without the rule above.
 """
 
 from __future__ import annotations
@@ -45,6 +55,10 @@ from voxloop.understand.lexicon import EMOTIONS, LexiconEmotion, LexiconSentimen
 TASKS = ("sentiment", "emotion")
 #: Domain of corpus rows that resemble customer voices (see ``CorpusSpec.domains``).
 GENERAL = "general"
+#: Domain of the operator's own human corrections; when present the models adapt to it.
+OPERATOR = "operator"
+#: Fewest corrections of a task before they train its model (fewer would add noise).
+MIN_CORRECTIONS = 20
 
 #: Featurisation of the corpus-trained models, measured (2026-11, benchmarks section
 #: "Default pipeline models"): character 1-3-grams alone with min_df 2 and 2^21 buckets
@@ -276,12 +290,31 @@ class CorpusSentiment(PersistMixin):
     def __init__(self, *, band: float = 0.3) -> None:
         self.band = band
 
-    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self:
-        """Fit the binary model on negative/positive labels; compile the lexicon."""
-        bad = sorted({str(v) for v in labels} - {"negative", "positive"})
+    def fit(
+        self, texts: Sequence[str], labels: Sequence[str], *, domains: Sequence[str] | None = None
+    ) -> Self:
+        """Fit the model on negative/positive corpus labels; compile the lexicon.
+
+        Rows whose domain is ``OPERATOR`` (human corrections of the operator's own voices)
+        may also be ``neutral``; the model then adapts towards them (Daumé III 2007) and
+        reads three classes directly instead of deriving neutral by the rule.
+        """
+        doms = [GENERAL] * len(labels) if domains is None else [str(d) for d in domains]
+        bad = sorted(
+            {
+                str(v)
+                for v, d in zip(labels, doms, strict=True)
+                if v not in ("negative", "positive") and not (v == "neutral" and d == OPERATOR)
+            }
+        )
         if bad:
             raise UnusableInputError(f"sentiment labels must be negative/positive, got {bad}")
-        self.model_ = corpus_model("sentiment").fit(texts, labels)
+        if OPERATOR in doms:
+            self.model_ = corpus_model("sentiment", target_domain=OPERATOR).fit(
+                texts, labels, domains=doms
+            )
+        else:
+            self.model_ = corpus_model("sentiment").fit(texts, labels)
         self.lexicon_ = LexiconSentiment().fit()
         self.classes_ = np.array(["negative", "neutral", "positive"])
         return self
@@ -304,7 +337,12 @@ class CorpusSentiment(PersistMixin):
         idx = np.flatnonzero(zh)
         if len(idx):
             proba = self.model_.predict_proba(_model_texts(arr, idx))
-            p_pos = proba[:, list(self.model_.classes_).index("positive")]
+            names = list(self.model_.classes_)
+            p_pos = proba[:, names.index("positive")]
+            if "neutral" in names:  # learnt from the operator's corrections
+                labels[idx] = self.model_.classes_[np.argmax(proba, axis=1)]
+                score[idx] = p_pos - proba[:, names.index("negative")]
+                return labels, score
             unsure = np.abs(p_pos - 0.5) < self.band
             calm = np.ones(len(idx), bool) if emotion is None else emotion[idx] == "neutral"
             no_cue = score[idx] == 0
@@ -351,8 +389,11 @@ class CorpusEmotion(PersistMixin):
         if bad:
             raise UnusableInputError(f"emotion labels must be {', '.join(EMOTIONS)}, got {bad}")
         names = set(domains or [])
-        if GENERAL in names and len(names) > 1:
-            self.model_ = corpus_model("emotion", target_domain=GENERAL).fit(
+        # The operator's corrections are the domain read in production; without them the
+        # general-domain Weibo posts are the closest to customer voices.
+        target = OPERATOR if OPERATOR in names else GENERAL
+        if target in names and len(names) > 1:
+            self.model_ = corpus_model("emotion", target_domain=target).fit(
                 texts, labels, domains=domains
             )
         else:
@@ -386,11 +427,15 @@ class CorpusEmotion(PersistMixin):
 
 def train_corpus_models(
     root: Path,
+    *,
+    corrections: dict[str, tuple[list[str], list[str]]] | None = None,
 ) -> tuple[CorpusSentiment | None, CorpusEmotion | None, dict[str, Any]]:
     """Train the default sentiment and emotion models from the corpora under ``root``.
 
-    Returns the models (None where no corpus of the task was found) and a summary of
-    which files and rows trained each one.
+    ``corrections`` maps a task to human-corrected (texts, labels) of the operator's own
+    voices; with at least ``MIN_CORRECTIONS`` Chinese ones they join training as the
+    ``OPERATOR`` domain that the model adapts to. Returns the models (None where no corpus
+    of the task was found) and a summary of which files and rows trained each one.
     """
     import time
 
@@ -406,13 +451,35 @@ def train_corpus_models(
             info[task] = {**summary, "model": "lexicon (no corpus found)"}
             continue
         started = time.perf_counter()
+        texts, labels, domains = list(data.texts), list(data.labels), list(data.domains)
+        fixed_x, fixed_y = (corrections or {}).get(task, ([], []))
+        zh = chinese_mask(pa.array(fixed_x, type=pa.string())) if fixed_x else np.zeros(0, bool)
+        fixed = [(t, y) for t, y, z in zip(fixed_x, fixed_y, zh, strict=True) if z]
+        used = len(fixed) >= MIN_CORRECTIONS and len({y for _, y in fixed}) >= 2
+        if used:
+            texts += [t for t, _ in fixed]
+            labels += [y for _, y in fixed]
+            domains += [OPERATOR] * len(fixed)
         if cls is CorpusEmotion:
-            models[task] = CorpusEmotion().fit(data.texts, data.labels, domains=data.domains)
+            models[task] = CorpusEmotion().fit(texts, labels, domains=domains)
         else:
-            models[task] = cls().fit(data.texts, data.labels)
+            models[task] = CorpusSentiment().fit(texts, labels, domains=domains if used else None)
         info[task] = {
             **summary,
             "model": cls.__name__,
             "train_seconds": round(time.perf_counter() - started, 2),
         }
+        if fixed_x:
+            info[task]["corrections"] = {
+                "n": len(fixed_x),
+                "chinese": len(fixed),
+                "used": used,
+                **(
+                    {}
+                    if used
+                    else {
+                        "why": f"fewer than {MIN_CORRECTIONS} Chinese corrections or a single label"
+                    }
+                ),
+            }
     return models["sentiment"], models["emotion"], info

@@ -53,6 +53,9 @@ READING_SCHEMA = pa.schema(
         pa.field("needs_review", pa.bool_()),
         pa.field("model_version", pa.string(), nullable=False),
         pa.field("read_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        # Fields a human set in a correction row (null on model readings): only those are
+        # training labels; the row's other fields are copies of the reading it corrected.
+        pa.field("corrected_fields", pa.list_(pa.string())),
     ]
 )
 
@@ -326,6 +329,7 @@ def _read_chunk(
             "needs_review": pa.array(needs_review, type=pa.bool_()),
             "model_version": pa.array([bundle.version] * n, type=pa.string()),
             "read_at": pa.array([read_at] * n, type=pa.timestamp("us", tz="UTC")),
+            "corrected_fields": pa.nulls(n, type=pa.list_(pa.string())),
         },
         schema=READING_SCHEMA,
     )

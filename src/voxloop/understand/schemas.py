@@ -39,3 +39,4 @@ class Reading(BaseModel):
     needs_review: bool | None
     model_version: str
     read_at: datetime
+    corrected_fields: list[str] | None = None

@@ -241,6 +241,7 @@ def correct_reading(
         needs_review=False,
         model_version="human",
         read_at=datetime.now(UTC),
+        corrected_fields=sorted(changes),
     )
     table = pa.Table.from_pylist([row], schema=READING_SCHEMA)
     with writer_lock(settings, READINGS_TABLE):
@@ -257,9 +258,17 @@ def labelled_history(*, settings: Settings, codes: set[str]) -> tuple[list[str],
         return [], []
     has_readings = bool(part_files(settings, READINGS_TABLE))
     con = lake_connection(settings, ("voices", READINGS_TABLE) if has_readings else ("voices",))
+    # Corrections that did not set the scenario carry the model's guess; rows from before
+    # corrected_fields existed (null) were scenario corrections.
+    which = (
+        " AND (corrected_fields IS NULL OR list_contains(corrected_fields, 'scenario'))"
+        if has_readings and _has_column(con, READINGS_TABLE, "corrected_fields")
+        else ""
+    )
     human = (
-        """LEFT JOIN (SELECT voice_id, arg_max(scenario, read_at) AS scenario FROM readings
-                      WHERE scenario_source = 'human' GROUP BY voice_id) h ON h.voice_id = v.id"""
+        f"""LEFT JOIN (SELECT voice_id, arg_max(scenario, read_at) AS scenario FROM readings
+                      WHERE scenario_source = 'human'{which}
+                      GROUP BY voice_id) h ON h.voice_id = v.id"""
         if has_readings
         else "LEFT JOIN (SELECT NULL::VARCHAR AS voice_id, NULL::VARCHAR AS scenario) h ON false"
     )
@@ -276,6 +285,40 @@ def labelled_history(*, settings: Settings, codes: set[str]) -> tuple[list[str],
     con.close()
     kept = [(t, label) for t, label in rows if label in codes and t]
     return [t for t, _ in kept], [label for _, label in kept]
+
+
+def _has_column(con: Any, table: str, column: str) -> bool:
+    return column in {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
+
+
+def corrected_labels(*, settings: Settings, field: str) -> tuple[list[str], list[str]]:
+    """Return texts and the latest human value of ``field`` for voices a human corrected it on."""
+    if field not in ("sentiment", "emotion") or not part_files(settings, READINGS_TABLE):
+        return [], []
+    if not part_files(settings, "voices"):
+        return [], []
+    con = lake_connection(settings, ("voices", READINGS_TABLE))
+    try:
+        if not _has_column(con, READINGS_TABLE, "corrected_fields"):
+            return [], []  # every reading predates corrected_fields
+        rows = con.execute(
+            f"""
+            WITH h AS (
+                SELECT voice_id, arg_max({field}, read_at) AS label FROM readings
+                WHERE scenario_source = 'human' AND list_contains(corrected_fields, '{field}')
+                GROUP BY voice_id
+            )
+            SELECT v.text, h.label
+            FROM (SELECT * FROM voices QUALIFY row_number() OVER
+                  (PARTITION BY id ORDER BY ingested_at DESC) = 1) v
+            JOIN h ON h.voice_id = v.id
+            WHERE v.text IS NOT NULL AND v.text <> '' AND h.label IS NOT NULL
+            ORDER BY v.id
+            """
+        ).fetchall()
+    finally:
+        con.close()
+    return [t for t, _ in rows], [str(label) for _, label in rows]
 
 
 def train(
@@ -332,12 +375,22 @@ def train(
     previous = load_bundle(settings=settings) if latest_model_version(settings) else None
     sentiment: Any = None
     emotion: Any = None
-    if corpora is not None:
+    fixes = {task: corrected_labels(settings=settings, field=task) for task in CORRECTED_TASKS}
+    root = _corpora_root(corpora, previous)
+    retrained = root is not None and (corpora is not None or any(x for x, _ in fixes.values()))
+    if root is not None and retrained:
         from voxloop.understand.corpora import train_corpus_models
 
-        sentiment, emotion, info["corpora"] = train_corpus_models(Path(corpora))
+        # Human sentiment/emotion corrections adapt the corpus models to this operator's
+        # voices, so the models are retrained whenever corrections exist.
+        sentiment, emotion, info["corpora"] = train_corpus_models(root, corrections=fixes)
     elif previous is not None and "corpora" in previous.info:
         info["corpora"] = previous.info["corpora"]
+        if any(x for x, _ in fixes.values()):
+            info["corrections_unused"] = (
+                f"corpora folder {previous.info['corpora'].get('root')} not found: "
+                "sentiment/emotion corrections need the corpora to retrain"
+            )
     sentiment = _supervised(sentiment_data, "sentiment", SENTIMENT_ALIASES, info) or sentiment
     emotion = _supervised(emotion_data, "emotion", EMOTION_ALIASES, info) or emotion
     if sentiment is None and previous is not None:
@@ -361,7 +414,12 @@ def train(
     models = {
         task: info["corpora"][task]["model"]
         for task in ("sentiment", "emotion")
-        if corpora is not None and task in info["corpora"]
+        if retrained and task in info["corpora"]
+    }
+    used = {
+        task: info["corpora"][task]["corrections"]
+        for task in CORRECTED_TASKS
+        if retrained and "corrections" in info["corpora"].get(task, {})
     }
     return {
         "model_version": version,
@@ -370,9 +428,29 @@ def train(
         "n_examples": bundle.info["n_examples"],
         "train_seconds": round(time.perf_counter() - started, 2),
         **({"corpus_models": models} if models else {}),
+        **({"corrections": used} if used else {}),
+        **(
+            {"corrections_unused": info["corrections_unused"]}
+            if "corrections_unused" in info
+            else {}
+        ),
         **({"encoder": info["encoder"]} if "encoder" in info else {}),
         **metrics,
     }
+
+
+#: Reading fields whose human corrections retrain the corpus models.
+CORRECTED_TASKS = ("sentiment", "emotion")
+
+
+def _corpora_root(corpora: Path | None, previous: ReadingBundle | None) -> Path | None:
+    """Return the corpora folder to (re)train from: the given one, else the previous one's."""
+    if corpora is not None:
+        return Path(corpora)
+    if previous is None or "corpora" not in previous.info:
+        return None
+    root = Path(previous.info["corpora"].get("root", ""))
+    return root if root.is_dir() else None
 
 
 def _supervised(
