@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import admin_client
 from voxloop.config import Settings
 from voxloop.store.service import lake_connection
@@ -66,3 +68,24 @@ def test_pushes_leave_stages_alone_when_switched_off(settings: Settings) -> None
     res = client.post("/api/v1/ingest/voice", json=[_voice(1)])
     assert res.json()["stored"] == 1 and res.json()["stages_scheduled"] is False
     assert client.get("/api/v1/ingest/stages").json()["runs"] == 0
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_stage_worker_recovers_from_a_dying_run(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed by a BaseException must not leave later pushes without a worker."""
+    from voxloop.api.service import StageRunner
+    from voxloop.cli import pipeline
+
+    def dies(*, settings: Settings) -> dict[str, object]:
+        raise SystemExit("worker killed")
+
+    runner = StageRunner(settings=settings)
+    monkeypatch.setattr(pipeline, "run_stages", dies)
+    runner.request()
+    assert runner.wait_idle(timeout=30) and runner.status()["running"] is False
+    monkeypatch.setattr(pipeline, "run_stages", lambda *, settings: {"ok": True})
+    runner.request()
+    assert runner.wait_idle(timeout=30)
+    assert runner.last_summary == {"ok": True} and runner.runs == 1

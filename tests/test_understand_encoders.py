@@ -275,3 +275,13 @@ def test_cli_evaluate_text_with_encoder(
     assert out["accuracy"] == 1.0 and out["n_test"] == 5 and seen
     bad = CliRunner().invoke(app, [*args, "--encoder", "hub:x"])
     assert bad.exit_code != 0 and "expected 'local:PATH'" in str(bad.exception or bad.output)
+
+
+def test_encoder_setting_is_validated_and_empty_means_unset(tmp_path: Path) -> None:
+    import pydantic
+
+    base = {"home": tmp_path, "env": "test", "secret_key": "k"}
+    assert Settings(**base, understand_encoder="  ").understand_encoder is None  # type: ignore[arg-type]
+    assert Settings(**base, understand_encoder="local:minilm").understand_encoder == "local:minilm"  # type: ignore[arg-type]
+    with pytest.raises(pydantic.ValidationError, match="expected 'local:PATH'"):
+        Settings(**base, understand_encoder="hub:all-minilm")  # type: ignore[arg-type]

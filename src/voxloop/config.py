@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -81,6 +81,22 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Read init kwargs, then env vars, then ``voxloop.toml``."""
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @field_validator("understand_encoder", "understand_encoder_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # An empty VOXLOOP_UNDERSTAND_ENCODER= means "no encoder", not a spec to compare.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("understand_encoder")
+    @classmethod
+    def _known_encoder_kind(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("local:", "openai:")):
+            raise ValueError(
+                f"understand_encoder {value!r}: expected 'local:PATH', 'local:minilm' or "
+                "'openai:URL#MODEL'"
+            )
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

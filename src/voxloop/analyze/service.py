@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -594,6 +595,7 @@ def customer_timelines(
 
 _CACHE: dict[tuple[str, str, str], tuple[tuple[str, ...], dict[str, Any]]] = {}
 _CACHE_MAX = 32
+_CACHE_LOCK = threading.Lock()
 #: Result files kept on disk; the least recently used beyond this are deleted. Results of
 #: older lake states are never read again, and each region or parameter set adds files.
 DISK_CACHE_FILES = 256
@@ -614,6 +616,17 @@ def _disk_cache_path(settings: Settings, key: tuple[str, str, str], sig: tuple[s
 
     digest = hashlib.sha256(repr((key[1:], sig)).encode()).hexdigest()[:32]
     return settings.home / "cache" / "analyze" / f"{key[1]}-{digest}.json"
+
+
+def _mark_used(path: Path) -> None:
+    """Record a cache hit as the file's time of use (pruning keeps recent files)."""
+    import contextlib
+    import os
+
+    # utime never creates the file (unlike touch), so a pruned file stays gone; a read-only
+    # cache still serves hits.
+    with contextlib.suppress(OSError):
+        os.utime(path)
 
 
 def _prune_disk_cache(folder: Path, *, keep: int) -> int:
@@ -653,7 +666,7 @@ def cached(
     result: dict[str, Any]
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
-        path.touch()  # recency for pruning
+        _mark_used(path)
     except (OSError, ValueError):
         result = compute()
         try:
@@ -662,13 +675,15 @@ def cached(
             text = None  # not JSON-able: memory cache only
         if text is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            # Per process and thread: the server computes analyses in a worker thread too.
+            tmp = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
             tmp.write_text(text, encoding="utf-8")
             os.replace(tmp, path)
             _prune_disk_cache(path.parent, keep=DISK_CACHE_FILES)
-    if len(_CACHE) >= _CACHE_MAX:
-        _CACHE.pop(next(iter(_CACHE)))
-    _CACHE[key] = (signature, result)
+    with _CACHE_LOCK:
+        while len(_CACHE) >= _CACHE_MAX:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = (signature, result)
     return result
 
 

@@ -151,20 +151,24 @@ class StageRunner:
     def _work(self) -> None:
         from voxloop.cli.pipeline import run_stages
 
-        while True:
+        try:
+            while True:
+                with self._lock:
+                    if not self._dirty:
+                        return
+                    self._dirty = False
+                try:
+                    self.last_summary = run_stages(settings=self.settings)
+                    self.last_error = None
+                except Exception as exc:  # the worker must survive; the next push retries
+                    logger.exception("post-ingest stages failed")
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                self.runs += 1
+        finally:
+            # Also on BaseException: a dead worker must not leave later pushes waiting.
             with self._lock:
-                if not self._dirty:
-                    self._thread = None
-                    self._idle.set()
-                    return
-                self._dirty = False
-            try:
-                self.last_summary = run_stages(settings=self.settings)
-                self.last_error = None
-            except Exception as exc:  # the worker must survive; the next push retries
-                logger.exception("post-ingest stages failed")
-                self.last_error = f"{type(exc).__name__}: {exc}"
-            self.runs += 1
+                self._thread = None
+                self._idle.set()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no run is pending or running; return False on timeout."""

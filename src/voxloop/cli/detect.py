@@ -29,7 +29,6 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
         """List undelivered webhook messages (pending, dead) or re-queue dead letters."""
-        import getpass
         import logging
 
         from voxloop.config import load_settings
@@ -48,7 +47,7 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
                     ids = retry_outbox(
                         session=session,
                         ids=None if retry_all else list(retry or []),
-                        actor=f"cli:{getpass.getuser()}",
+                        actor=f"cli:{_os_user()}",
                     )
             except VoxloopError as exc:
                 typer.echo(f"error: {exc}", err=True)
@@ -171,3 +170,13 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
 
         rows = run_rebuild(settings=load_settings(), granularity=granularity)
         typer.echo(f"{rows} series-buckets")
+
+
+def _os_user() -> str:
+    """Return the operating-system user running the command, for the audit log."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container UID with no passwd entry and no $USER
+        return "unknown"

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import or_, select
+from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
 from voxloop.act.access import Principal
@@ -188,7 +188,12 @@ def detect_stage(*, settings: Settings) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     # Two ingests finishing together must not count the same new parts twice.
     with FileLock(str(folder / "detect.lock")):
-        return _detect_stage_locked(settings)
+        engine = make_engine(settings)
+        try:
+            return _detect_stage_locked(settings, engine)
+        finally:
+            # The stage also runs inside the server after pushes: release its pool.
+            engine.dispose()
 
 
 _PENDING = ".pending-"
@@ -216,8 +221,8 @@ def _settle_pending(folder: Path, committed: str | None) -> None:
             pending.unlink(missing_ok=True)
 
 
-def _detect_stage_locked(settings: Settings) -> dict[str, Any]:
-    sessions = make_sessionmaker(make_engine(settings))
+def _detect_stage_locked(settings: Settings, engine: Engine) -> dict[str, Any]:
+    sessions = make_sessionmaker(engine)
     with sessions() as session:
         state = _load_state(session)
     folder = state_dir(settings)

@@ -425,6 +425,23 @@ class CorpusEmotion(PersistMixin):
         return self.read(texts)
 
 
+def corrections_for_training(texts: Sequence[str], labels: Sequence[str]) -> list[tuple[str, str]]:
+    """Return the Chinese corrections as the models read them (customer side, lower case)."""
+    if not texts:
+        return []
+    arr = _as_array(texts)
+    idx = np.flatnonzero(chinese_mask(arr))
+    if not len(idx):
+        return []
+    # The same text the reading feeds the model: agents' turns dropped, lower-cased.
+    return list(zip(_model_texts(arr, idx), [str(labels[int(i)]) for i in idx], strict=True))
+
+
+def corrections_usable(fixed: Sequence[tuple[str, str]]) -> bool:
+    """Say whether corrections are enough to train on: ``MIN_CORRECTIONS`` and two labels."""
+    return len(fixed) >= MIN_CORRECTIONS and len({y for _, y in fixed}) >= 2
+
+
 def train_corpus_models(
     root: Path,
     *,
@@ -452,10 +469,9 @@ def train_corpus_models(
             continue
         started = time.perf_counter()
         texts, labels, domains = list(data.texts), list(data.labels), list(data.domains)
-        fixed_x, fixed_y = (corrections or {}).get(task, ([], []))
-        zh = chinese_mask(pa.array(fixed_x, type=pa.string())) if fixed_x else np.zeros(0, bool)
-        fixed = [(t, y) for t, y, z in zip(fixed_x, fixed_y, zh, strict=True) if z]
-        used = len(fixed) >= MIN_CORRECTIONS and len({y for _, y in fixed}) >= 2
+        fixed = corrections_for_training(*(corrections or {}).get(task, ([], [])))
+        fixed_x = (corrections or {}).get(task, ([], []))[0]
+        used = corrections_usable(fixed)
         if used:
             texts += [t for t, _ in fixed]
             labels += [y for _, y in fixed]

@@ -24,6 +24,8 @@ from voxloop.understand.features import HashedTfidf
 _FORMAT = 1
 #: Held-out rows after which temperature calibration stops fitting further folds.
 CALIBRATION_ROWS = 2000
+#: Fewest target-domain rows for calibrating on them alone (else all rows calibrate).
+MIN_TARGET_CALIBRATION = 200
 
 
 class TextModel(Protocol):
@@ -233,7 +235,8 @@ class TextClassifier(PersistMixin):
         """Learn vocabularies, the SVM and the probability temperature.
 
         ``domains`` (one per text) turns on domain adaptation towards ``target_domain``;
-        the temperature and class offsets are then fitted on target-domain rows only.
+        the temperature and class offsets are then fitted on target-domain rows only, when
+        at least ``MIN_TARGET_CALIBRATION`` of them were scored.
         """
         texts = _check_texts(texts)
         y = np.asarray([str(v) for v in labels])
@@ -266,7 +269,9 @@ class TextClassifier(PersistMixin):
                 # class offsets need every row (rare classes), so they use all folds.
                 if self.bias_metric is None and scored.sum() >= CALIBRATION_ROWS:
                     break
-            if target is not None:
+            # Target rows only when there are enough of them: a scale or six class offsets
+            # fitted to a few dozen corrections would move every prediction by noise.
+            if target is not None and int((scored & target).sum()) >= MIN_TARGET_CALIBRATION:
                 scored &= target
             if self.bias_metric is not None:
                 self.class_bias_ = fit_class_bias(

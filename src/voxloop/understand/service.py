@@ -145,7 +145,7 @@ def read_new_voices(*, settings: Settings) -> dict[str, Any]:
     if (
         info is None
         or (corpora is not None and "corpora" not in info)
-        or info.get("encoder") != settings.understand_encoder
+        or (info.get("encoder") or None) != (settings.understand_encoder or None)
     ):
         # The first reading trains on whatever labelled history the store already holds,
         # plus the configured corpora; a bundle that already records corpora is kept. A
@@ -339,8 +339,10 @@ def train(
     out like ``../shared/data``) trains the default sentiment and emotion models from the
     known corpora found there (``voxloop.understand.corpora``); ``sentiment_data`` /
     ``emotion_data`` (file, text column, label column) then replace either with a plain
-    supervised model. Without any of them the previous model's sentiment and emotion
-    models are kept.
+    supervised model. Human sentiment/emotion corrections (at least
+    ``corpora.MIN_CORRECTIONS`` Chinese ones with two labels) retrain the corpus models,
+    adapted to the operator's voices, from ``corpora`` or the folder that trained the
+    previous bundle. Otherwise the previous model's sentiment and emotion models are kept.
     """
     from sklearn.metrics import accuracy_score, f1_score
     from sklearn.model_selection import train_test_split
@@ -375,21 +377,31 @@ def train(
     previous = load_bundle(settings=settings) if latest_model_version(settings) else None
     sentiment: Any = None
     emotion: Any = None
-    fixes = {task: corrected_labels(settings=settings, field=task) for task in CORRECTED_TASKS}
-    root = _corpora_root(corpora, previous)
-    retrained = root is not None and (corpora is not None or any(x for x, _ in fixes.values()))
-    if root is not None and retrained:
-        from voxloop.understand.corpora import train_corpus_models
+    from voxloop.understand.corpora import (
+        MIN_CORRECTIONS,
+        corrections_for_training,
+        corrections_usable,
+        train_corpus_models,
+    )
 
-        # Human sentiment/emotion corrections adapt the corpus models to this operator's
-        # voices, so the models are retrained whenever corrections exist.
+    fixes = {task: corrected_labels(settings=settings, field=task) for task in CORRECTED_TASKS}
+    usable = any(corrections_usable(corrections_for_training(*f)) for f in fixes.values())
+    root = _corpora_root(corpora, previous)
+    retrained = root is not None and (corpora is not None or usable)
+    if root is not None and retrained:
+        # Enough human sentiment/emotion corrections adapt the corpus models to this
+        # operator's voices, so the models are retrained when they are there.
         sentiment, emotion, info["corpora"] = train_corpus_models(root, corrections=fixes)
-    elif previous is not None and "corpora" in previous.info:
-        info["corpora"] = previous.info["corpora"]
-        if any(x for x, _ in fixes.values()):
+    else:
+        if previous is not None and "corpora" in previous.info:
+            info["corpora"] = previous.info["corpora"]
+        n_fixes = {task: len(f[0]) for task, f in fixes.items() if f[0]}
+        if n_fixes:
             info["corrections_unused"] = (
-                f"corpora folder {previous.info['corpora'].get('root')} not found: "
-                "sentiment/emotion corrections need the corpora to retrain"
+                f"{n_fixes}: fewer than {MIN_CORRECTIONS} Chinese corrections with two labels"
+                if not usable
+                else "no corpora folder to retrain from (set VOXLOOP_UNDERSTAND_CORPORA or "
+                "pass --corpora): corrections adapt the corpus models"
             )
     sentiment = _supervised(sentiment_data, "sentiment", SENTIMENT_ALIASES, info) or sentiment
     emotion = _supervised(emotion_data, "emotion", EMOTION_ALIASES, info) or emotion
@@ -449,8 +461,9 @@ def _corpora_root(corpora: Path | None, previous: ReadingBundle | None) -> Path 
         return Path(corpora)
     if previous is None or "corpora" not in previous.info:
         return None
-    root = Path(previous.info["corpora"].get("root", ""))
-    return root if root.is_dir() else None
+    recorded = previous.info["corpora"].get("root")
+    root = Path(recorded) if recorded else None
+    return root if root is not None and root.is_dir() else None
 
 
 def _supervised(
