@@ -7,22 +7,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import admin_client
+from tests.test_ingest import _voice
 from voxloop.config import Settings
 from voxloop.store.service import lake_connection
-
-
-def _voice(i: int) -> dict[str, object]:
-    return {
-        "id": f"push{i}",
-        "source": "push",
-        "kind": "complaint",
-        "received_at": f"2026-09-0{1 + i % 9}T10:{i % 60:02d}:00+08:00",
-        "customer_id": f"1390000{i:04d}",
-        "province": "江苏",
-        "city": "南京",
-        "channel": "app",
-        "text": f"第{i}条：家里宽带又断网了，报修三天没人来",
-    }
 
 
 def _read_ids(settings: Settings) -> set[str]:
@@ -50,7 +37,7 @@ def test_pushed_voices_get_read_in_the_background(tmp_path: Path) -> None:
     status = client.get("/api/v1/ingest/stages").json()
     assert status["last_error"] is None and 1 <= status["runs"] <= 2
     assert status["running"] is False
-    assert _read_ids(settings) == {f"push{i}" for i in range(8)}
+    assert _read_ids(settings) == {f"p{i}" for i in range(8)}
     summary = app.state.stages.last_summary
     assert summary is not None and set(summary) == {"understand", "detect", "analyze"}
 
