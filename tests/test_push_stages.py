@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -65,12 +66,19 @@ def test_stage_worker_recovers_from_a_dying_run(
     from voxloop.api.service import StageRunner
     from voxloop.cli import pipeline
 
+    go = threading.Event()
+
     def dies(*, settings: Settings) -> dict[str, object]:
+        go.wait(timeout=30)  # hold the run until the test holds the thread object
         raise SystemExit("worker killed")
 
     runner = StageRunner(settings=settings)
     monkeypatch.setattr(pipeline, "run_stages", dies)
     runner.request()
+    thread = runner._thread
+    assert thread is not None
+    go.set()
+    thread.join(timeout=30)  # the thread's exception is reported within this test
     assert runner.wait_idle(timeout=30) and runner.status()["running"] is False
     monkeypatch.setattr(pipeline, "run_stages", lambda *, settings: {"ok": True})
     runner.request()
