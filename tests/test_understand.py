@@ -288,3 +288,36 @@ def test_cli_evaluate_with_another_domain(tmp_path: Path) -> None:
     # Every training fold holds two thirds of the 300 usual posts plus all 600 virus posts.
     assert out["n_train"] == 800 and out["n_test"] == 100
     assert 0.0 < out["macro_f1"] <= 1.0
+
+
+def test_a_taxonomy_given_to_train_stays_for_later_retrains(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`voxloop train --taxonomy F` once; later retrains re-read F, or keep it if F is gone."""
+    extra = tmp_path / "op.yaml"
+    extra.write_text(
+        """
+name: op
+version: op-1
+scenarios:
+  - code: ROAM
+    zh: 漫游
+    en: Roaming
+    subcategories:
+      - {code: fees, zh: 漫游费, en: Roaming fees, examples: [出国漫游扣费太贵, 国际漫游开不了]}
+""",
+        encoding="utf-8",
+    )
+    write_part(settings, "voices", _voices(3))
+    first = service.train(settings=settings, taxonomy_path=extra)
+    assert "ROAM" in {s.code for s in service.load_bundle(settings=settings).taxonomy.scenarios}
+    again = service.train(settings=settings)  # e.g. after corrections or a new encoder
+    assert again["model_version"] != first["model_version"]
+    bundle = service.load_bundle(settings=settings)
+    assert "ROAM" in {s.code for s in bundle.taxonomy.scenarios}
+    assert bundle.info["taxonomy_file"] == str(extra.resolve())
+    extra.unlink()
+    kept = service.train(settings=settings)
+    bundle = service.load_bundle(settings=settings, version=kept["model_version"])
+    assert "ROAM" in {s.code for s in bundle.taxonomy.scenarios}
+    assert "not found" in bundle.info["taxonomy_missing"]

@@ -348,7 +348,24 @@ def train(
     from sklearn.model_selection import train_test_split
 
     started = time.perf_counter()
-    taxonomy = _taxonomy(settings, taxonomy_path, taxonomy_mode)
+    previous = load_bundle(settings=settings) if latest_model_version(settings) else None
+    taxonomy_note: dict[str, Any] = {}
+    recorded = str(previous.info.get("taxonomy_file") or "") if previous is not None else ""
+    from_record = taxonomy_path is None and settings.understand_taxonomy is None and bool(recorded)
+    if from_record and previous is not None:
+        # A taxonomy given once with `voxloop train --taxonomy` stays in force for later
+        # retrains (corrections, a changed encoder) until another one is given; it is
+        # re-read so that edits to the operator's file take effect.
+        taxonomy_path, taxonomy_mode = Path(recorded), previous.info.get("taxonomy_mode", "extend")
+    if from_record and previous is not None and not Path(recorded).exists():
+        taxonomy = previous.taxonomy
+        taxonomy_note["taxonomy_missing"] = f"{recorded} not found: kept the previous taxonomy"
+    else:
+        taxonomy = _taxonomy(settings, taxonomy_path, taxonomy_mode)
+    if taxonomy_path is not None:
+        taxonomy_note.update(
+            taxonomy_file=str(taxonomy_path.resolve()), taxonomy_mode=taxonomy_mode
+        )
     encoder = encoder_from_settings(settings)
     texts, labels = labelled_history(settings=settings, codes={s.code for s in taxonomy.scenarios})
     metrics: dict[str, Any] = {}
@@ -369,12 +386,11 @@ def train(
     # Microseconds: versions sort by name, and two trainings in one second must still
     # order by time, not by their content hash.
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    info: dict[str, Any] = {"n_history": len(texts), **metrics}
+    info: dict[str, Any] = {"n_history": len(texts), **metrics, **taxonomy_note}
     if settings.understand_encoder:
         info["encoder"] = settings.understand_encoder
     summary = {"n": len(texts), "labels": counts, "encoder": settings.understand_encoder}
     version = f"u{stamp}-{content_version(taxonomy, summary)}"
-    previous = load_bundle(settings=settings) if latest_model_version(settings) else None
     sentiment: Any = None
     emotion: Any = None
     from voxloop.understand.corpora import (
