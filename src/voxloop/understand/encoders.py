@@ -330,10 +330,14 @@ class HybridClassifier(PersistMixin):
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Return pooled class probabilities, columns in ``classes_`` order."""
         texts = list(texts)
-        emb = np.asarray(self.encoder.encode(texts), dtype=np.float64)
+        return self.proba_from_features(texts, self.text_.transform(texts))
+
+    def proba_from_features(self, texts: Sequence[str], x: Any) -> np.ndarray:
+        """Return pooled probabilities given the lexical model's features ``x`` of ``texts``."""
+        emb = np.asarray(self.encoder.encode(list(texts)), dtype=np.float64)
         k = len(self.classes_)
         p_probe = _full_proba(self.probe_.predict_proba(emb), self.probe_.classes_, k)
-        return _pool(self.text_.predict_proba(texts), p_probe, self.weight_)
+        return _pool(self.text_.proba_from_features(x), p_probe, self.weight_)
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """Return the most likely label per text."""

@@ -295,14 +295,21 @@ class TextClassifier(PersistMixin):
 
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
         """Return SVM scores plus the learnt class offsets, columns in ``classes_`` order."""
-        scores = _scores(self.svm_, self.transform(_check_texts(texts)))
+        return self._decision(self.transform(_check_texts(texts)))
+
+    def _decision(self, x: sparse.csr_matrix) -> np.ndarray:
+        scores = _scores(self.svm_, x)
         # Models pickled before class offsets existed load without the attribute.
         bias = getattr(self, "class_bias_", None)
         return scores if bias is None else scores + bias
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Return temperature-scaled softmax probabilities."""
-        return softmax(self.decision_function(texts) * self.temperature_)
+        return self.proba_from_features(self.transform(_check_texts(texts)))
+
+    def proba_from_features(self, x: sparse.csr_matrix) -> np.ndarray:
+        """Return probabilities of rows already featurised by ``transform``."""
+        return softmax(self._decision(x) * self.temperature_)
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """Return the most likely label of each text."""

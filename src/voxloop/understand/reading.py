@@ -188,19 +188,12 @@ def _scenario_scores(
     model: TextClassifier | HybridClassifier, texts: list[str]
 ) -> tuple[sparse.csr_matrix, np.ndarray, str]:
     """Return TF-IDF features (for subcategories), class probabilities and the model name."""
+    # Features are computed once: subcategories reuse them.
     if isinstance(model, HybridClassifier):
-        return model.text_.transform(texts), model.predict_proba(texts), "model:hybrid_encoder"
-    # Inline temperature-scaled softmax: the features are needed for subcategories anyway,
-    # so the SVM is scored on them once instead of through predict_proba.
+        x = model.text_.transform(texts)
+        return x, model.proba_from_features(texts, x), "model:hybrid_encoder"
     x = model.transform(texts)
-    scores = np.asarray(model.svm_.decision_function(x), dtype=np.float64)
-    if scores.ndim == 1:
-        scores = np.column_stack([-scores / 2, scores / 2])
-    z = scores * model.temperature_
-    z -= z.max(axis=1, keepdims=True)
-    proba = np.exp(z)
-    proba /= proba.sum(axis=1, keepdims=True)
-    return x, proba, "model:text_svm"
+    return x, model.proba_from_features(x), "model:text_svm"
 
 
 def _regex_first(texts: pa.Array, patterns: Sequence[tuple[str, str]]) -> np.ndarray:
