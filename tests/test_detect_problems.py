@@ -150,6 +150,14 @@ def test_stage_alerts_groups_and_serves(tmp_path: Path, operator: Path) -> None:
     page = client.get("/problems?lang=en")
     assert page.status_code == 200 and "Surge alerts" in page.text
     assert client.get(f"/problems/{problems[0]['id']}").status_code == 200
+    # Largest first: the order the operator triages in.
+    largest = client.get("/api/v1/problems?sort=voices&limit=20").json()
+    sizes = [p["n_voices"] for p in largest]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] >= max(p["n_voices"] for p in problems)
+    assert client.get("/api/v1/problems?sort=size").status_code == 422
+    by_size = client.get("/problems?lang=en&sort=voices").text
+    first_row = by_size.split('data-problem="', 1)[1].split('"', 1)[0]
+    assert first_row == largest[0]["id"] and "Most voices" in by_size
 
 
 def _problem(s: object, pid: str, voices: list[str]) -> None:

@@ -41,7 +41,12 @@ from voxloop.detect.series import (
     save_counts,
 )
 from voxloop.detect.surge import SurgeDetector
-from voxloop.errors import ConflictError, NotFoundError, PermissionDeniedError
+from voxloop.errors import (
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnusableInputError,
+)
 from voxloop.store.models import PipelineState
 from voxloop.store.service import lake_connection, make_engine, make_sessionmaker, part_files
 
@@ -698,6 +703,10 @@ def _like_literal(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+#: Orders of the problem list: most recently seen first, or most voices first.
+PROBLEM_SORTS = ("last_seen", "voices")
+
+
 def list_problems(
     *,
     session: Session,
@@ -705,12 +714,22 @@ def list_problems(
     state: str | None = None,
     scenario: str | None = None,
     limit: int = 100,
+    sort: str = "last_seen",
 ) -> list[Problem]:
-    """Return the problems visible to the principal, most recently seen first.
+    """Return the problems visible to the principal, most recently seen (or largest) first.
 
-    Merged problems are listed only when asked for by ``state``.
+    Merged problems are listed only when asked for by ``state``. ``sort="voices"`` orders
+    by the problem's total voices (for a regional caller, its whole count, not the share
+    in its region).
     """
-    query = select(Problem).order_by(Problem.last_seen.desc(), Problem.id)
+    if sort not in PROBLEM_SORTS:
+        raise UnusableInputError(f"sort must be one of {', '.join(PROBLEM_SORTS)}, got {sort!r}")
+    order = (
+        (Problem.n_voices.desc(), Problem.last_seen.desc(), Problem.id)
+        if sort == "voices"
+        else (Problem.last_seen.desc(), Problem.id)
+    )
+    query = select(Problem).order_by(*order)
     if state:
         query = query.where(Problem.state == state)
     else:

@@ -15,7 +15,7 @@ rules live with the service functions (``voxloop.detect.service``, "Region scope
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -125,6 +125,7 @@ def list_problems(
     state: str | None = Query(default=None),
     scenario: str | None = Query(default=None, max_length=20),
     limit: int = Query(default=100, ge=1, le=1000),
+    sort: Literal["last_seen", "voices"] = Query(default="last_seen"),
     principal: Principal = READ,
     session: Session = Depends(get_session),
     settings: Settings = SETTINGS,
@@ -132,7 +133,12 @@ def list_problems(
     """List problems in the caller's region (merged ones only when asked by state)."""
     _bad_state(state, PROBLEM_STATES)
     problems = service.list_problems(
-        session=session, principal=principal, state=state, scenario=scenario, limit=limit
+        session=session,
+        principal=principal,
+        state=state,
+        scenario=scenario,
+        limit=limit,
+        sort=sort,
     )
     return problem_views(settings=settings, session=session, principal=principal, problems=problems)
 
@@ -204,6 +210,7 @@ def _login(request: Request) -> RedirectResponse:
 def problems_page(
     request: Request,
     state: str | None = Query(default=None),
+    sort: str | None = Query(default=None),
     principal: Principal | None = Depends(optional_principal),
     session: Session = Depends(get_session),
     settings: Settings = SETTINGS,
@@ -216,6 +223,7 @@ def problems_page(
         return _login(request)
     if state not in (None, "", *PROBLEM_STATES):
         state = None
+    order = sort if sort in service.PROBLEM_SORTS else "last_seen"
     lang = language(request)
     alerts = alert_views(
         settings=settings,
@@ -227,10 +235,19 @@ def problems_page(
         session=session,
         principal=principal,
         problems=service.list_problems(
-            session=session, principal=principal, state=state, limit=200
+            session=session, principal=principal, state=state, limit=200, sort=order
         ),
     )
-    top = sorted(problems, key=lambda p: -p["n_voices"])[:10]
+    # The chart ranks the largest problems, whatever order the list below is in.
+    largest = problem_views(
+        settings=settings,
+        session=session,
+        principal=principal,
+        problems=service.list_problems(
+            session=session, principal=principal, state=state, limit=50, sort="voices"
+        ),
+    )
+    top = sorted(largest, key=lambda p: -p["n_voices"])[:10]
     chart = charts.bar_chart(
         [p["title"] for p in top],
         [p["n_voices"] for p in top],
@@ -241,7 +258,13 @@ def problems_page(
     return render(
         request,
         "detect/problems.html",
-        {"alerts": alerts, "problems": problems, "chart": chart, "state": state or ""},
+        {
+            "alerts": alerts,
+            "problems": problems,
+            "chart": chart,
+            "state": state or "",
+            "sort": order,
+        },
     )
 
 
