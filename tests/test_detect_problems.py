@@ -12,7 +12,7 @@ from sqlalchemy import select
 from tests.conftest import admin_client
 from voxloop.config import Settings
 from voxloop.detect.models import Alert, Problem, ProblemEdit, ProblemMember
-from voxloop.detect.problems import GROUPERS, keywords, title_for
+from voxloop.detect.problems import GROUPERS, keywords, place_words, title_for
 from voxloop.detect.service import detect_stage, merge_problems, problem_state, split_problem
 from voxloop.errors import ConflictError, NotFoundError
 from voxloop.store.service import make_engine, make_sessionmaker
@@ -84,6 +84,16 @@ def test_keywords_and_title_use_the_voices_language() -> None:
     en = keywords(["My bill shows roaming charges", "Roaming charges on my bill again"])
     assert en[:2] == ["bill", "roaming"] or set(en[:2]) == {"bill", "roaming"}
     assert title_for("BILL", ["彩铃", "扣费"]) == "BILL · 彩铃 扣费"
+
+
+def test_keywords_leave_place_names_out() -> None:
+    """A title names the issue; places are shown apart (and only to callers in scope)."""
+    texts = ["南京宽带断网三天", "南京市宽带又断网", "江苏南京宽带断网没人修"]
+    assert "南京" in keywords(texts)
+    places = place_words(["江苏省", "南京市", None])
+    assert {"江苏", "南京", "江苏省", "南京市"} <= places
+    words = keywords(texts, exclude=places)
+    assert "南京" not in words and "江苏" not in words and "宽带" in words
 
 
 def test_problem_states() -> None:

@@ -35,6 +35,7 @@ import hashlib
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -614,9 +615,28 @@ def block_keys(table: pa.Table, block_by: tuple[str, ...] | list[str]) -> list[s
     return ["|".join("" if v is None else str(v) for v in vals) for vals in zip(*cols, strict=True)]
 
 
-def keywords(texts: list[str], *, top: int = 5) -> list[str]:
-    """Return the most frequent content words of ``texts`` (rjieba for Chinese)."""
+def place_words(names: Iterable[str | None]) -> set[str]:
+    """Return place names and their short forms (南京市 -> 南京) to keep out of keywords."""
+    out: set[str] = set()
+    for name in names:
+        if not name:
+            continue
+        out.add(name.lower())
+        short = re.sub(r"(省|市|区|县|自治区|特别行政区)$", "", name)
+        if len(short) >= 2:
+            out.add(short.lower())
+    return out
+
+
+def keywords(texts: list[str], *, top: int = 5, exclude: set[str] | None = None) -> list[str]:
+    """Return the most frequent content words of ``texts`` (rjieba for Chinese).
+
+    Words in ``exclude`` are skipped: place names, because a problem's places are shown
+    on their own, and a title naming one would show it to callers scoped elsewhere.
+    """
     import rjieba
+
+    skip = exclude or set()
 
     counts: Counter[str] = Counter()
     # Keywords in the language most of the problem's voices are written in.
@@ -635,7 +655,7 @@ def keywords(texts: list[str], *, top: int = 5) -> list[str]:
             words = [w.lower() for w in _WORD.findall(clean) if w.lower() not in _EN_STOP]
         # Count a word once per voice so one long transcript does not dominate; dict keeps
         # first-seen order, so ties break the same way on every run (titles are stable).
-        counts.update(dict.fromkeys(words, 1))
+        counts.update(dict.fromkeys((w for w in words if w not in skip), 1))
     return [w for w, _ in counts.most_common(top)]
 
 

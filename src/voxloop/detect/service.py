@@ -30,6 +30,7 @@ from voxloop.detect.problems import (
     block_keys,
     context_tokens,
     keywords,
+    place_words,
     title_for,
 )
 from voxloop.detect.series import (
@@ -386,6 +387,11 @@ def refresh_problems(
         "scenario": voices["scenario"].to_pylist(),
         "province": voices["province"].to_pylist(),
         "city": voices["city"].to_pylist(),
+        "district": (
+            voices["district"].to_pylist()
+            if "district" in voices.column_names
+            else [None] * voices.num_rows
+        ),
     }
     by_voice = {v: i for i, v in enumerate(rows["id"])}
     for pid in problem_ids:
@@ -424,7 +430,8 @@ def refresh_problems(
             place = "/".join(x for x in (rows["province"][i], rows["city"][i]) if x)
             regions[place or "?"] = regions.get(place or "?", 0) + 1
         texts = [rows["text"][i] or "" for i in idx]
-        words = keywords(texts + json.loads(problem.keywords_json or "[]"))
+        places = place_words(rows[col][i] for col in ("province", "city", "district") for i in idx)
+        words = keywords(texts + json.loads(problem.keywords_json or "[]"), exclude=places)
         scen = Counter(rows["scenario"][i] for i in idx).most_common(1)[0][0]
         sims = {m.voice_id: m.similarity for m in members}
         best = sorted(idx, key=lambda i: (-sims.get(rows["id"][i], 0.0), rows["id"][i]))[:3]
