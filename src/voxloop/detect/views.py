@@ -239,13 +239,17 @@ def problems_page(
         ),
     )
     # The chart ranks the largest problems, whatever order the list below is in.
-    largest = problem_views(
-        settings=settings,
-        session=session,
-        principal=principal,
-        problems=service.list_problems(
-            session=session, principal=principal, state=state, limit=50, sort="voices"
-        ),
+    largest = (
+        problems
+        if order == "voices"
+        else problem_views(
+            settings=settings,
+            session=session,
+            principal=principal,
+            problems=service.list_problems(
+                session=session, principal=principal, state=state, limit=50, sort="voices"
+            ),
+        )
     )
     top = sorted(largest, key=lambda p: -p["n_voices"])[:10]
     chart = charts.bar_chart(

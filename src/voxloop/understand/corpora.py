@@ -469,8 +469,8 @@ def train_corpus_models(
             continue
         started = time.perf_counter()
         texts, labels, domains = list(data.texts), list(data.labels), list(data.domains)
-        fixed = corrections_for_training(*(corrections or {}).get(task, ([], [])))
-        fixed_x = (corrections or {}).get(task, ([], []))[0]
+        raw_x, raw_y = (corrections or {}).get(task, ([], []))
+        fixed = corrections_for_training(raw_x, raw_y)
         used = corrections_usable(fixed)
         if used:
             texts += [t for t, _ in fixed]
@@ -485,9 +485,9 @@ def train_corpus_models(
             "model": cls.__name__,
             "train_seconds": round(time.perf_counter() - started, 2),
         }
-        if fixed_x:
+        if raw_x:
             info[task]["corrections"] = {
-                "n": len(fixed_x),
+                "n": len(raw_x),
                 "chinese": len(fixed),
                 "used": used,
                 **(

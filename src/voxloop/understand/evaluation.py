@@ -123,7 +123,7 @@ def evaluate_split(
     has_extra = extra is not None and bool(extra[0])
     clf = model if model is not None else _model(task, other_domain=has_extra, encoder=encoder)
     t0 = time.perf_counter()
-    if extra is not None and extra[0]:
+    if extra is not None and has_extra:
         if not isinstance(clf, TextClassifier):
             raise UnusableInputError("rows of another domain need the default text model")
         clf.fit(
@@ -168,10 +168,10 @@ def evaluate_cv(
     runs = []
     pooled_true: list[str] = []
     pooled_pred: list[str] = []
+    has_extra = extra is not None and bool(extra[0])
     for tr, te in skf.split(np.zeros(len(y)), y):
         tr_x = [texts[i] for i in tr]
         te_x = [texts[i] for i in te]
-        has_extra = extra is not None and bool(extra[0])
         clf = _model(task, other_domain=has_extra, encoder=encoder)
         res = evaluate_split((tr_x, y[tr].tolist()), (te_x, y[te].tolist()), model=clf, extra=extra)
         runs.append(res)
