@@ -12,10 +12,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Debian packages the tests use: chromium + chromium-driver (UI tests) and R's rpart (peer
-# agreement of the decision tree). Best effort (needs root and apt); the tests that need
+# Debian packages the tests use: chromium + chromium-driver (UI tests), CJK fonts and
+# poppler-utils (PDF reports: embedded fonts, pdftotext checks), a Java 17 runtime (the
+# optional Spark runner) and R's rpart (peer agreement of the decision tree). Best effort (needs root and apt); the tests that need
 # them say why they skip where this could not install them.
-SYSTEM_PACKAGES := chromium chromium-driver fonts-wqy-microhei r-base-core r-cran-rpart
+SYSTEM_PACKAGES := chromium chromium-driver fonts-wqy-microhei fonts-noto-cjk poppler-utils \
+  openjdk-17-jre-headless r-base-core r-cran-rpart
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \

@@ -41,6 +41,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
 
     from voxloop.act import views as act_views
     from voxloop.analyze import views as analyze_views
+    from voxloop.assist import views as assist_views
     from voxloop.detect import views as detect_views
     from voxloop.ingest import views as ingest_views
     from voxloop.understand import views as understand_views
@@ -83,7 +84,14 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
     # pages redirect to /login. The act pages check their own access, /login stays open.
     api_guard = [Depends(get_principal)]
     page_guard = [Depends(require_page_login)]
-    for module in (ingest_views, understand_views, detect_views, analyze_views, act_views):
+    for module in (
+        ingest_views,
+        understand_views,
+        detect_views,
+        analyze_views,
+        act_views,
+        assist_views,
+    ):
         app.include_router(module.router, prefix="/api/v1", dependencies=api_guard)
         if module is act_views:
             app.include_router(module.pages)

@@ -84,9 +84,19 @@ def demo(
 
 
 def _register_domains() -> None:
-    from voxloop.cli import act, analyze, detect, generate, ingest, understand
+    from voxloop.cli import (
+        act,
+        analyze,
+        assist,
+        detect,
+        generate,
+        ingest,
+        report,
+        scale,
+        understand,
+    )
 
-    for module in (ingest, generate, understand, detect, analyze, act):
+    for module in (ingest, generate, understand, detect, analyze, act, assist, scale, report):
         module.register(app=app, evaluate=evaluate_app, analyze=analyze_app)
 
 
