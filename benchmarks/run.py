@@ -14,7 +14,17 @@ import sys
 import time
 from pathlib import Path
 
-SECTIONS = ["ingest", "understand", "understand_encoder", "detect", "analyze", "act", "web"]
+SECTIONS = [
+    "ingest",
+    "understand",
+    "understand_encoder",
+    "detect",
+    "analyze",
+    "act",
+    "web",
+    "assist",
+    "scale",
+]
 
 
 def _machine() -> str:
