@@ -84,7 +84,13 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
 
     @evaluate.command("text")
     def evaluate_text(
-        train: Annotated[Path, typer.Option(help="Labelled training file (csv, csv.gz, jsonl).")],
+        train: Annotated[
+            Path,
+            typer.Option(
+                help="Labelled training file, any format ingest reads "
+                "(csv, csv.gz, tsv, jsonl, parquet, xlsx)."
+            ),
+        ],
         text_col: Annotated[str, typer.Option(help="Text column.")] = "text",
         label_col: Annotated[str, typer.Option(help="Label column.")] = "label",
         test: Annotated[Path | None, typer.Option(help="Labelled test file.")] = None,

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.json as pajson
 
 from voxloop.errors import UnusableInputError
+from voxloop.ingest.readers import RawBatch
 from voxloop.understand.encoders import Encoder, HybridClassifier
 from voxloop.understand.estimators import TextClassifier
 
 TASKS = ("scenario", "sentiment", "emotion", "intent")
 #: Domain name of the rows a model is evaluated on when other-domain rows also train it.
 _TARGET = "target"
+#: Rows per batch when reading a labelled file.
+_READ_BATCH = 50_000
 
 
 def task_model(task: str, *, target_domain: str | None = None) -> TextClassifier:
@@ -49,44 +50,93 @@ def _model(
     return HybridClassifier(encoder=encoder, text_model=text)
 
 
+def _labelled_batches(path: Path) -> Iterator[RawBatch]:
+    """Stream ``path`` through the ingest reader of its format (one reader for both)."""
+    from voxloop.ingest.readers import (
+        file_format,
+        read_csv,
+        read_jsonl,
+        read_parquet,
+        read_xlsx,
+    )
+
+    fmt = file_format(path)
+    if fmt == "csv":
+        return read_csv(path, batch_size=_READ_BATCH)
+    if fmt == "parquet":
+        return read_parquet(path, batch_size=_READ_BATCH)
+    if fmt == "xlsx":
+        return read_xlsx(path, batch_size=_READ_BATCH)
+    return read_jsonl(path, batch_size=_READ_BATCH)
+
+
+def _json_array(path: Path) -> pa.Table | None:
+    """Return the rows of a ``.json`` file holding one JSON array, else ``None``."""
+    import json
+
+    if not path.name.lower().endswith(".json"):
+        return None
+    with path.open("rb") as fh:
+        head = fh.read(4096).decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
+    if not head.startswith("["):
+        return None
+    rows = json.loads(path.read_text(encoding="utf-8-sig"))
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise UnusableInputError(f"{path}: a JSON file must hold a list of objects")
+    return pa.Table.from_pylist([{k: _cell(v) for k, v in r.items()} for r in rows])
+
+
+def _cell(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 def read_labelled(path: Path, *, text_col: str, label_col: str) -> tuple[list[str], list[str]]:
-    """Read texts and labels from CSV, CSV.gz, JSON Lines or a JSON array file."""
+    """Read texts and labels from any file the ingest reads (CSV, JSONL, Parquet, xlsx).
+
+    The ingest readers (``voxloop.ingest.readers``) parse the file, so quoted multi-line
+    CSV fields, GBK/UTF-8 detection, ``.gz`` and Excel behave as in ``voxloop ingest``.
+    A ``.json`` file holding one array of objects is read too. A row the reader cannot
+    parse, or a row with an empty label, stops the evaluation with its row number.
+    """
     if not path.exists():
         raise UnusableInputError(f"{path}: file not found")
-    name = path.name.lower()
+    texts: list[str] = []
+    labels: list[str | None] = []
+    sources: list[int] = []
     try:
-        if name.endswith((".csv", ".csv.gz", ".tsv")):
-            opts = pacsv.ConvertOptions(
-                column_types={text_col: pa.string(), label_col: pa.string()}
-            )
-            parse = pacsv.ParseOptions(delimiter="\t" if name.endswith(".tsv") else ",")
-            table = pacsv.read_csv(path, parse_options=parse, convert_options=opts)
-        elif name.endswith((".jsonl", ".ndjson", ".jsonl.gz")):
-            table = pajson.read_json(path)
-        elif name.endswith(".json"):
-            import json
-
-            rows = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(rows, list):
-                raise UnusableInputError(f"{path}: a JSON file must hold a list of objects")
-            table = pa.Table.from_pylist(rows)
-        else:
-            raise UnusableInputError(f"{path}: unsupported file type (csv, csv.gz, jsonl, json)")
-    except (pa.ArrowInvalid, ValueError) as exc:
+        table = _json_array(path)
+        batches: Iterator[RawBatch] = (
+            iter([RawBatch(table=table, rows=np.arange(1, table.num_rows + 1))])
+            if table is not None
+            else _labelled_batches(path)
+        )
+        for batch in batches:
+            if batch.rejects:
+                bad = batch.rejects[0]
+                raise UnusableInputError(f"{path}: row {bad.row} cannot be parsed: {bad.reason}")
+            names = batch.table.column_names
+            if batch.table.num_rows == 0 and not names:
+                continue
+            for col in (text_col, label_col):
+                if col not in names:
+                    raise UnusableInputError(
+                        f"{path}: no column {col!r}; columns are {', '.join(names)}"
+                    )
+            texts.extend("" if t is None else str(t) for t in batch.table[text_col].to_pylist())
+            labels.extend(_cell(v) for v in batch.table[label_col].to_pylist())
+            sources.extend(int(r) for r in batch.rows)
+    except (pa.ArrowInvalid, ValueError, OSError) as exc:
         if isinstance(exc, UnusableInputError):
             raise
         raise UnusableInputError(f"{path}: cannot parse: {exc}") from exc
-    for col in (text_col, label_col):
-        if col not in table.column_names:
+    out: list[str] = []
+    for i, label in enumerate(labels):
+        if label is None or label.strip() == "":
             raise UnusableInputError(
-                f"{path}: no column {col!r}; columns are {', '.join(table.column_names)}"
+                f"{path}: row {i + 1} (source row {sources[i]}) has an empty {label_col!r}"
             )
-    texts = [("" if t is None else str(t)) for t in table.column(text_col).to_pylist()]
-    labels_raw = table.column(label_col).to_pylist()
-    for i, label in enumerate(labels_raw):
-        if label is None or str(label) == "":
-            raise UnusableInputError(f"{path}: row {i + 1} has an empty {label_col!r}")
-    return texts, [str(v) for v in labels_raw]
+        out.append(label)
+    return texts, out
 
 
 def _scores(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, Any]:
