@@ -1,9 +1,89 @@
-"""CLI commands of the scale domain."""
+"""CLI commands of the scale domain: ``voxloop consume`` (NATS JetStream / Kafka)."""
 
 from __future__ import annotations
 
+import json
+from typing import Annotated
+
 import typer
+
+from voxloop.config import load_settings
 
 
 def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -> None:
     """Add the scale commands to the CLI."""
+
+    @app.command("consume")
+    def consume(
+        url: Annotated[
+            str, typer.Argument(help="nats://host:4222 or kafka://host:9092 (bootstrap).")
+        ],
+        stream: Annotated[
+            str, typer.Option(help="JetStream stream (NATS) or topic (Kafka).")
+        ] = "VOICES",
+        subject: Annotated[str, typer.Option(help="NATS subject filter.")] = "voices.>",
+        durable: Annotated[
+            str, typer.Option(help="Durable consumer (NATS) or consumer group (Kafka).")
+        ] = "voxloop",
+        kind: Annotated[str, typer.Option(help="voice, survey, customer or event.")] = "voice",
+        batch: Annotated[
+            int | None, typer.Option(min=1, help="Messages per batch (default: settings).")
+        ] = None,
+        stages: Annotated[
+            bool, typer.Option(help="Run the post-ingest stages after stored batches.")
+        ] = True,
+        idle_exit: Annotated[
+            float | None, typer.Option(help="Stop after this many seconds without messages.")
+        ] = None,
+        progress: Annotated[float, typer.Option(help="Seconds between progress lines.")] = 5.0,
+        ack_wait: Annotated[
+            float,
+            typer.Option(help="NATS: seconds before an unacknowledged batch is redelivered."),
+        ] = 60.0,
+    ) -> None:
+        """Consume voices from a broker into the lake; acknowledge only what is stored."""
+        from voxloop.ingest.broker import consume_kafka, consume_nats
+        from voxloop.ingest.schemas import RecordKind
+
+        settings = load_settings()
+        record_kind = RecordKind(kind)
+        if url.startswith("kafka://"):
+            stats = consume_kafka(
+                settings=settings,
+                bootstrap=url.removeprefix("kafka://"),
+                topic=stream,
+                group=durable,
+                kind=record_kind,
+                batch_size=batch,
+                stages=stages and settings.stages_after_push,
+                idle_exit=idle_exit,
+                progress=progress,
+            )
+        elif url.startswith(("nats://", "tls://")):
+            stats = consume_nats(
+                settings=settings,
+                url=url,
+                stream=stream,
+                subject=subject,
+                durable=durable,
+                kind=record_kind,
+                batch_size=batch,
+                stages=stages and settings.stages_after_push,
+                idle_exit=idle_exit,
+                progress=progress,
+                ack_wait=ack_wait,
+            )
+        else:
+            raise typer.BadParameter("URL must start with nats://, tls:// or kafka://")
+        typer.echo(
+            json.dumps(
+                {
+                    "consumed": stats.consumed,
+                    "stored": stats.stored,
+                    "quarantined": stats.quarantined,
+                    "duplicates": stats.duplicates,
+                    "batches": stats.batches,
+                    "lag": stats.lag,
+                }
+            )
+        )

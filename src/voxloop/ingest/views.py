@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import PlainTextResponse
 
 from voxloop.act.access import Principal
 from voxloop.api.service import get_principal, get_settings, require_permission
@@ -74,6 +75,27 @@ def stage_status(
     """Report the background post-ingest runs started by pushes."""
     status: dict[str, Any] = request.app.state.stages.status()
     return status
+
+
+@router.get("/metrics", tags=["ingest"], response_class=PlainTextResponse)
+def metrics(
+    request: Request,
+    settings: Annotated[Settings, Depends(get_settings)],
+    principal: Annotated[Principal, Depends(require_permission("read"))],
+) -> PlainTextResponse:
+    """Expose broker consumer and post-ingest stage counts in Prometheus text format."""
+    from voxloop.ingest.broker import load_stats, prometheus_text
+
+    stages: dict[str, Any] = request.app.state.stages.status()
+    text = prometheus_text(load_stats(settings)) + (
+        "# HELP voxloop_stage_runs_total Post-ingest stage runs started by pushes.\n"
+        "# TYPE voxloop_stage_runs_total counter\n"
+        f"voxloop_stage_runs_total {int(stages['runs'])}\n"
+        "# HELP voxloop_stage_running Whether a post-ingest stage run is pending or running.\n"
+        "# TYPE voxloop_stage_running gauge\n"
+        f"voxloop_stage_running {int(bool(stages['running']))}\n"
+    )
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 @router.get("/voices", tags=["ingest"])
