@@ -1,8 +1,9 @@
-"""CLI commands of the scale domain: ``voxloop consume`` (NATS JetStream / Kafka)."""
+"""CLI commands of the scale domain: ``voxloop consume`` and ``voxloop spark run``."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +13,33 @@ from voxloop.config import load_settings
 
 def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -> None:
     """Add the scale commands to the CLI."""
+    spark_app = typer.Typer(help="Run the pipeline stages on Apache Spark.", no_args_is_help=True)
+    app.add_typer(spark_app, name="spark")
+
+    @spark_app.command("run")
+    def spark_run(
+        inputs: Annotated[
+            list[Path] | None, typer.Argument(help="Files the ingest stage reads.")
+        ] = None,
+        master: Annotated[str, typer.Option(help="Spark master URL.")] = "local[*]",
+        stages: Annotated[
+            str, typer.Option(help="Comma-separated: ingest,understand,detect,analyze.")
+        ] = "ingest,understand,detect,analyze",
+        lake: Annotated[
+            Path | None, typer.Option(help="voxloop home whose lake/ is read and written.")
+        ] = None,
+    ) -> None:
+        """Run the stage functions over the Parquet lake on Spark (mapInArrow)."""
+        from voxloop.store.spark import run_spark
+
+        settings = load_settings(**({"home": lake} if lake else {}))
+        result = run_spark(
+            master=master,
+            settings=settings,
+            stages=[s.strip() for s in stages.split(",") if s.strip()],
+            inputs=inputs or [],
+        )
+        typer.echo(json.dumps(result, default=str))
 
     @app.command("consume")
     def consume(
