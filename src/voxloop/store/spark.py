@@ -32,15 +32,15 @@ from voxloop.config import Settings
 SPARK_STAGES = ("ingest", "understand", "detect", "analyze")
 
 
-def spark_session(master: str, *, app_name: str = "voxloop", local_ip: bool = False) -> Any:
-    """Return a SparkSession for ``master`` with Arrow on and the UI off."""
+def spark_session(master: str | None, *, app_name: str = "voxloop", local_ip: bool = False) -> Any:
+    """Return a SparkSession for ``master`` (None: spark-submit's) with Arrow on, UI off."""
     from pyspark.sql import SparkSession
 
     # Executors must run this interpreter (it has voxloop and its dependencies).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder if master is None else SparkSession.builder.master(master)
     builder = (
-        SparkSession.builder.master(master)
-        .appName(app_name)
+        builder.appName(app_name)
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -211,7 +211,7 @@ def spark_detect(*, spark: Any, settings: Settings, granularity: str = "hour") -
 
 def run_spark(
     *,
-    master: str,
+    master: str | None,
     settings: Settings,
     stages: Sequence[str] = SPARK_STAGES,
     inputs: Sequence[Path] = (),
@@ -259,7 +259,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from voxloop.config import load_settings
 
     parser = argparse.ArgumentParser(prog="voxloop.store.spark")
-    parser.add_argument("--master", default=os.environ.get("SPARK_MASTER", "local[*]"))
+    # Unset: the master spark-submit was given (--master there), else Spark's default.
+    parser.add_argument("--master", default=None)
     parser.add_argument("--stages", default=",".join(SPARK_STAGES))
     parser.add_argument("--lake", type=Path, default=None, help="voxloop home (lake root)")
     parser.add_argument("inputs", nargs="*", type=Path)
