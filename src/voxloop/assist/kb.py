@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import io
 import json
 import re
@@ -31,6 +32,7 @@ KB_TABLE = "kb_entries"
 #: The constant of reciprocal rank fusion (60 in Cormack et al.).
 RRF_K = 60
 _TAGS = re.compile(r"<[^>]+>")
+_BREAKS = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _FIELDS = ("entry_id", "question", "answer", "region", "valid_from", "valid_to")
 
 
@@ -38,9 +40,16 @@ def _entry_id(question: str) -> str:
     return "kb-" + hashlib.sha1(question.strip().encode("utf-8")).hexdigest()[:12]
 
 
+def _clean_answer(text: str) -> str:
+    # FAQ exports carry HTML, sometimes entity-escaped twice (&lt;a href=...&gt;): the
+    # assistant quotes plain text, with line breaks kept.
+    text = html.unescape(html.unescape(text))
+    return _TAGS.sub("", _BREAKS.sub("\n", text)).strip()
+
+
 def _row_entry(raw: dict[str, Any], where: str) -> KbEntry:
     question = str(raw.get("question") or "").strip()
-    answer = _TAGS.sub("", str(raw.get("answer") or "")).strip()
+    answer = _clean_answer(str(raw.get("answer") or ""))
     if not question:
         raise UnusableInputError(f"{where}: field 'question' is empty")
     if not answer:

@@ -149,7 +149,7 @@ def ingest_messages(
     engine: Any = None,
 ) -> IngestResult:
     """Store one batch of broker messages; poison messages are quarantined with a reason."""
-    from voxloop.ingest.service import _ingest_batches
+    from voxloop.ingest.service import ingest_batches
 
     redelivered = [m.row for m in messages if m.redelivered]
     seen = _already_quarantined(settings, source, redelivered)
@@ -178,7 +178,7 @@ def ingest_messages(
     batch = RawBatch(
         table=records_table(good), rows=np.array(rows, dtype=np.int64), rejects=rejects
     )
-    result = _ingest_batches(
+    result = ingest_batches(
         settings=settings,
         kind=kind,
         batches=iter([batch]) if batch.read else iter([]),

@@ -512,7 +512,7 @@ def _lake_table(
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _ingest_batches(
+def ingest_batches(
     *,
     settings: Settings,
     kind: RecordKind,
@@ -521,6 +521,7 @@ def _ingest_batches(
     source_file: str,
     engine: Engine | None = None,
 ) -> IngestResult:
+    """Store raw batches of one kind (files, pushes and broker consumers share this path)."""
     table_name, _ = LAKE_TABLES[kind]
     batch_id = uuid.uuid4().hex
     result = IngestResult(batch_id=batch_id)
@@ -845,7 +846,7 @@ def ingest_file(
         batches = read_parquet(path, batch_size=size)
     else:
         batches = read_xlsx(path, batch_size=size, sheet=m.sheet if m else None)
-    return _ingest_batches(
+    return ingest_batches(
         settings=settings,
         kind=k,
         batches=batches,
@@ -898,7 +899,7 @@ def ingest_records(
 ) -> IngestResult:
     """Ingest pushed records (canonical flat fields; ``region``/``plan`` objects allowed)."""
     k = RecordKind(kind)
-    return _ingest_batches(
+    return ingest_batches(
         settings=settings,
         kind=k,
         batches=read_records(records, batch_size=settings.batch_size),
