@@ -61,11 +61,21 @@ def run_demo(
     ingested = ingest_path(settings=settings, path=out_dir)
     say("running pipeline stages")
     stages = run_stages(settings=settings)
+    say("closing the loop: work orders, SLA clock, resolution and verification")
+    from voxloop.act.demo import demo_loop
+
+    act = demo_loop(settings=settings)
+    say(
+        f"work orders: {act['orders']['created']} created, {act['orders']['existing']} existing; "
+        f"{act['escalated']} escalated, {act['verification'].get('verified', 0)} verified, "
+        f"{act['regressed']} regressed"
+    )
     summary: dict[str, Any] = {
         "home": str(settings.home.resolve()),
         "generated": generated,
         "ingested": ingested.model_dump(),
         "stages": stages,
+        "act": act,
         "status": store_status(settings=settings),
         "seconds": round(time.perf_counter() - started, 1),
     }
