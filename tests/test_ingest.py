@@ -633,7 +633,7 @@ def test_batches_see_rows_another_process_wrote_in_between(tmp_path):
                 subprocess.run([sys.executable, "-c", writer], check=True, env=_env(settings))
             yield batch
 
-    result = service._ingest_batches(
+    result = service.ingest_batches(
         settings=settings,
         kind=RecordKind.voice,
         batches=batches(),
