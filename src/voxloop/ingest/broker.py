@@ -158,6 +158,11 @@ def ingest_messages(
     rejects: list[Reject] = []
     skipped = 0
     for m in messages:
+        if m.row in seen:
+            # Quarantined before the crash that caused this redelivery: as poison, or as an
+            # invalid record by the ingest path. A stored message never has a quarantine row.
+            skipped += 1
+            continue
         reason: str | None
         try:
             rec = json.loads(m.data)
@@ -166,9 +171,6 @@ def ingest_messages(
         else:
             reason = None if isinstance(rec, dict) else "message is not a JSON object"
         if reason is not None:
-            if m.row in seen:
-                skipped += 1  # quarantined before the crash that caused the redelivery
-                continue
             raw = m.data.decode("utf-8", errors="replace")
             rejects.append(Reject(row=m.row, reason=reason, raw=json.dumps({"_message": raw})))
             continue
@@ -186,8 +188,8 @@ def ingest_messages(
         source_file=source,
         engine=engine,
     )
-    # Invalid records (wrong fields) are quarantined by the ingest path itself; a
-    # redelivered one that was quarantined already is counted as a duplicate instead.
+    # Invalid records (wrong fields) are quarantined by the ingest path itself; redelivered
+    # messages quarantined already were counted as duplicates above.
     return result.add(IngestResult(read=skipped, duplicates=skipped))
 
 
