@@ -48,28 +48,6 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
         typer.echo(json.dumps(res.model_dump(mode="json"), ensure_ascii=False))
 
     @evaluate.command("match")
-    def evaluate_match(
-        train: Annotated[Path, typer.Option("--train", help="sentence1,sentence2,label CSV.")],
-        test: Annotated[Path | None, typer.Option("--test", help="Held-out CSV; else CV.")] = None,
-        folds: Annotated[int, typer.Option(min=2)] = 5,
-        encoder: Annotated[bool, typer.Option("--encoder/--no-encoder")] = True,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
-    ) -> None:
-        """Measure the question matcher (accuracy, F1) on labelled question pairs."""
-        from voxloop.assist.matcher import evaluate_match as run_eval
-
-        enc = None
-        if encoder:
-            from voxloop.understand.encoders import Usem3Encoder
-
-            enc = Usem3Encoder()
-        res = run_eval(train=train, test=test, folds=folds, encoder=enc)
-        if as_json:
-            typer.echo(json.dumps(res))
-        else:
-            typer.echo(f"accuracy {res['accuracy']}, f1 {res['f1']}")
-
-    @evaluate.command("match")
     def evaluate_match_cmd(
         train: Annotated[Path, typer.Option(help="sentence1,sentence2,label CSV")],
         test: Annotated[
