@@ -14,7 +14,6 @@ Stage = Callable[..., dict[str, Any]]
 def pipeline_stages() -> list[tuple[str, Stage]]:
     """Return the post-ingest stages in the order they run."""
     from voxloop.analyze.service import analysis_stage
-    from voxloop.assist.service import assist_stage
     from voxloop.detect.service import detect_stage
     from voxloop.understand.service import read_new_voices
 
@@ -24,7 +23,6 @@ def pipeline_stages() -> list[tuple[str, Stage]]:
         ("understand", read_new_voices),
         ("detect", detect_stage),
         ("analyze", analysis_stage),
-        ("assist", assist_stage),
     ]
 
 
