@@ -56,7 +56,7 @@ def _row_entry(raw: dict[str, Any], where: str) -> KbEntry:
         raise UnusableInputError(f"{where}: field 'answer' is empty")
     values: dict[str, Any] = {"question": question, "answer": answer}
     values["entry_id"] = str(raw.get("entry_id") or raw.get("id") or _entry_id(question))
-    values["region"] = str(raw["region"]).strip() or None if raw.get("region") else None
+    values["region"] = str(raw.get("region") or "").strip() or None
     for field in ("valid_from", "valid_to"):
         value = raw.get(field)
         if value:
@@ -191,7 +191,7 @@ def tokens(text: str) -> list[str]:
     """Split text into rjieba words (Chinese) and lower-cased word tokens (other scripts)."""
     import rjieba
 
-    return [t.lower() for t in rjieba.cut_for_search(text) if t.strip() and not t.isspace()]
+    return [t.lower() for t in rjieba.cut_for_search(text) if t.strip()]
 
 
 class KbRetriever:
