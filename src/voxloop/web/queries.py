@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
@@ -20,6 +20,7 @@ from voxloop.understand.taxonomy import SCENARIO_CODES
 from voxloop.web.schemas import (
     Facets,
     Overview,
+    PageFilters,
     ReadingRow,
     Scope,
     VoiceDetail,
@@ -104,18 +105,33 @@ def _has_readings(con: Any, tables: set[str]) -> bool:
     return {"voice_id", "read_at", *_READING_FIELDS} <= cols
 
 
-def _scope_where(scope: Scope) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for col in ("province", "city", "district"):
-        value = getattr(scope, col)
-        if value:
-            clauses.append(f"v.{col} = ?")
-            params.append(value)
+def _scope_where(scope: Scope, tz: str, *, has_readings: bool) -> tuple[str, list[Any]]:
+    where, params, reading = _filter_where(scope, tz)
     if scope.days:
-        clauses.append("v.received_at > (SELECT max(received_at) FROM voices) - to_days(?)")
+        where += " AND v.received_at > (SELECT max(received_at) FROM voices) - to_days(?)"
         params.append(scope.days)
-    return (" AND ".join(clauses) or "TRUE"), params
+    if reading:
+        if not has_readings:
+            return "FALSE", []
+        sql, extra = _latest_match(reading)
+        where += f" AND v.id IN ({sql})"
+        params += extra
+    return where.removeprefix("TRUE AND "), params
+
+
+def _latest_match(reading: list[tuple[str, str, Any]]) -> tuple[str, list[Any]]:
+    """Return SQL selecting the voice ids whose latest reading matches ``reading``."""
+    # Only voices with at least one matching reading can match, so the latest reading
+    # (arg_max over read_at) is computed for those candidates only.
+    raw = " AND ".join(f"{column} = ?" for column, _, _ in reading)
+    latest = " AND ".join(f"x.{short} = ?" for _, short, _ in reading)
+    sql = (
+        "SELECT voice_id FROM (SELECT voice_id, arg_max(struct_pack(sc := scenario, "
+        "se := sentiment, nr := needs_review), read_at) AS x FROM readings "
+        f"WHERE voice_id IN (SELECT DISTINCT voice_id FROM readings WHERE {raw}) "
+        f"GROUP BY voice_id) WHERE {latest}"
+    )
+    return sql, [value for _, _, value in reading] * 2
 
 
 def _rows(con: Any, sql: str, params: list[Any], *, with_readings: bool) -> list[VoiceRow]:
@@ -201,7 +217,8 @@ def _overview(*, settings: Settings, scope: Scope, latest_limit: int) -> Overvie
         if "voices" not in tables:
             return result
         tz = settings.timezone
-        where, params = _scope_where(scope)
+        has_readings = _has_readings(con, tables)
+        where, params = _scope_where(scope, tz, has_readings=has_readings)
         scoped = (
             "WITH scoped AS (SELECT v.id, v.received_at, v.channel, v.province, v.city, "
             "v.district, coalesce(list_sum(map_values(v.pii_counts)), 0) AS pii "
@@ -289,7 +306,7 @@ def _overview(*, settings: Settings, scope: Scope, latest_limit: int) -> Overvie
         )
         result.region_trend = {name: [n for _, n in filled[str(i)]] for name, i in index.items()}
 
-        result.has_readings = _has_readings(con, tables)
+        result.has_readings = has_readings
         if result.has_readings:
             # One pass: latest reading per voice (arg_max over read_at, exact even when a
             # voice was read several times), joined to the scope and aggregated by
@@ -355,13 +372,13 @@ def _trunc(ts: datetime, bucket: Literal["day", "hour"]) -> datetime:
 
 
 def _filter_where(
-    filters: VoiceFilters, tz: str
+    filters: PageFilters, tz: str
 ) -> tuple[str, list[Any], list[tuple[str, str, Any]]]:
     """Split ``filters`` into SQL over voices (alias ``v``) and over latest readings (``x``)."""
     clauses: list[str] = []
     params: list[Any] = []
     for col in ("province", "city", "district", "channel", "kind"):
-        value = getattr(filters, col)
+        value = getattr(filters, col, None)
         if value:
             clauses.append(f"v.{col} = ?")
             params.append(value)
@@ -371,16 +388,17 @@ def _filter_where(
     if filters.date_to:
         clauses.append("timezone(?, v.received_at) < CAST(? AS TIMESTAMP) + INTERVAL 1 DAY")
         params += [tz, filters.date_to.isoformat()]
-    if filters.q:
+    q = getattr(filters, "q", None)
+    if q:
         clauses.append("contains(lower(v.text), lower(?))")
-        params.append(filters.q)
+        params.append(q)
     reading: list[tuple[str, str, Any]] = []
     for field, column, short in (
         ("scenario", "scenario", "sc"),
         ("sentiment", "sentiment", "se"),
         ("review", "needs_review", "nr"),
     ):
-        value = getattr(filters, field)
+        value = getattr(filters, field, None)
         if value is not None and value != "":
             reading.append((column, short, value))
     return " AND ".join(clauses) or "TRUE", params, reading
@@ -410,20 +428,10 @@ def _list_voices(*, settings: Settings, filters: VoiceFilters) -> VoicePage:
         if reading and not has_readings:
             return page
         if reading:
-            # Reading filters decide which voices match, by each voice's latest reading.
-            # Only voices with at least one matching reading can match, so the latest
-            # reading (arg_max over read_at) is computed for those candidates only.
-            raw = " AND ".join(f"{column} = ?" for column, _, _ in reading)
-            latest = " AND ".join(f"x.{short} = ?" for _, short, _ in reading)
-            # Materialised once: both the count and the page query need it.
-            con.execute(
-                f"CREATE TEMP TABLE hits AS WITH cand AS (SELECT DISTINCT voice_id FROM readings "
-                f"WHERE {raw}) SELECT voice_id FROM (SELECT voice_id, arg_max(struct_pack("
-                "sc := scenario, se := sentiment, nr := needs_review), read_at) AS x "
-                "FROM readings WHERE voice_id IN (SELECT voice_id FROM cand) "
-                f"GROUP BY voice_id) WHERE {latest}",
-                [value for _, _, value in reading] * 2,
-            )
+            # Reading filters decide which voices match, by each voice's latest reading;
+            # materialised once: both the count and the page query need it.
+            sql, extra = _latest_match(reading)
+            con.execute(f"CREATE TEMP TABLE hits AS {sql}", extra)
             where += " AND v.id IN (SELECT voice_id FROM hits)"
         page.has_readings = has_readings
         page.total = int(
@@ -437,6 +445,68 @@ def _list_voices(*, settings: Settings, filters: VoiceFilters) -> VoicePage:
             with_readings=has_readings,
         )
         return page
+    finally:
+        con.close()
+
+
+#: Columns of the voices download, in order (the page's columns, each field on its own).
+VOICE_EXPORT_COLUMNS = (
+    "id",
+    "received_at",
+    "channel",
+    "kind",
+    "province",
+    "city",
+    "district",
+    "text",
+    "pii",
+    *_READING_FIELDS,
+)
+
+
+def iter_voices(
+    *, settings: Settings, filters: VoiceFilters, batch: int = 5000
+) -> Iterator[tuple[Any, ...]]:
+    """Yield every voice matching ``filters`` (newest first) with its latest reading.
+
+    Paging is ignored; rows are fetched from DuckDB ``batch`` at a time, so a download of
+    millions of voices never holds them all in memory.  Columns: ``VOICE_EXPORT_COLUMNS``.
+    """
+    con = lake_connection(settings)
+    try:
+        tables = _tables(con)
+        if "voices" not in tables:
+            return
+        has_readings = _has_readings(con, tables)
+        tz = settings.timezone
+        where, params, reading = _filter_where(filters, tz)
+        if reading and not has_readings:
+            return
+        if reading:
+            sql, extra = _latest_match(reading)
+            where += f" AND v.id IN ({sql})"
+            params += extra
+        if has_readings:
+            fields = ", ".join(f"{f} := {f}" for f in _READING_FIELDS)
+            latest = ", ".join(f"l.x.{f}" for f in _READING_FIELDS)
+            # Latest reading per exported voice only (arg_max over read_at).
+            sql = (
+                f"WITH lr AS (SELECT voice_id, arg_max(struct_pack({fields}), read_at) AS x "
+                f"FROM readings WHERE voice_id IN (SELECT v.id FROM voices v WHERE {where}) "
+                f"GROUP BY voice_id) SELECT {_VOICE_COLUMNS}, {latest} FROM voices v "
+                f"LEFT JOIN lr l ON l.voice_id = v.id WHERE {where} "
+                "ORDER BY v.received_at DESC, v.id"
+            )
+            cursor = con.execute(sql, [*params, tz, *params])
+        else:
+            empty = ", ".join(f"NULL AS {f}" for f in _READING_FIELDS)
+            cursor = con.execute(
+                f"SELECT {_VOICE_COLUMNS}, {empty} FROM voices v WHERE {where} "
+                "ORDER BY v.received_at DESC, v.id",
+                [tz, *params],
+            )
+        while rows := cursor.fetchmany(batch):
+            yield from (tuple(r) for r in rows)
     finally:
         con.close()
 
@@ -568,5 +638,100 @@ def _voice_detail(*, settings: Settings, voice_id: str) -> VoiceDetail | None:
             pii_counts={k: int(v) for k, v in zip(found[14] or [], found[15] or [], strict=False)},
             readings=readings,
         )
+    finally:
+        con.close()
+
+
+def readings_summary(
+    *, settings: Settings, filters: PageFilters, limit: int = 20
+) -> dict[str, Any]:
+    """Summarise the latest reading of every voice the filters keep.
+
+    Returns counts per scenario (with names), source and sentiment, and the review and
+    escalation queues (most urgent first), as the understanding page shows them.
+    """
+    return _cached(
+        settings,
+        ("readings", filters.model_dump_json(), limit),
+        lambda: _readings_summary(settings=settings, filters=filters, limit=limit),
+    )
+
+
+def _readings_summary(*, settings: Settings, filters: PageFilters, limit: int) -> dict[str, Any]:
+    from voxloop.understand.service import latest_model_version
+
+    out: dict[str, Any] = {
+        "total": 0,
+        "scenarios": [],
+        "sources": [],
+        "sentiments": [],
+        "review": [],
+        "escalations": [],
+        "model_version": latest_model_version(settings) or "default",
+    }
+    con = lake_connection(settings)
+    try:
+        tables = _tables(con)
+        if not _has_readings(con, tables):
+            return out
+        has_voices = "voices" in tables
+        where, params, reading = _filter_where(filters, settings.timezone)
+        if reading:
+            sql, extra = _latest_match(reading)
+            where += f" AND v.id IN ({sql})"
+            params += extra
+        if where == "TRUE" or not has_voices:
+            if where != "TRUE":
+                return out  # region or date filters cannot match without voices
+            restrict = ""
+        else:
+            restrict = f"WHERE voice_id IN (SELECT v.id FROM voices v WHERE {where})"
+        con.execute(
+            f"CREATE TEMP TABLE latest AS SELECT * FROM readings {restrict} "
+            "QUALIFY row_number() OVER (PARTITION BY voice_id ORDER BY read_at DESC) = 1",
+            params if restrict else [],
+        )
+
+        def grouped(col: str) -> list[dict[str, Any]]:
+            rows = con.execute(
+                f"SELECT {col}, count(*) AS n FROM latest GROUP BY 1 ORDER BY n DESC, 1"
+            ).fetchall()
+            return [{"key": k, "n": int(n)} for k, n in rows]
+
+        from voxloop.web.service import taxonomy_names
+
+        names = taxonomy_names().get("scenario", {})
+        scenarios = grouped("scenario")
+        for s in scenarios:
+            s["zh"], s["en"] = names.get(str(s["key"]), (s["key"], s["key"]))
+        text = "v.text" if has_voices else "NULL"
+        join = "LEFT JOIN voices v ON v.id = l.voice_id" if has_voices else ""
+
+        def listing(cond: str) -> list[dict[str, Any]]:
+            rows = con.execute(
+                f"SELECT l.voice_id, l.scenario, l.scenario_confidence, l.urgency, {text} "
+                f"FROM latest l {join} WHERE {cond} "
+                f"ORDER BY l.urgency DESC NULLS LAST, l.voice_id LIMIT {int(limit)}"
+            ).fetchall()
+            return [
+                {
+                    "voice_id": r[0],
+                    "scenario": r[1],
+                    "confidence": r[2],
+                    "urgency": r[3],
+                    "text": r[4],
+                }
+                for r in rows
+            ]
+
+        out["total"] = int(con.execute("SELECT count(*) FROM latest").fetchone()[0])
+        out["scenarios"] = scenarios
+        out["sources"] = grouped(
+            "CASE WHEN scenario_source LIKE 'rule:%' THEN 'rule' ELSE scenario_source END"
+        )
+        out["sentiments"] = grouped("sentiment")
+        out["review"] = listing("l.needs_review")
+        out["escalations"] = listing("l.escalation_risk")
+        return out
     finally:
         con.close()

@@ -10,20 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from voxloop.errors import UnusableInputError
 
-
-class Scope(BaseModel):
-    """Region and time window the overview is restricted to (query parameters)."""
-
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-
-    province: str | None = Field(default=None, max_length=100)
-    city: str | None = Field(default=None, max_length=100)
-    district: str | None = Field(default=None, max_length=100)
-    days: int | None = Field(default=None, ge=1, le=3660, description="Last N days of data.")
+#: Query parameters of the filter bar shown on every page (fixed names, shared by domains).
+FILTER_PARAMS = ("from", "to", "province", "city", "district", "channel", "scenario", "sentiment")
+REGION_PARAMS = ("province", "city", "district")
 
 
-class VoiceFilters(BaseModel):
-    """Filters of the voices page (query parameters); dates are local calendar days."""
+class PageFilters(BaseModel):
+    """The filter bar's values (query parameters); dates are local calendar days."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, populate_by_name=True)
 
@@ -33,16 +26,11 @@ class VoiceFilters(BaseModel):
     city: str | None = Field(default=None, max_length=100)
     district: str | None = Field(default=None, max_length=100)
     channel: str | None = Field(default=None, max_length=100)
-    kind: str | None = Field(default=None, max_length=100)
     scenario: str | None = Field(default=None, max_length=20)
     sentiment: Literal["negative", "neutral", "positive"] | None = None
-    review: bool | None = Field(default=None, description="Only voices whose reading needs review.")
-    q: str | None = Field(default=None, max_length=200, description="Text contains (masked text).")
-    page: int = Field(default=1, ge=1, le=100_000)
-    per_page: int = Field(default=50, ge=1, le=500)
 
     @model_validator(mode="after")
-    def _dates_in_order(self) -> VoiceFilters:
+    def _dates_in_order(self) -> PageFilters:
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise ValueError("'from' is after 'to'")
         return self
@@ -56,6 +44,30 @@ class VoiceFilters(BaseModel):
             for k, v in data.items()
             if v not in (None, "", False)
         }
+
+    def bar(self) -> PageFilters:
+        """Return only the filter bar's fields (drop page-specific ones such as paging)."""
+        return PageFilters.model_validate(self.model_dump(include=set(PageFilters.model_fields)))
+
+    def is_empty(self) -> bool:
+        """Return whether no bar filter is set."""
+        return not self.bar().query()
+
+
+class Scope(PageFilters):
+    """Region, time window and bar filters of the overview (query parameters)."""
+
+    days: int | None = Field(default=None, ge=1, le=3660, description="Last N days of data.")
+
+
+class VoiceFilters(PageFilters):
+    """Filters of the voices page (query parameters); dates are local calendar days."""
+
+    kind: str | None = Field(default=None, max_length=100)
+    review: bool | None = Field(default=None, description="Only voices whose reading needs review.")
+    q: str | None = Field(default=None, max_length=200, description="Text contains (masked text).")
+    page: int = Field(default=1, ge=1, le=100_000)
+    per_page: int = Field(default=50, ge=1, le=500)
 
 
 def parse_query(model: type[BaseModel], params: dict[str, str]) -> Any:

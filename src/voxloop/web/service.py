@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 import yaml
@@ -14,8 +14,17 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
+from voxloop.errors import PermissionDeniedError, UnusableInputError
+from voxloop.web.schemas import FILTER_PARAMS, PageFilters, parse_query
+
+if TYPE_CHECKING:
+    from voxloop.act.access import Principal
+
 WEB_DIR = Path(__file__).resolve().parent
 LANGUAGES = ("zh-CN", "en")
+F = TypeVar("F", bound=PageFilters)
+#: Query parameters that never travel as hidden fields of the filter bar.
+_NOT_CARRIED = {*FILTER_PARAMS, "page", "format", "table", "lang"}
 
 
 @cache
@@ -114,18 +123,127 @@ def templates() -> Jinja2Templates:
     return env
 
 
+def scoped_params(request: Request, principal: Principal | None) -> dict[str, str]:
+    """Return the query parameters with the region pinned to ``principal``'s scope.
+
+    A region parameter outside the scope raises ``PermissionDeniedError`` (403); an empty
+    one is filled with the scope, so every query of the page stays inside it.
+    """
+    query = dict(request.query_params)
+    if principal is None:
+        return query
+    for name, scope in (("province", principal.province), ("city", principal.city)):
+        if scope is None:
+            continue
+        if query.get(name, "").strip() not in ("", scope):
+            raise PermissionDeniedError(f"{name} {query[name]!r} is outside your region scope")
+        query[name] = scope
+    return query
+
+
+def request_filters(
+    request: Request,
+    principal: Principal | None,
+    model: type[F] = PageFilters,  # type: ignore[assignment]
+) -> F:
+    """Return the filter bar's values of ``request`` as ``model``, pinned to the region scope.
+
+    Every page reads the bar with this: ``from``, ``to`` (local calendar days),
+    ``province``, ``city``, ``district``, ``channel``, ``scenario``, ``sentiment``.
+    Raises ``PermissionDeniedError`` for a region outside the caller's scope and
+    ``UnusableInputError`` (naming the parameter) for a value that is not valid.
+    """
+    filters: F = parse_query(model, scoped_params(request, principal))
+    return filters
+
+
+def page_principal(request: Request) -> Principal | None:
+    """Return the signed-in caller of a page (token, session cookie or dev mode), if any."""
+    if hasattr(request.state, "voxloop_principal"):
+        known: Principal | None = request.state.voxloop_principal
+        return known
+    from voxloop.api.service import optional_principal
+
+    principal: Principal | None = None
+    maker = getattr(request.app.state, "sessionmaker", None)
+    settings = getattr(request.app.state, "settings", None)
+    if maker is not None and settings is not None:
+        try:
+            with maker() as session:
+                principal = optional_principal(request, session, settings)
+        except Exception:  # an invalid credential: the page itself already answered 401
+            principal = None
+    request.state.voxloop_principal = principal
+    return principal
+
+
+def filter_bar(
+    request: Request,
+    principal: Principal | None,
+    *,
+    action: str | None = None,
+    extra: tuple[str, ...] = (),
+) -> dict[str, Any] | None:
+    """Return what the filter bar needs: current values, region cascade options, hidden fields.
+
+    The values come from the query string (an invalid one is shown empty; the page names
+    the error), the region options from the lake, restricted to ``principal``'s scope.
+    ``extra`` names page-specific fields the page renders inside the bar's form.
+    """
+    if principal is None:
+        return None
+    from voxloop.web.queries import facets
+
+    values: PageFilters
+    try:
+        values = request_filters(request, principal)
+    except (UnusableInputError, PermissionDeniedError):
+        values = PageFilters(province=principal.province, city=principal.city)
+    settings = request.app.state.settings
+    try:
+        found = facets(settings=settings, province=values.province, city=values.city)
+    except Exception:  # a lake that cannot be read must not take every page down
+        from voxloop.web.schemas import Facets
+
+        found = Facets()
+    provinces = [principal.province] if principal.province else found.provinces
+    cities = [principal.city] if principal.city else found.cities
+    hidden = [
+        (k, v) for k, v in request.query_params.items() if k not in _NOT_CARRIED and k not in extra
+    ]
+    return {
+        "values": values,
+        "action": action if action is not None else request.url.path,
+        "provinces": provinces,
+        "cities": cities,
+        "districts": found.districts,
+        "channels": found.channels,
+        "scenarios": found.scenarios,
+        "locked": {"province": principal.province is not None, "city": principal.city is not None},
+        "hidden": hidden,
+        "active": bool(values.query()),
+    }
+
+
 def render(request: Request, template: str, context: dict[str, Any]) -> HTMLResponse:
     """Render ``template`` (e.g. ``"detect/alerts.html"``) in the request's language.
 
     Besides ``context``, templates get ``lang``, ``t(key)``, ``label(prefix, code)``,
-    ``url_with(path=None, **params)``, ``lang_urls`` and the ``pii`` filter.
+    ``url_with(path=None, **params)``, ``export_url(table, fmt)``, ``lang_urls``, the
+    ``pii`` filter and ``bar`` (the filter bar shown on every page to a signed-in caller;
+    pass ``bar`` in ``context`` to change it, or ``None`` to hide it).
     """
     lang = language(request)
+    if "bar" not in context:
+        context = {**context, "bar": filter_bar(request, page_principal(request))}
     ctx = {
         "lang": lang,
         "t": lambda key: translate(key, lang),
         "label": lambda prefix, value: label(prefix, value, lang),
         "url_with": lambda path=None, **kw: url_with(request, path, **kw),
+        "export_url": lambda table, fmt: url_with(
+            request, None, format=fmt, table=table, page=None
+        ),
         "lang_urls": {code: url_with(request, lang=code) for code in LANGUAGES},
         "nav_path": request.url.path,
         **context,
