@@ -452,20 +452,119 @@ def _countdown(due: datetime | None, now: datetime) -> dict[str, Any] | None:
     return {"text": text, "level": level, "overdue": seconds < 0}
 
 
+def _local_bounds(settings: Settings, filters: Any) -> tuple[datetime | None, datetime | None]:
+    """Return the UTC instants where the bar's local ``from`` day starts and ``to`` day ends."""
+    from datetime import time, timedelta
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(settings.timezone)
+    start = end = None
+    if filters.date_from is not None:
+        start = datetime.combine(filters.date_from, time(), zone).astimezone(UTC)
+    if filters.date_to is not None:
+        end = datetime.combine(filters.date_to + timedelta(days=1), time(), zone).astimezone(UTC)
+    return start, end
+
+
+def _filtered_orders(
+    *, session: Session, settings: Settings, principal: Principal, filters: Any, limit: int | None
+) -> list[Any]:
+    """Return the orders in the principal's scope that the filter bar keeps, newest first."""
+    from sqlalchemy import select
+
+    from voxloop.act.access import scope_filter
+    from voxloop.act.models import WorkOrder
+
+    query = select(WorkOrder).where(scope_filter(principal, WorkOrder.province, WorkOrder.city))
+    for column, value in (
+        (WorkOrder.province, filters.province),
+        (WorkOrder.city, filters.city),
+        (WorkOrder.district, filters.district),
+        (WorkOrder.channel, filters.channel),
+        (WorkOrder.scenario, filters.scenario),
+    ):
+        if value:
+            query = query.where(column == value)
+    start, end = _local_bounds(settings, filters)
+    if start is not None:
+        query = query.where(WorkOrder.created_at >= start)
+    if end is not None:
+        query = query.where(WorkOrder.created_at < end)
+    query = query.order_by(WorkOrder.created_at.desc(), WorkOrder.id)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+#: Columns of the work-order download.
+ORDER_COLUMNS = (
+    "id",
+    "title",
+    "state",
+    "priority",
+    "scenario",
+    "subcategory",
+    "channel",
+    "province",
+    "city",
+    "district",
+    "queue",
+    "routing_rule",
+    "commitment_id",
+    "created_at",
+    "due_at",
+    "breached_at",
+    "escalation_level",
+    "resolved_at",
+    "closed_at",
+    "resolution_reason",
+    "regressed",
+)
+
+
 @pages.get("/work-orders", response_class=HTMLResponse, response_model=None)
 def work_orders_page(
     request: Request,
     principal: Principal | None = Depends(optional_principal),
     session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings),
 ) -> Response:
-    """Show the work-order board with SLA countdowns."""
+    """Show the work-order board with SLA countdowns (filter bar; CSV/Excel download)."""
     from voxloop.act import states
-    from voxloop.web.service import render
+    from voxloop.act.access import require
+    from voxloop.errors import UnusableInputError
+    from voxloop.web.export import audited_export, export_format, export_table
+    from voxloop.web.schemas import PageFilters
+    from voxloop.web.service import filter_bar, render, request_filters
 
     if principal is None:
         return _login_redirect(request)
+    require(principal, "read")
+    bar = filter_bar(request, principal)
+    error = None
+    try:
+        filters = request_filters(request, principal, PageFilters)
+        fmt = export_format(request)
+    except UnusableInputError as exc:
+        filters, fmt, error = PageFilters(), None, str(exc)
+    if fmt is not None:
+        export_table(request, ("orders",))
+        found = _filtered_orders(
+            session=session, settings=settings, principal=principal, filters=filters, limit=None
+        )
+        return audited_export(
+            request,
+            principal=principal,
+            fmt=fmt,
+            table="work_orders",
+            header=ORDER_COLUMNS,
+            rows=[tuple(getattr(o, c) for c in ORDER_COLUMNS) for o in found],
+            filters=filters.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+        )
     now = datetime.now(UTC)
-    orders = service.list_orders(session=session, principal=principal, limit=500)
+    orders = _filtered_orders(
+        session=session, settings=settings, principal=principal, filters=filters, limit=500
+    )
     columns = [
         states.NEW,
         states.ASSIGNED,
@@ -476,7 +575,12 @@ def work_orders_page(
         states.RESOLVED,
     ]
     board = {state: [o for o in orders if o.state == state] for state in columns}
-    return render(
+    counts = (
+        service.count_orders(session=session, principal=principal)
+        if filters.is_empty()
+        else _count_states(session=session, settings=settings, principal=principal, filters=filters)
+    )
+    response = render(
         request,
         "act/work_orders.html",
         {
@@ -484,10 +588,51 @@ def work_orders_page(
             "columns": columns,
             "board": board,
             "countdown": {o.id: _countdown(o.due_at, now) for o in orders},
-            "counts": service.count_orders(session=session, principal=principal),
+            "counts": counts,
             "kpis": kpis.order_kpis(session=session, principal=principal, at=now),
+            "bar": bar,
+            "error": error,
+            "filtered": not filters.is_empty(),
         },
     )
+    if error:
+        response.status_code = 422
+    return response
+
+
+def _count_states(
+    *, session: Session, settings: Settings, principal: Principal, filters: Any
+) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for order in _filtered_orders(
+        session=session, settings=settings, principal=principal, filters=filters, limit=None
+    ):
+        counts[order.state] = counts.get(order.state, 0) + 1
+    return counts
+
+
+def _filter_checks(checks: Any, settings: Settings, filters: Any) -> Any:
+    """Keep the supervision checks inside the bar's region and local date range."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    mask = None
+    for name in ("province", "city"):
+        value = getattr(filters, name)
+        if value:
+            cond = pc.equal(checks.column(name), value)
+            mask = cond if mask is None else pc.and_(mask, cond)
+    start, end = _local_bounds(settings, filters)
+    for bound, op in ((start, pc.greater_equal), (end, pc.less)):
+        if bound is not None:
+            cond = op(checks.column("requested_at"), pa.scalar(bound, pa.timestamp("us", "UTC")))
+            mask = cond if mask is None else pc.and_(mask, cond)
+    if mask is None:
+        return checks
+    return checks.filter(pc.fill_null(mask, False))
+
+
+COMMITMENT_TABLES = ("compliance", "violations", "commitments")
 
 
 @pages.get("/commitments", response_class=HTMLResponse, response_model=None)
@@ -496,28 +641,93 @@ def commitments_page(
     principal: Principal | None = Depends(optional_principal),
     settings: Settings = Depends(get_settings),
 ) -> Response:
-    """Show the commitments with their compliance per rule."""
+    """Show the commitments with their compliance per rule (filter bar; CSV/Excel download)."""
+    from voxloop.errors import UnusableInputError
     from voxloop.web import charts
-    from voxloop.web.service import language, render, translate
+    from voxloop.web.export import audited_export, export_format, export_table
+    from voxloop.web.schemas import PageFilters
+    from voxloop.web.service import filter_bar, language, render, request_filters, translate
 
     if principal is None:
         return _login_redirect(request)
     lang = language(request)
-    checks = _checks(settings, principal)
+    bar = filter_bar(request, principal)
+    error = None
+    try:
+        filters = request_filters(request, principal, PageFilters)
+        fmt = export_format(request)
+    except UnusableInputError as exc:
+        filters, fmt, error = PageFilters(), None, str(exc)
+    checks = _filter_checks(_checks(settings, principal), settings, filters)
     rules = supervision.compliance(checks)
+    book = load_commitments()
+    if fmt is not None:
+        table = export_table(request, COMMITMENT_TABLES)
+        found: list[dict[str, Any]] = []
+        header: list[str]
+        rows: list[tuple[object, ...]]
+        if table == "compliance":
+            header = ["rule", "name", "checked", "violations", "pending", "compliance_rate"]
+            rows = [
+                (
+                    r["rule"],
+                    r["name"][lang],
+                    r["checked"],
+                    r["violations"],
+                    r["pending"],
+                    r["compliance_rate"],
+                )
+                for r in rules
+            ]
+        elif table == "violations":
+            found = supervision.violations(checks)
+            header = [
+                "rule",
+                "commitment_id",
+                "customer_id",
+                "province",
+                "city",
+                "requested_at",
+                "deadline",
+                "done_at",
+                "reason",
+                "event_ids",
+            ]
+            rows = [
+                tuple(",".join(v[c] or []) if c == "event_ids" else v[c] for c in header)
+                for v in found
+            ]
+        else:
+            header = ["id", "name", "hours", "calendar", "rule"]
+            rows = [(c.id, c.name[lang], c.hours, c.calendar, c.rule) for c in book.commitments]
+        return audited_export(
+            request,
+            principal=principal,
+            fmt=fmt,
+            table=f"commitments.{table}",
+            header=header,
+            rows=rows,
+            filters=filters.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+            customer_ids=(lambda: [v["customer_id"] for v in found]) if found else None,
+        )
     chart = charts.bar_chart(
         [f"{r['rule']} {r['name'][lang]}" for r in rules],
         [round(100 * (r["compliance_rate"] or 0), 1) for r in rules],
         title=translate("act.commitments.chart", lang),
         empty_message=translate("act.no_data", lang),
     )
-    return render(
+    response = render(
         request,
         "act/commitments.html",
         {
-            "book": load_commitments(),
+            "book": book,
             "rules": rules,
             "chart": chart,
             "violations": supervision.violations(checks)[:50],
+            "bar": bar,
+            "error": error,
         },
     )
+    if error:
+        response.status_code = 422
+    return response

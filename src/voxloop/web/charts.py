@@ -710,13 +710,13 @@ def scatter_quadrant(
             f'<rect class="quadrant quadrant-{name}" x="{_f(x)}" y="{_f(y)}" '
             f'width="{_f(max(w, 0))}" height="{_f(max(h, 0))}" fill="{fill}"/>'
         )
+    spots = (
+        (left + 6, top + 14, "start"),
+        (left + pw - 6, top + 14, "end"),
+        (left + 6, top + ph - 6, "start"),
+        (left + pw - 6, top + ph - 6, "end"),
+    )
     if quadrant_labels:
-        spots = (
-            (left + 6, top + 14, "start"),
-            (left + pw - 6, top + 14, "end"),
-            (left + 6, top + ph - 6, "start"),
-            (left + pw - 6, top + ph - 6, "end"),
-        )
         for text, (x, y, anchor) in zip(quadrant_labels, spots, strict=True):
             out.append(
                 f'<text class="quadrant-label" x="{_f(x)}" y="{_f(y)}" text-anchor="{anchor}" '
@@ -744,26 +744,90 @@ def scatter_quadrant(
         f'<text transform="translate(12 {_f(top + ph / 2)}) rotate(-90)" text-anchor="middle" '
         f'font-size="12" fill="#33414f">{escape(y_label)}</text>'
     )
-    for p in pts:
+    # Labels are placed after every mark is known, so they can avoid one another, the
+    # points and the quadrant captions (greedy candidate positions, as in Christensen,
+    # Marks & Shieber (1995), An empirical study of algorithms for point-feature label
+    # placement, ACM Transactions on Graphics 14(3), 203-232).  A label with no free spot
+    # is left out; its point keeps the tooltip.
+    radius = [5.0 if p.size is None else max(3.0, min(14.0, float(p.size))) for p in pts]
+    centers = [(xp(p.x), yp(p.y)) for p in pts]
+    obstacles: list[tuple[float, float, float, float]] = [
+        (cx - r, cy - r, cx + r, cy + r) for (cx, cy), r in zip(centers, radius, strict=True)
+    ]
+    if quadrant_labels:
+        for text, (x, y, anchor) in zip(quadrant_labels, spots, strict=True):
+            w = _text_width(text, 11)
+            x0 = x if anchor == "start" else x - w
+            obstacles.append((x0, y - 11, x0 + w, y + 2))
+    # Points nearest the short-board corner (high importance, low performance) first.
+    order = sorted(range(len(pts)), key=lambda i: (-(pts[i].x - x_split), pts[i].y, i))
+    placed: dict[int, tuple[float, float]] = {}
+    for i in order:
+        text = _truncate(pts[i].label, 120, 11)
+        box = _place_label(
+            centers[i],
+            radius[i],
+            _text_width(text, 11),
+            obstacles,
+            (left + 1, top + 1, left + pw - 1, top + ph - 1),
+        )
+        if box is not None:
+            obstacles.append(box)
+            placed[i] = (box[0], box[3] - 3)
+    for i, p in enumerate(pts):
         quad = ("t" if p.y >= y_split else "b") + ("r" if p.x >= x_split else "l")
         fill = "#D55E00" if quad == "br" else "#0072B2"
-        r = 5.0 if p.size is None else max(3.0, min(14.0, float(p.size)))
-        px, py = xp(p.x), yp(p.y)
-        anchor, dx = ("end", -r - 3) if px > left + pw * 0.8 else ("start", r + 3)
+        (px, py), r = centers[i], radius[i]
         mark = (
             f'<circle class="point" cx="{_f(px)}" cy="{_f(py)}" r="{_f(r)}" fill="{fill}" '
             f'fill-opacity="0.85" data-label="{escape(p.label)}" data-x="{p.x:g}" '
             f'data-y="{p.y:g}" data-quadrant="{quad}"><title>{escape(p.label)}: '
             f"{escape(x_label)} {format_number(p.x)}, {escape(y_label)} {format_number(p.y)}"
             f"</title></circle>"
-            f'<text x="{_f(px + dx)}" y="{_f(py + 4)}" text-anchor="{anchor}" font-size="11" '
-            f'fill="#1d2733">{escape(_truncate(p.label, 120, 11))}</text>'
         )
+        if i in placed:
+            tx, ty = placed[i]
+            mark += (
+                f'<text class="point-label" x="{_f(tx)}" y="{_f(ty)}" text-anchor="start" '
+                f'font-size="11" fill="#1d2733" data-for="{escape(p.label)}">'
+                f"{escape(_truncate(p.label, 120, 11))}</text>"
+            )
         if p.href:
             mark = f'<a href="{escape(p.href)}">{mark}</a>'
         out.append(mark)
     out.append("</svg>")
     return Markup("".join(out))
+
+
+Box = tuple[float, float, float, float]
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _place_label(
+    center: tuple[float, float], r: float, w: float, obstacles: list[Box], area: Box
+) -> Box | None:
+    """Return a free box (x0, y0, x1, y1) for a ``w``-wide label near a point, or ``None``."""
+    cx, cy = center
+    h = 13.0
+    gap = r + 3
+    candidates: list[tuple[float, float]] = []
+    for dy in (0.0, -h, h, -2 * h, 2 * h):
+        candidates.append((cx + gap, cy - h / 2 + dy))  # right
+        candidates.append((cx - gap - w, cy - h / 2 + dy))  # left
+    candidates += [
+        (cx - w / 2, cy - gap - h),  # above
+        (cx - w / 2, cy + gap),  # below
+    ]
+    for x0, y0 in candidates:
+        box = (x0, y0, x0 + w, y0 + h)
+        if box[0] < area[0] or box[1] < area[1] or box[2] > area[2] or box[3] > area[3]:
+            continue
+        if not any(_overlaps(box, other) for other in obstacles):
+            return box
+    return None
 
 
 # ---------------------------------------------------------------------------

@@ -209,9 +209,9 @@ def audited_export(
                 actor=principal.username,
                 action="export",
                 object_type="export",
-                object_id=f"{path}#{table}",
+                object_id=table,
                 detail={
-                    "table": table,
+                    "path": path,
                     "format": fmt,
                     "rows": n,
                     "complete": complete,
