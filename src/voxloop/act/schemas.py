@@ -174,3 +174,44 @@ class LoginForm(BaseModel):
 
     username: str = Field(min_length=1, max_length=100)
     password: str = Field(min_length=1, max_length=1_000)
+
+
+class SourceOrderRequest(BaseModel):
+    """A work order from a problem or an alert; empty fields are pre-filled from it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=300)
+    description: str | None = Field(default=None, max_length=20_000)
+    priority: Priority | None = None
+    voice_ids: list[str] = Field(default_factory=list, max_length=100_000)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class LinkVoicesRequest(BaseModel):
+    """Link more of a source's voices to one of its orders (``version`` last seen)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    order_id: str = Field(min_length=1, max_length=32)
+    version: int = Field(ge=1)
+    voice_ids: list[str] = Field(min_length=1, max_length=100_000)
+
+
+class OrderVersion(BaseModel):
+    """An order and the version the caller last saw."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=32)
+    version: int = Field(ge=1)
+
+
+class ResolveRequest(BaseModel):
+    """Resolve orders of a problem or an alert with a note saying what was fixed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fix_note: str = Field(min_length=1, max_length=20_000)
+    orders: list[OrderVersion] = Field(min_length=1, max_length=1_000)
+    reason: str = Field(default="fixed", min_length=1, max_length=100)

@@ -7,8 +7,11 @@ records are always written together (or not at all).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -363,6 +366,34 @@ def transition(
     policy: VerificationPolicy | None = None,
 ) -> WorkOrder:
     """Move an order to state ``to`` if the table allows it and ``version`` is current."""
+    order = _apply_transition(
+        session=session,
+        principal=principal,
+        order_id=order_id,
+        to=to,
+        version=version,
+        reason=reason,
+        notes=notes,
+        at=at,
+        policy=policy,
+    )
+    _commit(session)
+    return order
+
+
+def _apply_transition(
+    *,
+    session: Session,
+    principal: Principal,
+    order_id: str,
+    to: str,
+    version: int | None,
+    reason: str | None,
+    notes: str | None,
+    at: datetime | None,
+    policy: VerificationPolicy | None,
+) -> WorkOrder:
+    """Do what ``transition`` does, without committing (the caller commits once)."""
     require(principal, "write")
     order = get_order(session=session, principal=principal, order_id=order_id)
     _check_version(order, version)
@@ -380,7 +411,6 @@ def transition(
     _move(session, order, to, at, reason=reason, actor=principal.username)
     if to == states.RESOLVED:
         _start_verification(session=session, order=order, at=at, policy=policy)
-    _commit(session)
     return order
 
 
@@ -743,36 +773,305 @@ def on_new_voice_for_problem(
     Returns the ids of the orders reopened.  Called by the detect domain when a new voice
     is assigned to a known problem.
     """
-    orders = list(
-        session.scalars(
-            select(WorkOrder).where(
-                WorkOrder.source_kind == "problem", WorkOrder.source_ref == problem_id
-            )
-        )
+    return on_new_voices_for_problems(
+        session=session, voices=[(problem_id, voice_id, customer_id, at)]
     )
-    reopened: list[str] = []
-    for order in orders:
-        session.add(
-            WorkOrderLink(
-                order_id=order.id, voice_id=voice_id, customer_id=customer_id, added_at=at
+
+
+def problems_with_orders(*, session: Session, problem_ids: Sequence[str]) -> set[str]:
+    """Return which of ``problem_ids`` have work orders (cheap check before linking)."""
+    found: set[str] = set()
+    ids = list(dict.fromkeys(problem_ids))
+    for start in range(0, len(ids), 500):
+        found.update(
+            ref
+            for ref in session.scalars(
+                select(WorkOrder.source_ref).where(
+                    WorkOrder.source_kind == "problem",
+                    WorkOrder.source_ref.in_(ids[start : start + 500]),
+                )
             )
+            if ref
         )
-        audit(
-            session=session,
-            actor=SYSTEM.username,
-            action="order.link",
-            object_type="work_order",
-            object_id=order.id,
-            detail={"voice_id": voice_id, "customer_id": customer_id, "problem_id": problem_id},
-            at=at,
-        )
-        if order.state in states.DONE_STATES and order.resolved_at and at >= order.resolved_at:
-            order.regressed = True
-            order.resolution_reason = "regression"
-            _move(session, order, states.REOPENED, at, reason="regression", voice_id=voice_id)
-            reopened.append(order.id)
+    return found
+
+
+def on_new_voices_for_problems(
+    *,
+    session: Session,
+    voices: Sequence[tuple[str, str, str | None, datetime]],
+) -> list[str]:
+    """Link new ``(problem_id, voice_id, customer_id, received_at)`` voices to problem orders.
+
+    Every order of the voice's problem gets the voice (and its customer) linked; an order
+    that was resolved, verified or closed before the voice arrived is reopened as
+    regressed.  One transaction for the whole batch; returns the ids of the orders
+    reopened.
+    """
+    by_problem: dict[str, list[WorkOrder]] = {}
+    wanted = sorted({v[0] for v in voices})
+    for start in range(0, len(wanted), 500):
+        for order in session.scalars(
+            select(WorkOrder)
+            .where(
+                WorkOrder.source_kind == "problem",
+                WorkOrder.source_ref.in_(wanted[start : start + 500]),
+            )
+            .order_by(WorkOrder.created_at, WorkOrder.id)
+        ):
+            by_problem.setdefault(order.source_ref or "", []).append(order)
+    reopened: list[str] = []
+    for problem_id, voice_id, customer_id, at in sorted(voices, key=lambda v: (v[3], v[1])):
+        for order in by_problem.get(problem_id, []):
+            session.add(
+                WorkOrderLink(
+                    order_id=order.id, voice_id=voice_id, customer_id=customer_id, added_at=at
+                )
+            )
+            audit(
+                session=session,
+                actor=SYSTEM.username,
+                action="order.link",
+                object_type="work_order",
+                object_id=order.id,
+                detail={
+                    "voice_id": voice_id,
+                    "customer_id": customer_id,
+                    "problem_id": problem_id,
+                },
+                at=at,
+            )
+            if order.state in states.DONE_STATES and order.resolved_at and at >= order.resolved_at:
+                order.regressed = True
+                order.resolution_reason = "regression"
+                _move(session, order, states.REOPENED, at, reason="regression", voice_id=voice_id)
+                reopened.append(order.id)
     _commit(session)
     return reopened
+
+
+# ---------------------------------------------------------------------------
+# Actions where the data is: orders of a problem or an alert, linking, resolving with a
+# fix note, and what verification and regression say about the fix.
+
+
+def source_orders(
+    *, session: Session, principal: Principal, source_kind: str, source_ref: str
+) -> list[WorkOrder]:
+    """Return the orders opened from one problem or alert that the principal sees, oldest first."""
+    require(principal, "read")
+    return list(
+        session.scalars(
+            select(WorkOrder)
+            .where(
+                WorkOrder.source_kind == source_kind,
+                WorkOrder.source_ref == source_ref,
+                scope_filter(principal, WorkOrder.province, WorkOrder.city),
+            )
+            .order_by(WorkOrder.created_at, WorkOrder.id)
+        )
+    )
+
+
+def link_voices(
+    *,
+    session: Session,
+    principal: Principal,
+    order_id: str,
+    version: int | None,
+    voice_ids: Sequence[str],
+    customer_ids: Sequence[str] = (),
+    at: datetime | None = None,
+) -> tuple[WorkOrder, int]:
+    """Link more voices (and their customers) to an order; return (order, links added).
+
+    ``customer_ids`` line up with ``voice_ids`` (empty string: no customer).  Voices the
+    order already covers are skipped.  The caller checks that the voices lie in the
+    principal's region (``voxloop.act.sources.order_for_voices`` does).  The order's
+    version must be current and moves on, so two people linking at once do not both
+    believe they saw the same order.
+    """
+    require(principal, "write")
+    if customer_ids and len(customer_ids) != len(voice_ids):
+        raise ValueError("customer_ids must line up with voice_ids")
+    order = get_order(session=session, principal=principal, order_id=order_id)
+    _check_version(order, version)
+    at = at or _now()
+    linked = {
+        v
+        for v in session.scalars(
+            select(WorkOrderLink.voice_id).where(WorkOrderLink.order_id == order.id)
+        )
+        if v
+    }
+    customers = list(customer_ids) or [""] * len(voice_ids)
+    fresh = [
+        (v, c) for v, c in dict(zip(voice_ids, customers, strict=True)).items() if v not in linked
+    ]
+    for voice_id, customer_id in fresh:
+        session.add(
+            WorkOrderLink(
+                order_id=order.id, voice_id=voice_id, customer_id=customer_id or None, added_at=at
+            )
+        )
+    if fresh:
+        order.updated_at = at
+    _flush(session)
+    audit(
+        session=session,
+        actor=principal.username,
+        action="order.link",
+        object_type="work_order",
+        object_id=order.id,
+        detail={
+            "voice_ids": [v for v, _ in fresh][:50],
+            "added": len(fresh),
+            "version": order.version,
+        },
+        at=at,
+    )
+    _commit(session)
+    return order, len(fresh)
+
+
+def resolve_orders(
+    *,
+    session: Session,
+    principal: Principal,
+    orders: Sequence[tuple[str, int]],
+    fix_note: str,
+    reason: str = "fixed",
+    at: datetime | None = None,
+    policy: VerificationPolicy | None = None,
+) -> list[WorkOrder]:
+    """Resolve ``(order id, version)`` orders with a fix note, all or none; start verification.
+
+    Each order must be at the version given and allowed to move to ``resolved``; the
+    callbacks / re-surveys of every linked customer are created in the same transaction.
+    """
+    require(principal, "write")
+    note = fix_note.strip()
+    if not note:
+        raise ValueError("fix_note: describe the fix (it is kept with the order)")
+    if not orders:
+        raise ValueError("orders: name at least one order to resolve")
+    at = at or _now()
+    done: list[WorkOrder] = []
+    try:
+        for order_id, version in orders:
+            done.append(
+                _apply_transition(
+                    session=session,
+                    principal=principal,
+                    order_id=order_id,
+                    to=states.RESOLVED,
+                    version=version,
+                    reason=reason,
+                    notes=note,
+                    at=at,
+                    policy=policy,
+                )
+            )
+    except Exception:
+        session.rollback()
+        raise
+    _commit(session)
+    return done
+
+
+def verification_summary(*, session: Session, orders: Sequence[WorkOrder]) -> dict[str, Any]:
+    """Return, per order and in total, how the fix is verified and whether it regressed.
+
+    Per order: customers affected (linked), callback / re-survey tasks by state, answers
+    saying fixed / not fixed, voices linked after the fix, and the regression flag.
+    """
+    rows: list[dict[str, Any]] = []
+    total = Counter[str]()
+    for order in orders:
+        links = order_links(session=session, order_id=order.id)
+        tasks = verification_tasks(session=session, order_id=order.id)
+        customers = {link.customer_id for link in links if link.customer_id}
+        resolved_at = order.resolved_at
+        after_fix = (
+            sum(1 for link in links if link.voice_id and link.added_at > resolved_at)
+            if resolved_at is not None
+            else 0
+        )
+        counts = {
+            "customers": len(customers),
+            "voices": sum(1 for link in links if link.voice_id),
+            "tasks": sum(1 for t in tasks if t.state != "suppressed"),
+            "pending": sum(1 for t in tasks if t.state == "pending"),
+            "fixed": sum(1 for t in tasks if t.state == "answered" and t.satisfied),
+            "not_fixed": sum(1 for t in tasks if t.state == "answered" and t.satisfied is False),
+            "suppressed": sum(1 for t in tasks if t.state == "suppressed"),
+            "voices_after_fix": after_fix,
+        }
+        total.update(counts)
+        total["regressed"] += int(order.regressed)
+        rows.append(
+            {
+                "order_id": order.id,
+                "state": order.state,
+                "version": order.version,
+                "regressed": order.regressed,
+                "resolved_at": resolved_at.isoformat() if resolved_at else None,
+                "reopened_at": order.reopened_at.isoformat() if order.reopened_at else None,
+                "fix_note": order.resolution_notes,
+                **counts,
+                "tasks_list": [
+                    {
+                        "id": t.id,
+                        "customer_id": t.customer_id,
+                        "kind": t.kind,
+                        "state": t.state,
+                        "satisfied": t.satisfied,
+                    }
+                    for t in tasks[:200]
+                ],
+            }
+        )
+    answered = total["fixed"] + total["not_fixed"]
+    summary: dict[str, Any] = {
+        "orders": len(rows),
+        "open": sum(1 for o in orders if o.state in states.OPEN_STATES),
+        **{
+            k: int(total[k])
+            for k in (
+                "customers",
+                "voices",
+                "tasks",
+                "pending",
+                "fixed",
+                "not_fixed",
+                "suppressed",
+                "voices_after_fix",
+                "regressed",
+            )
+        },
+        "fixed_share": (total["fixed"] / answered) if answered else None,
+    }
+    return {"summary": summary, "orders": rows}
+
+
+def form_token(*, secret_key: str, session_value: str | None) -> str:
+    """Return the anti-CSRF token of a dashboard form: an HMAC of the session cookie.
+
+    A page posts it back in a hidden field; a cross-site page cannot read the cookie,
+    so it cannot compute the token (the ``SameSite=Lax`` session cookie is the first
+    guard, this is the second).  In dev mode without a cookie the token is fixed per key.
+    """
+    basis = session_value or "dev-mode-without-session"
+    return hmac.new(secret_key.encode(), f"form|{basis}".encode(), hashlib.sha256).hexdigest()
+
+
+def check_form_token(*, secret_key: str, session_value: str | None, token: str | None) -> None:
+    """Raise ``PermissionDeniedError`` unless ``token`` is this session's form token."""
+    expected = form_token(secret_key=secret_key, session_value=session_value)
+    if not token or not hmac.compare_digest(expected, token):
+        raise PermissionDeniedError(
+            "csrf: the form token is missing or belongs to another session; reload the page"
+        )
 
 
 def open_orders_for_violations(

@@ -663,3 +663,247 @@ def title_for(scenario: str | None, words: list[str]) -> str:
     """Return a readable problem title: scenario code and the leading keywords."""
     head = " ".join(words[:3]) if words else "—"
     return f"{scenario} · {head}" if scenario else head
+
+
+# ---------------------------------------------------------------------------
+# Typical cases: distinct voices that represent the problem.
+
+_NOT_WORD = re.compile(r"[^0-9a-z\u4e00-\u9fff]+")
+
+
+def normalised(text: str) -> str:
+    """Return ``text`` as compared for duplicates: customer turns, no placeholders or marks."""
+    return _NOT_WORD.sub("", _PLACEHOLDER.sub(" ", _customer_part(text)).lower())
+
+
+def distinct_cases(
+    texts: list[str],
+    *,
+    k: int = 3,
+    relevance: list[float] | None = None,
+    diversity: float = 0.3,
+    near_duplicate: float = 0.8,
+) -> list[int]:
+    """Return the indices of up to ``k`` distinct voices that represent ``texts``.
+
+    Exact duplicates (same normalised text) count once; the rest are vectorised as
+    character 2-3-gram TF-IDF and picked by maximal marginal relevance (Carbonell &
+    Goldstein 1998): each pick maximises ``(1 - diversity) * relevance - diversity *
+    (max similarity to the cases already picked)``, where relevance is the similarity
+    to the problem's centroid (or ``relevance`` when given, e.g. the grouper's own
+    similarities).  Candidates at least ``near_duplicate`` similar to a picked case are
+    never picked: a page must not show the same sentence twice.
+
+    References
+    ----------
+    Carbonell & Goldstein (1998), "The use of MMR, diversity-based reranking for
+    reordering documents and producing summaries", SIGIR.
+    """
+    if relevance is not None and len(relevance) != len(texts):
+        raise ValueError("relevance must have one entry per text")
+    keys = [normalised(t or "") for t in texts]
+    first: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        if not key:
+            continue
+        # Among exact duplicates keep the most relevant one (ties: the first).
+        j = first.get(key)
+        if j is None or (relevance is not None and relevance[i] > relevance[j]):
+            first[key] = i
+    cand = sorted(first.values())
+    if len(cand) <= 1 or k <= 1:
+        if relevance is not None and cand:
+            cand = sorted(cand, key=lambda i: (-relevance[i], i))
+        return cand[: max(k, 0)]
+    vec = HashingVectorizer(
+        analyzer="char", ngram_range=(2, 3), n_features=2**18, alternate_sign=False, norm=None
+    )
+    counts = sp.csr_matrix(vec.transform([keys[i] for i in cand]))
+    df = np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.float64)
+    idf = np.log((1.0 + len(cand)) / (1.0 + df)) + 1.0
+    x = counts.astype(np.float64)
+    x.data = np.log1p(x.data) * idf[x.indices]
+    x = _unit_rows(x)
+    sim = np.asarray((x @ x.T).todense(), dtype=np.float64)
+    if relevance is not None:
+        rel = np.asarray([relevance[i] for i in cand], dtype=np.float64)
+    else:
+        centroid = np.asarray(x.mean(axis=0)).ravel()
+        rel = np.asarray(x @ centroid).ravel()
+    picked: list[int] = []
+    closest = np.zeros(len(cand))
+    allowed = np.ones(len(cand), dtype=bool)
+    while len(picked) < k and allowed.any():
+        score = (1.0 - diversity) * rel - diversity * closest
+        score[~allowed] = -np.inf
+        best = int(np.argmax(score))
+        picked.append(best)
+        closest = np.maximum(closest, sim[best])
+        allowed &= closest < near_duplicate
+        allowed[best] = False
+    return [cand[j] for j in picked]
+
+
+# ---------------------------------------------------------------------------
+# Titles: the phrase most voices share, not a bag of keywords.
+
+# Clause boundaries: punctuation, but not the point inside a number (19.9).
+_CLAUSE = re.compile(r"[，。！？；、：,!?;:\n\r\t（）()【】\[\]“”\"']+|(?<!\d)\.|\.(?!\d)")
+# rjieba POS tags a phrase may not start / end with: particles, prepositions, conjunctions,
+# pronouns, interjections, punctuation (and adverbs or locatives at the end).
+_BAD_START = ("u", "p", "c", "r", "y", "e", "x", "o", "w")
+_BAD_END = (*_BAD_START, "d", "f", "q")
+_EN_EDGE_STOP = _EN_STOP | frozenset(
+    [
+        "a",
+        "an",
+        "i",
+        "my",
+        "me",
+        "is",
+        "it",
+        "to",
+        "of",
+        "on",
+        "in",
+        "at",
+        "we",
+        "us",
+        "be",
+        "am",
+        "do",
+        "so",
+        "no",
+        "or",
+        "if",
+        "its",
+        "im",
+        "i'm",
+        "please",
+        "still",
+        "even",
+        "now",
+        "why",
+        "how",
+        "who",
+        "yet",
+    ]
+)
+
+
+def _zh_clause_tokens(clause: str) -> list[tuple[str, str]]:
+    import rjieba
+
+    return [(w, t) for w, t in rjieba.tag(clause) if w.strip()]
+
+
+def _phrases_zh(text: str, exclude: set[str], max_tokens: int, max_chars: int) -> set[str]:
+    out: set[str] = set()
+    for clause in _CLAUSE.split(text):
+        tokens = _zh_clause_tokens(clause)
+        for i in range(len(tokens)):
+            w0, t0 = tokens[i]
+            if t0.startswith(_BAD_START) or w0 in _ZH_STOP:
+                continue
+            parts: list[str] = []
+            for j in range(i, min(len(tokens), i + max_tokens)):
+                w, t = tokens[j]
+                if w.lower() in exclude or t.startswith("x"):
+                    break
+                if parts and w.isascii() and parts[-1][-1:].isascii() and parts[-1][-1:].isalnum():
+                    parts.append(" ")
+                parts.append(w)
+                phrase = "".join(parts)
+                if len(phrase) > max_chars:
+                    break
+                if (
+                    j > i
+                    and len(phrase) >= 3
+                    and not t.startswith(_BAD_END)
+                    and w not in _ZH_STOP
+                    and _CJK.search(phrase)
+                ):
+                    out.add(phrase)
+    return out
+
+
+def _phrases_en(text: str, exclude: set[str], max_tokens: int, max_chars: int) -> set[str]:
+    out: set[str] = set()
+    for clause in _CLAUSE.split(text):
+        words = re.findall(r"[A-Za-z0-9][A-Za-z0-9'\-.]*", clause.lower())
+        for i, w0 in enumerate(words):
+            if w0 in _EN_EDGE_STOP or w0 in exclude:
+                continue
+            for j in range(i + 1, min(len(words), i + max_tokens)):
+                if words[j] in exclude:
+                    break
+                phrase = " ".join(words[i : j + 1])
+                if len(phrase) > 3 * max_chars:
+                    break
+                if words[j] not in _EN_EDGE_STOP:
+                    out.add(phrase)
+    return out
+
+
+def phrase_title(
+    texts: list[str],
+    *,
+    exclude: set[str] | None = None,
+    max_tokens: int = 6,
+    max_chars: int = 16,
+    min_share: float = 0.2,
+) -> str | None:
+    """Return the phrase that names what ``texts`` share, or ``None`` when none is shared.
+
+    Candidates are contiguous word spans inside one clause (rjieba words with their
+    part of speech for Chinese: a phrase does not start or end with a particle,
+    preposition, conjunction or pronoun; plain words for English: no stop word at
+    either end).  Each is counted once per voice, in the language most voices use, and
+    the best has the highest ``voices * sqrt(length)`` among those found in at least
+    ``min_share`` of the voices (and two of them when there are several), so "5G套餐降档"
+    in 9 voices wins over "套餐降档" in 10.  Words in ``exclude`` (place names) never
+    appear in a title.
+    """
+    skip = {w.lower() for w in (exclude or set())}
+    clean = [_PLACEHOLDER.sub(" ", _customer_part(t or "")) for t in texts]
+    clean = [t for t in clean if t.strip()]
+    if not clean:
+        return None
+    zh = [bool(_CJK.search(t)) for t in clean]
+    major_zh = sum(zh) * 2 >= len(clean)
+    chosen = [t for t, z in zip(clean, zh, strict=True) if z == major_zh]
+    counts: Counter[str] = Counter()
+    for text in chosen:
+        found = (
+            _phrases_zh(text, skip, max_tokens, max_chars)
+            if major_zh
+            else _phrases_en(text, skip, max_tokens, max_chars)
+        )
+        counts.update(found)
+    need = max(2 if len(chosen) > 1 else 1, int(np.ceil(min_share * len(chosen))))
+
+    def length(p: str) -> int:
+        return len(p) if major_zh else len(p.split())
+
+    # Sorted first so equal scores break the same way on every run (titles are stable).
+    best = max(
+        sorted(p for p, n in counts.items() if n >= need),
+        key=lambda p: (counts[p] * np.sqrt(length(p)), length(p)),
+        default=None,
+    )
+    if best is None:
+        return None
+    return best if major_zh else best[:1].upper() + best[1:]
+
+
+def problem_title(
+    texts: list[str], *, scenario: str | None, words: list[str], exclude: set[str] | None = None
+) -> str:
+    """Return a problem's title: its shared phrase, else its two leading keywords."""
+    phrase = phrase_title(texts, exclude=exclude)
+    if phrase:
+        return phrase
+    if words:
+        joiner = "、" if any(_CJK.search(w) for w in words[:2]) else " / "
+        return joiner.join(words[:2])
+    return scenario or "—"

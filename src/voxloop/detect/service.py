@@ -29,9 +29,10 @@ from voxloop.detect.problems import (
     ProblemGrouper,
     block_keys,
     context_tokens,
+    distinct_cases,
     keywords,
     place_words,
-    title_for,
+    problem_title,
 )
 from voxloop.detect.series import (
     GRANULARITY_SECONDS,
@@ -276,13 +277,49 @@ def _detect_stage_locked(settings: Settings, engine: Engine) -> dict[str, Any]:
     _settle_pending(folder, token)
     # Every run retries what earlier runs could not deliver, not only this run's alerts.
     delivery = deliver_outbox(sessions=sessions)
+    with sessions() as session:
+        reopened = link_to_problem_orders(session=session, voices=voices)
     return {
         "voices": int(voices.num_rows),
         "series": len(detector.series_),
         "alerts": len({a.id for a in stored}),
         "problems_touched": grouped["problems"],
+        "orders_reopened": len(reopened),
         "webhooks": delivery,
     }
+
+
+def link_to_problem_orders(*, session: Session, voices: pa.Table) -> list[str]:
+    """Link newly grouped voices to their problem's work orders; reopen fixed ones (regression).
+
+    Runs after the stage's commit (the act domain commits its own unit of work): a voice
+    that arrives after a problem's order was resolved reopens it as regressed.  Returns
+    the ids of the orders reopened.
+    """
+    from voxloop.act.service import on_new_voices_for_problems, problems_with_orders
+
+    if voices.num_rows == 0:
+        return []
+    ids = voices["id"].to_pylist()
+    members: dict[str, str] = {}
+    for start in range(0, len(ids), 500):
+        for vid, pid in session.execute(
+            select(ProblemMember.voice_id, ProblemMember.problem_id).where(
+                ProblemMember.voice_id.in_(ids[start : start + 500])
+            )
+        ).all():
+            members[vid] = pid
+    with_orders = problems_with_orders(session=session, problem_ids=list(members.values()))
+    if not with_orders:
+        return []
+    customers = voices["customer_id"].to_pylist()
+    received = voices["received_at"].to_pylist()
+    batch = [
+        (members[vid], vid, customers[i], received[i])
+        for i, vid in enumerate(ids)
+        if members.get(vid) in with_orders
+    ]
+    return on_new_voices_for_problems(session=session, voices=batch)
 
 
 # ---------------------------------------------------------------------------
@@ -434,9 +471,19 @@ def refresh_problems(
         words = keywords(texts + json.loads(problem.keywords_json or "[]"), exclude=places)
         scen = Counter(rows["scenario"][i] for i in idx).most_common(1)[0][0]
         sims = {m.voice_id: m.similarity for m in members}
-        best = sorted(idx, key=lambda i: (-sims.get(rows["id"][i], 0.0), rows["id"][i]))[:3]
+        cases = _distinct_typical(
+            [(rows["id"][i], rows["text"][i]) for i in idx],
+            json.loads(problem.typical_json or "[]"),
+            sims,
+        )
         previous = problem.state
-        problem.title = title_for(scen, words)
+        # The title reads the new voices and the cases that already represent the problem.
+        problem.title = problem_title(
+            texts + [c["text"] or "" for c in cases if c["voice_id"] not in by_voice],
+            scenario=scen,
+            words=words,
+            exclude=places,
+        )[:300]
         problem.keywords_json = json.dumps(words, ensure_ascii=False)
         problem.scenario = scen
         top_place = max(regions, key=lambda k: regions[k])
@@ -450,11 +497,8 @@ def refresh_problems(
         problem.last_seen = max(problem.last_seen, max(rows["at"][i] for i in idx))
         problem.daily_json = json.dumps(dict(sorted(daily.items())))
         problem.regions_json = json.dumps(regions, ensure_ascii=False)
-        if len(best):
-            problem.typical_json = json.dumps(
-                [{"voice_id": rows["id"][i], "text": rows["text"][i]} for i in best],
-                ensure_ascii=False,
-            )
+        if cases:
+            problem.typical_json = json.dumps(cases, ensure_ascii=False)
         today = problem.last_seen.astimezone(SHANGHAI).date()
         problem.state = problem_state(
             daily,
@@ -463,6 +507,38 @@ def refresh_problems(
             previous=previous if previous != "new" else None,
         )
         problem.updated_at = datetime.now(UTC)
+
+
+#: Most similar voices considered when picking a problem's distinct typical cases.
+TYPICAL_POOL = 40
+
+
+def _distinct_typical(
+    voices: Sequence[tuple[str, str | None]],
+    current: Sequence[dict[str, Any]],
+    sims: Mapping[str, float],
+    *,
+    k: int = 3,
+) -> list[dict[str, Any]]:
+    """Return ``k`` distinct typical cases from new voices and the current cases.
+
+    The pool is the current cases plus the ``TYPICAL_POOL`` new voices most similar to
+    the problem; :func:`voxloop.detect.problems.distinct_cases` drops duplicates and
+    picks diverse representatives by maximal marginal relevance.
+    """
+    pool: dict[str, str | None] = {}
+    for case in current:
+        pool.setdefault(str(case.get("voice_id")), case.get("text"))
+    ranked = sorted(voices, key=lambda v: (-sims.get(v[0], 0.0), v[0]))[:TYPICAL_POOL]
+    for vid, text in ranked:
+        pool.setdefault(vid, text)
+    ids = list(pool)
+    if not ids:
+        return []
+    picked = distinct_cases(
+        [pool[v] or "" for v in ids], k=k, relevance=[sims.get(v, 0.0) for v in ids]
+    )
+    return [{"voice_id": ids[i], "text": pool[ids[i]]} for i in picked]
 
 
 def merge_problems(
@@ -825,8 +901,9 @@ def _restricted_payload(
         out["first_seen"] = min(v.received_at for v in voices).isoformat()
         out["last_seen"] = max(v.received_at for v in voices).isoformat()
     if detail:
-        best = sorted(members, key=lambda m: (-m[1], m[0]))[:3]
-        out["typical_cases"] = [{"voice_id": vid, "text": facts[vid].text} for vid, _ in best]
+        out["typical_cases"] = _distinct_typical(
+            [(vid, facts[vid].text) for vid, _ in members], [], dict(members)
+        )
         out["daily"] = dict(
             sorted(
                 Counter(
@@ -868,9 +945,12 @@ def _move_counts(
         [c for c in json.loads(old.typical_json or "[]") if c.get("voice_id") not in gone],
         ensure_ascii=False,
     )
-    best = sorted(moved, key=lambda m: (-m.similarity, m.voice_id))[:3]
     new.typical_json = json.dumps(
-        [{"voice_id": m.voice_id, "text": voices[m.voice_id].text} for m in best],
+        _distinct_typical(
+            [(m.voice_id, voices[m.voice_id].text) for m in moved],
+            [],
+            {m.voice_id: m.similarity for m in moved},
+        ),
         ensure_ascii=False,
     )
     new.n_customers = len({voices[m.voice_id].customer_id for m in moved} - {None})
@@ -942,3 +1022,199 @@ def alert_views(
     for i in wider:
         out[i]["typical_cases"] = [c for c in out[i]["typical_cases"] if c["voice_id"] in seen]
     return out
+
+
+# ---------------------------------------------------------------------------
+# Actions where the data is: work orders from a problem or an alert.
+#
+# An order opened from a problem (``source_kind="problem"``, ``source_ref`` = problem id)
+# or an alert (``source_kind="alert"``, ``source_ref="alert:<id>"``) covers the voices of
+# that source inside the caller's region scope, with their customers; it is routed by the
+# act routing rules like any other order.  Later voices of the problem are linked by the
+# detect stage (``link_to_problem_orders``) and reopen a fixed order as regressed.
+
+#: Most voices a problem or alert order links at creation.
+MAX_ORDER_VOICES = 20_000
+#: Voices an alert order reads from the lake at most.
+ALERT_SOURCE_PREFIX = "alert:"
+
+
+@dataclass(frozen=True)
+class ActionSource:
+    """What an order is opened from: a problem or an alert, as the caller sees it."""
+
+    kind: str  # "problem" | "alert"
+    ref: str  # problem id | "alert:<id>"
+    title: str
+    scenario: str | None
+    state: str
+    n_voices: int
+    n_customers: int
+    voice_ids: list[str]
+    typical_cases: list[dict[str, Any]]
+    first_seen: str | None
+    last_seen: str | None
+
+
+def problem_source(
+    *, settings: Settings, session: Session, principal: Principal, problem_id: str
+) -> ActionSource:
+    """Return a visible problem as an order source (its voices inside the caller's region)."""
+    problem = session.get(Problem, problem_id)
+    if problem is None or not problem_visible(problem, principal):
+        raise NotFoundError(f"problem {problem_id} not found")
+    view = problem_views(
+        settings=settings, session=session, principal=principal, problems=[problem], detail=True
+    )[0]
+    return ActionSource(
+        kind="problem",
+        ref=problem.id,
+        title=view["title"],
+        scenario=view["scenario"],
+        state=view["state"],
+        n_voices=int(view["n_voices"]),
+        n_customers=int(view["n_customers"]),
+        voice_ids=list(view["voice_ids"]),
+        typical_cases=list(view["typical_cases"]),
+        first_seen=view["first_seen"],
+        last_seen=view["last_seen"],
+    )
+
+
+def alert_voice_ids(
+    *, settings: Settings, alert: Alert, principal: Principal, limit: int = MAX_ORDER_VOICES
+) -> list[str]:
+    """Return the voices behind an alert: its root cause's voices in its windows, in scope."""
+    from voxloop.detect.series import GRANULARITY_SECONDS as WIDTHS
+
+    files = part_files(settings, "voices")
+    if not files:
+        return []
+    width = WIDTHS.get(alert.granularity, 3600)
+    lo = alert.first_bucket * width - LOCAL_OFFSET_S
+    hi = (alert.last_bucket + 1) * width - LOCAL_OFFSET_S
+    values: dict[str, str] = json.loads(alert.values_json or "{}")
+    where = ["epoch(received_at) >= ?", "epoch(received_at) < ?"]
+    params: list[Any] = [lo, hi]
+    for dim in ("scenario", "province", "city", "district", "channel"):
+        if dim in values:
+            if values[dim] == "?":
+                where.append(f"{dim} IS NULL")
+            else:
+                where.append(f"{dim} = ?")
+                params.append(values[dim])
+    has_readings = bool(part_files(settings, "readings"))
+    con = lake_connection(settings, ("readings",) if has_readings else ())
+    try:
+        rows = con.execute(
+            f"SELECT id, province, city FROM ({_voices_sql(files, has_readings)}) "
+            f"WHERE {' AND '.join(where)} "
+            "QUALIFY row_number() OVER (PARTITION BY id) = 1 ORDER BY received_at, id",
+            params,
+        ).fetchall()
+    finally:
+        con.close()
+    return [str(r[0]) for r in rows if principal.sees(r[1], r[2])][:limit]
+
+
+def alert_source(
+    *, settings: Settings, session: Session, principal: Principal, alert_id: int
+) -> ActionSource:
+    """Return a visible alert as an order source (its voices inside the caller's region)."""
+    alert = session.get(Alert, alert_id)
+    if alert is None or not alert_visible(alert, principal):
+        raise NotFoundError(f"alert {alert_id} not found")
+    view = alert_views(settings=settings, principal=principal, alerts=[alert])[0]
+    ids = alert_voice_ids(settings=settings, alert=alert, principal=principal)
+    facts = lake_voices(settings=settings, voice_ids=ids, principal=principal)
+    values: dict[str, str] = view["values"]
+    title = " · ".join(str(v) for v in values.values()) or "*"
+    return ActionSource(
+        kind="alert",
+        ref=f"{ALERT_SOURCE_PREFIX}{alert.id}",
+        title=title,
+        scenario=values.get("scenario"),
+        state=alert.state,
+        n_voices=len(ids),
+        n_customers=len({f.customer_id for f in facts.values() if f.customer_id}),
+        voice_ids=ids,
+        typical_cases=list(view["typical_cases"]),
+        first_seen=view["start"],
+        last_seen=view["last_window"],
+    )
+
+
+def default_priority(source: ActionSource) -> str:
+    """Return the priority an order from ``source`` starts with (editable by the person)."""
+    if source.state in ("escalating", "regressed") or source.kind == "alert":
+        return "high"
+    return "normal"
+
+
+def default_description(source: ActionSource, *, lang: str) -> str:
+    """Return the pre-filled description: what, how many, since when, typical cases."""
+    zh = lang == "zh-CN"
+    head = (
+        f"来源：{'问题' if source.kind == 'problem' else '告警'} {source.ref}；"
+        f"{source.n_voices} 条声音，{source.n_customers} 位客户；"
+        f"{(source.first_seen or '')[:10]} 至 {(source.last_seen or '')[:10]}。"
+        if zh
+        else f"From {source.kind} {source.ref}: {source.n_voices} voices, "
+        f"{source.n_customers} customers, {(source.first_seen or '')[:10]} to "
+        f"{(source.last_seen or '')[:10]}."
+    )
+    cases = [f"- {str(c.get('text') or '')[:200]}" for c in source.typical_cases[:3]]
+    label = "典型案例：" if zh else "Typical cases:"
+    return "\n".join([head, label, *cases]) if cases else head
+
+
+def order_request(
+    *,
+    settings: Settings,
+    principal: Principal,
+    source: ActionSource,
+    title: str | None = None,
+    description: str | None = None,
+    priority: str | None = None,
+    voice_ids: Sequence[str] | None = None,
+    idempotency_key: str | None = None,
+    lang: str = "zh-CN",
+) -> Any:
+    """Return the pre-filled ``OrderCreate`` for ``source`` (region, scenario, customers).
+
+    ``voice_ids`` narrows the order to some of the source's voices (each must belong to
+    it, else ``UnusableInputError`` naming them).  Region, scenario, channel, segment and
+    customers come from the voices in the lake (``voxloop.act.sources.order_for_voices``,
+    which refuses voices outside the caller's region).
+    """
+    from voxloop.act.sources import order_for_voices
+
+    chosen = list(dict.fromkeys(voice_ids)) if voice_ids else source.voice_ids
+    if voice_ids:
+        own = set(source.voice_ids)
+        foreign = [v for v in chosen if v not in own]
+        if foreign:
+            raise UnusableInputError(
+                f"voice_ids: not voices of {source.kind} {source.ref} in your region: "
+                + ", ".join(foreign[:5])
+            )
+    if not chosen:
+        raise UnusableInputError(
+            f"{source.kind} {source.ref} has no voices in your region to open an order for"
+        )
+    data = order_for_voices(
+        settings=settings,
+        voice_ids=chosen[:MAX_ORDER_VOICES],
+        source_kind="problem" if source.kind == "problem" else "alert",
+        source_ref=source.ref,
+        title=(title or source.title or source.ref)[:300],
+        idempotency_key=idempotency_key,
+        principal=principal,
+    )
+    return data.model_copy(
+        update={
+            "description": (description or default_description(source, lang=lang))[:20_000],
+            "priority": priority or default_priority(source),
+            "scenario": data.scenario or None,
+        }
+    )

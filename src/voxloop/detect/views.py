@@ -9,7 +9,11 @@ rules live with the service functions (``voxloop.detect.service``, "Region scope
 * alerts: listed when the root cause's region and the caller's are nested (so national
   alerts reach everyone), typical cases cut to the caller's region; state changes need
   the root cause inside the caller's region (403 otherwise);
-* an alert or problem the caller may not see answers 404, as if it did not exist.
+* an alert or problem the caller may not see answers 404, as if it did not exist;
+* actions (work orders opened from a problem or an alert, linking voices, resolving with a
+  fix note) need the ``write`` permission, cover only the source's voices inside the
+  caller's region, go through the act service (audit log, optimistic concurrency on the
+  order ``version``) and, from the pages, a form token bound to the session cookie.
 """
 
 from __future__ import annotations
@@ -17,18 +21,28 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from voxloop.act.access import Principal
+from voxloop.act import service as act_service
+from voxloop.act.access import SESSION_COOKIE, Principal
+from voxloop.act.models import WorkOrder, WorkOrderLink
+from voxloop.act.schemas import (
+    LinkVoicesRequest,
+    OrderOut,
+    ResolveRequest,
+    SourceOrderRequest,
+)
 from voxloop.api.service import get_session, get_settings, optional_principal, require_permission
 from voxloop.config import Settings
 from voxloop.detect import service
-from voxloop.detect.models import Alert, Problem
+from voxloop.detect.models import Alert, Problem, ProblemMember
 from voxloop.detect.notify import transition_alert
 from voxloop.detect.schemas import AlertTransition, MergeRequest, SplitRequest
 from voxloop.detect.service import (
+    ActionSource,
     alert_views,
     alert_visible,
     alert_within,
@@ -38,7 +52,12 @@ from voxloop.detect.service import (
     problem_visible,
     split_problem,
 )
-from voxloop.errors import PermissionDeniedError
+from voxloop.errors import (
+    NotFoundError,
+    PermissionDeniedError,
+    UnusableInputError,
+    VoxloopError,
+)
 
 router = APIRouter(tags=["detect"])
 pages = APIRouter(include_in_schema=False)
@@ -302,8 +321,609 @@ def problem_page(
         empty_message=translate("detect.none", lang),
     )
     regions = sorted(data["regions"].items(), key=lambda kv: -kv[1])[:15]
+    source = _problem_source(settings, session, principal, problem_id)
+    actions = page_actions(
+        request=request,
+        settings=settings,
+        session=session,
+        principal=principal,
+        source=source,
+        base=f"/problems/{problem_id}",
+    )
     return render(
         request,
         "detect/problem.html",
-        {"p": data, "chart": chart, "regions": regions},
+        {"p": data, "chart": chart, "regions": regions, "actions": actions},
     )
+
+
+# ---------------------------------------------------------------------------
+# Actions where the data is: work orders from problems and alerts.
+
+
+def _problem_source(
+    settings: Settings, session: Session, principal: Principal, problem_id: str
+) -> ActionSource:
+    return service.problem_source(
+        settings=settings, session=session, principal=principal, problem_id=problem_id
+    )
+
+
+def _alert_source(
+    settings: Settings, session: Session, principal: Principal, alert_id: int
+) -> ActionSource:
+    return service.alert_source(
+        settings=settings, session=session, principal=principal, alert_id=alert_id
+    )
+
+
+def _orders_of(session: Session, principal: Principal, source: ActionSource) -> list[WorkOrder]:
+    return act_service.source_orders(
+        session=session, principal=principal, source_kind=source.kind, source_ref=source.ref
+    )
+
+
+def _order_json(order: WorkOrder) -> dict[str, Any]:
+    return OrderOut.model_validate(order).model_dump(mode="json")
+
+
+def actions_view(*, session: Session, principal: Principal, source: ActionSource) -> dict[str, Any]:
+    """Return a source's orders, verification of the fix and regression state (JSON)."""
+    orders = _orders_of(session, principal, source)
+    verification = act_service.verification_summary(session=session, orders=orders)
+    return {
+        "source": {"kind": source.kind, "ref": source.ref, "title": source.title},
+        "orders": [_order_json(o) for o in orders],
+        "verification": verification,
+        "regressed": any(o.regressed for o in orders) or source.state == "regressed",
+    }
+
+
+def _create_from(
+    *,
+    settings: Settings,
+    session: Session,
+    principal: Principal,
+    source: ActionSource,
+    body: SourceOrderRequest,
+    idempotency_key: str | None,
+    lang: str,
+) -> tuple[WorkOrder, bool]:
+    if not principal.can("write"):
+        raise PermissionDeniedError(f"role {principal.role!r} may not write")
+    data = service.order_request(
+        settings=settings,
+        principal=principal,
+        source=source,
+        title=body.title,
+        description=body.description,
+        priority=body.priority,
+        voice_ids=body.voice_ids or None,
+        idempotency_key=body.idempotency_key or idempotency_key,
+        lang=lang,
+    )
+    return act_service.create_order(session=session, principal=principal, data=data)
+
+
+def _own_order(orders: list[WorkOrder], order_id: str, source: ActionSource) -> WorkOrder:
+    for order in orders:
+        if order.id == order_id:
+            return order
+    raise NotFoundError(f"work order {order_id!r} is not an order of {source.kind} {source.ref}")
+
+
+def _link_to(
+    *,
+    settings: Settings,
+    session: Session,
+    principal: Principal,
+    source: ActionSource,
+    body: LinkVoicesRequest,
+) -> tuple[WorkOrder, int]:
+    from voxloop.act.sources import order_for_voices
+
+    if not principal.can("write"):
+        raise PermissionDeniedError(f"role {principal.role!r} may not write")
+    _own_order(_orders_of(session, principal, source), body.order_id, source)
+    own = set(source.voice_ids)
+    foreign = [v for v in body.voice_ids if v not in own]
+    if foreign:
+        raise UnusableInputError(
+            f"voice_ids: not voices of {source.kind} {source.ref} in your region: "
+            + ", ".join(foreign[:5])
+        )
+    # The lake gives each voice's customer and checks the caller's region once more.
+    found = order_for_voices(settings=settings, voice_ids=body.voice_ids, principal=principal)
+    return act_service.link_voices(
+        session=session,
+        principal=principal,
+        order_id=body.order_id,
+        version=body.version,
+        voice_ids=found.voice_ids,
+        customer_ids=found.customer_ids,
+    )
+
+
+def _resolve(
+    *, session: Session, principal: Principal, source: ActionSource, body: ResolveRequest
+) -> list[WorkOrder]:
+    orders = _orders_of(session, principal, source)
+    for item in body.orders:
+        _own_order(orders, item.id, source)
+    return act_service.resolve_orders(
+        session=session,
+        principal=principal,
+        orders=[(o.id, o.version) for o in body.orders],
+        fix_note=body.fix_note,
+        reason=body.reason,
+    )
+
+
+def _unprocessable(field: str, message: str) -> HTTPException:
+    return HTTPException(
+        status_code=422, detail=[{"loc": ["body", field], "msg": message, "type": "value_error"}]
+    )
+
+
+@router.get("/problems/{problem_id}/actions")
+def problem_actions(
+    problem_id: str,
+    principal: Principal = READ,
+    session: Session = Depends(get_session),
+    settings: Settings = SETTINGS,
+) -> dict[str, Any]:
+    """Return the problem's work orders, the verification of its fix and its regression."""
+    source = _problem_source(settings, session, principal, problem_id)
+    return actions_view(session=session, principal=principal, source=source)
+
+
+@router.post("/problems/{problem_id}/work-orders", status_code=201)
+def problem_work_order(
+    problem_id: str,
+    body: SourceOrderRequest,
+    response: Response,
+    principal: Principal = WRITE,
+    session: Session = Depends(get_session),
+    settings: Settings = SETTINGS,
+    idempotency_key: str | None = Header(default=None, max_length=200),
+) -> dict[str, Any]:
+    """Open a routed work order for the problem's voices in the caller's region."""
+    source = _problem_source(settings, session, principal, problem_id)
+    order, created = _create_from(
+        settings=settings,
+        session=session,
+        principal=principal,
+        source=source,
+        body=body,
+        idempotency_key=idempotency_key,
+        lang="en",
+    )
+    if not created:
+        response.status_code = 200
+    return _order_json(order)
+
+
+@router.post("/problems/{problem_id}/links")
+def problem_link(
+    problem_id: str,
+    body: LinkVoicesRequest,
+    principal: Principal = WRITE,
+    session: Session = Depends(get_session),
+    settings: Settings = SETTINGS,
+) -> dict[str, Any]:
+    """Link more of the problem's voices to one of its orders (409 on a stale version)."""
+    source = _problem_source(settings, session, principal, problem_id)
+    order, added = _link_to(
+        settings=settings, session=session, principal=principal, source=source, body=body
+    )
+    return {**_order_json(order), "links_added": added}
+
+
+@router.post("/problems/{problem_id}/resolve")
+def problem_resolve(
+    problem_id: str,
+    body: ResolveRequest,
+    principal: Principal = WRITE,
+    session: Session = Depends(get_session),
+    settings: Settings = SETTINGS,
+) -> dict[str, Any]:
+    """Resolve the problem's orders with a fix note; callbacks / re-surveys start."""
+    source = _problem_source(settings, session, principal, problem_id)
+    try:
+        _resolve(session=session, principal=principal, source=source, body=body)
+    except ValueError as exc:
+        raise _unprocessable("fix_note", str(exc)) from exc
+    return actions_view(session=session, principal=principal, source=source)
+
+
+@router.get("/alerts/{alert_id}/actions")
+def alert_actions(
+    alert_id: int,
+    principal: Principal = READ,
+    session: Session = Depends(get_session),
+    settings: Settings = SETTINGS,
+) -> dict[str, Any]:
+    """Return the alert's work orders and the verification of their fix."""
+    source = _alert_source(settings, session, principal, alert_id)
+    return actions_view(session=session, principal=principal, source=source)
+
+
+@router.post("/alerts/{alert_id}/work-orders", status_code=201)
+def alert_work_order(
+    alert_id: int,
+    body: SourceOrderRequest,
+    response: Response,
+    principal: Principal = WRITE,
+    session: Session = Depends(get_session),
+    settings: Settings = SETTINGS,
+    idempotency_key: str | None = Header(default=None, max_length=200),
+) -> dict[str, Any]:
+    """Open a routed work order for the alert's voices (root cause, its windows, your region)."""
+    source = _alert_source(settings, session, principal, alert_id)
+    order, created = _create_from(
+        settings=settings,
+        session=session,
+        principal=principal,
+        source=source,
+        body=body,
+        idempotency_key=idempotency_key,
+        lang="en",
+    )
+    if not created:
+        response.status_code = 200
+    return _order_json(order)
+
+
+@router.post("/alerts/{alert_id}/links")
+def alert_link(
+    alert_id: int,
+    body: LinkVoicesRequest,
+    principal: Principal = WRITE,
+    session: Session = Depends(get_session),
+    settings: Settings = SETTINGS,
+) -> dict[str, Any]:
+    """Link more of the alert's voices to one of its orders (409 on a stale version)."""
+    source = _alert_source(settings, session, principal, alert_id)
+    order, added = _link_to(
+        settings=settings, session=session, principal=principal, source=source, body=body
+    )
+    return {**_order_json(order), "links_added": added}
+
+
+@router.post("/alerts/{alert_id}/resolve")
+def alert_resolve(
+    alert_id: int,
+    body: ResolveRequest,
+    principal: Principal = WRITE,
+    session: Session = Depends(get_session),
+    settings: Settings = SETTINGS,
+) -> dict[str, Any]:
+    """Resolve the alert's orders with a fix note; callbacks / re-surveys start."""
+    source = _alert_source(settings, session, principal, alert_id)
+    try:
+        _resolve(session=session, principal=principal, source=source, body=body)
+    except ValueError as exc:
+        raise _unprocessable("fix_note", str(exc)) from exc
+    return actions_view(session=session, principal=principal, source=source)
+
+
+# -- pages: forms -------------------------------------------------------------------
+
+#: Recent voices offered for linking on a page, besides the typical cases.
+LINK_CANDIDATES = 12
+
+
+def _form_token(request: Request, settings: Settings) -> str:
+    return act_service.form_token(
+        secret_key=settings.secret_key, session_value=request.cookies.get(SESSION_COOKIE)
+    )
+
+
+def _check_form(request: Request, settings: Settings, token: str | None) -> None:
+    """Refuse a form post from another site: Origin must be this host, token must match."""
+    from urllib.parse import urlsplit
+
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+        raise PermissionDeniedError(f"csrf: form posted from another site ({origin})")
+    if origin == "null":
+        raise PermissionDeniedError("csrf: form posted from an opaque origin")
+    act_service.check_form_token(
+        secret_key=settings.secret_key,
+        session_value=request.cookies.get(SESSION_COOKIE),
+        token=token,
+    )
+
+
+def _candidates(
+    settings: Settings,
+    session: Session,
+    principal: Principal,
+    source: ActionSource,
+    orders: list[WorkOrder],
+) -> list[dict[str, Any]]:
+    """Return typical and recent voices of the source, each marked if already linked."""
+    if source.kind == "problem":
+        recent = list(
+            session.scalars(
+                select(ProblemMember.voice_id)
+                .where(ProblemMember.problem_id == source.ref)
+                .order_by(ProblemMember.assigned_at.desc(), ProblemMember.voice_id.desc())
+                .limit(5 * LINK_CANDIDATES)
+            )
+        )
+    else:
+        recent = source.voice_ids[-5 * LINK_CANDIDATES :]
+    typical = [str(c["voice_id"]) for c in source.typical_cases]
+    facts = lake_voices(settings=settings, voice_ids=typical + recent, principal=principal)
+    latest = sorted(
+        (v for v in recent if v in facts and v not in typical),
+        key=lambda v: facts[v].received_at,
+        reverse=True,
+    )[:LINK_CANDIDATES]
+    linked: set[str] = set()
+    if orders:
+        linked = {
+            v
+            for v in session.scalars(
+                select(WorkOrderLink.voice_id).where(
+                    WorkOrderLink.order_id.in_([o.id for o in orders]),
+                    WorkOrderLink.voice_id.in_(typical + latest),
+                )
+            )
+            if v
+        }
+    out = []
+    for vid, kind in [(v, "typical") for v in typical] + [(v, "recent") for v in latest]:
+        if vid not in facts:
+            continue
+        out.append(
+            {
+                "voice_id": vid,
+                "kind": kind,
+                "text": facts[vid].text,
+                "received_at": facts[vid].received_at.isoformat(),
+                "linked": vid in linked,
+            }
+        )
+    return out
+
+
+def page_actions(
+    *,
+    request: Request,
+    settings: Settings,
+    session: Session,
+    principal: Principal,
+    source: ActionSource,
+    base: str,
+) -> dict[str, Any]:
+    """Return what the actions panel of a problem or alert page shows."""
+    import uuid
+
+    from voxloop.web.service import language
+
+    orders = _orders_of(session, principal, source)
+    verification = act_service.verification_summary(session=session, orders=orders)
+    by_id = {row["order_id"]: row for row in verification["orders"]}
+    return {
+        "base": base,
+        "can_write": principal.can("write"),
+        "csrf": _form_token(request, settings),
+        # A fresh key per rendered form: a double submit opens one order, not two.
+        "nonce": uuid.uuid4().hex,
+        "orders": [{"o": o, "v": by_id[o.id]} for o in orders],
+        "open_orders": [o for o in orders if o.state in _OPEN],
+        "summary": verification["summary"],
+        "regressed": any(o.regressed for o in orders) or source.state == "regressed",
+        "candidates": _candidates(settings, session, principal, source, orders),
+        "defaults": {
+            "title": source.title,
+            "description": service.default_description(source, lang=language(request)),
+            "priority": service.default_priority(source),
+        },
+        "source": source,
+        "notice": request.query_params.get("notice"),
+        "error": request.query_params.get("error"),
+    }
+
+
+def _open_states() -> frozenset[str]:
+    from voxloop.act import states
+
+    return states.OPEN_STATES
+
+
+_OPEN = _open_states()
+
+
+def _back(base: str, **params: str) -> RedirectResponse:
+    from urllib.parse import urlencode
+
+    return RedirectResponse(f"{base}?{urlencode(params)}#actions", status_code=303)
+
+
+def _page_action(
+    request: Request,
+    principal: Principal | None,
+    settings: Settings,
+    base: str,
+    csrf: str | None,
+    act: Any,
+    notice: str,
+) -> Response:
+    """Run a form action; come back to the page with a notice or the error's reason."""
+    if principal is None:
+        return _login(request)
+    _check_form(request, settings, csrf)
+    if not principal.can("write"):
+        raise PermissionDeniedError(f"role {principal.role!r} may not write")
+    try:
+        act()
+    except (VoxloopError, ValueError) as exc:
+        return _back(base, error=str(exc)[:300])
+    return _back(base, notice=notice)
+
+
+def _pairs(values: list[str]) -> list[tuple[str, int]]:
+    """Parse ``id:version`` form values."""
+    out = []
+    for value in values:
+        order_id, _, version = value.partition(":")
+        if not order_id or not version.isdigit():
+            raise UnusableInputError(f"order: expected 'id:version', got {value!r}")
+        out.append((order_id, int(version)))
+    return out
+
+
+def _form_source(
+    settings: Settings, session: Session, principal: Principal, kind: str, ref: str
+) -> ActionSource:
+    if kind == "problem":
+        return _problem_source(settings, session, principal, ref)
+    if not ref.isdigit():
+        raise NotFoundError(f"alert {ref} not found")
+    return _alert_source(settings, session, principal, int(ref))
+
+
+def _register_forms(kind: str, prefix: str) -> None:
+    """Add the create / link / resolve form routes of ``/problems/{id}`` or ``/alerts/{id}``."""
+
+    def create(
+        request: Request,
+        ref: str,
+        csrf: str | None = Form(default=None, max_length=200),
+        nonce: str | None = Form(default=None, max_length=64),
+        title: str = Form(default="", max_length=300),
+        description: str = Form(default="", max_length=20_000),
+        priority: str = Form(default="", max_length=10),
+        principal: Principal | None = Depends(optional_principal),
+        session: Session = Depends(get_session),
+        settings: Settings = SETTINGS,
+    ) -> Response:
+        from voxloop.web.service import language
+
+        base = f"{prefix}/{ref}"
+
+        def act() -> None:
+            assert principal is not None
+            source = _form_source(settings, session, principal, kind, ref)
+            body = SourceOrderRequest.model_validate(
+                {
+                    "title": title.strip() or None,
+                    "description": description.strip() or None,
+                    "priority": priority or None,
+                    "idempotency_key": f"form:{nonce}" if nonce else None,
+                }
+            )
+            _create_from(
+                settings=settings,
+                session=session,
+                principal=principal,
+                source=source,
+                body=body,
+                idempotency_key=None,
+                lang=language(request),
+            )
+
+        return _page_action(request, principal, settings, base, csrf, act, "created")
+
+    def link(
+        request: Request,
+        ref: str,
+        csrf: str | None = Form(default=None, max_length=200),
+        order: str = Form(default="", max_length=100),
+        voice: list[str] = Form(default_factory=list),
+        principal: Principal | None = Depends(optional_principal),
+        session: Session = Depends(get_session),
+        settings: Settings = SETTINGS,
+    ) -> Response:
+        base = f"{prefix}/{ref}"
+
+        def act() -> None:
+            assert principal is not None
+            if not voice:
+                raise UnusableInputError("voice: tick at least one voice to link")
+            (order_id, version), *_ = _pairs([order])
+            source = _form_source(settings, session, principal, kind, ref)
+            body = LinkVoicesRequest(order_id=order_id, version=version, voice_ids=voice)
+            _link_to(
+                settings=settings, session=session, principal=principal, source=source, body=body
+            )
+
+        return _page_action(request, principal, settings, base, csrf, act, "linked")
+
+    def resolve(
+        request: Request,
+        ref: str,
+        csrf: str | None = Form(default=None, max_length=200),
+        fix_note: str = Form(default="", max_length=20_000),
+        order: list[str] = Form(default_factory=list),
+        principal: Principal | None = Depends(optional_principal),
+        session: Session = Depends(get_session),
+        settings: Settings = SETTINGS,
+    ) -> Response:
+        base = f"{prefix}/{ref}"
+
+        def act() -> None:
+            assert principal is not None
+            if not fix_note.strip():
+                raise UnusableInputError("fix_note: describe the fix before resolving")
+            if not order:
+                raise UnusableInputError("order: tick at least one order to resolve")
+            source = _form_source(settings, session, principal, kind, ref)
+            body = ResolveRequest.model_validate(
+                {
+                    "fix_note": fix_note,
+                    "orders": [{"id": i, "version": v} for i, v in _pairs(order)],
+                }
+            )
+            _resolve(session=session, principal=principal, source=source, body=body)
+
+        return _page_action(request, principal, settings, base, csrf, act, "resolved")
+
+    for name, endpoint, summary in (
+        ("create", create, "Open a work order from the page's form."),
+        ("link", link, "Link the ticked voices to an order from the page's form."),
+        ("resolve", resolve, "Resolve the ticked orders with a fix note from the page's form."),
+    ):
+        endpoint.__doc__ = summary
+        pages.add_api_route(
+            f"{prefix}/{{ref}}/actions/{name}",
+            endpoint,
+            methods=["POST"],
+            response_class=HTMLResponse,
+            response_model=None,
+            name=f"{kind}_{name}_form",
+        )
+
+
+_register_forms("problem", "/problems")
+_register_forms("alert", "/alerts")
+
+
+@pages.get("/alerts/{alert_id}", response_class=HTMLResponse, response_model=None)
+def alert_page(
+    request: Request,
+    alert_id: int,
+    principal: Principal | None = Depends(optional_principal),
+    session: Session = Depends(get_session),
+    settings: Settings = SETTINGS,
+) -> Response:
+    """Show one alert: root cause, volume, typical cases and its work-order actions."""
+    from voxloop.web.service import render
+
+    if principal is None:
+        return _login(request)
+    alert = _visible_alert(session, alert_id, principal)
+    view = alert_views(settings=settings, principal=principal, alerts=[alert])[0]
+    source = _alert_source(settings, session, principal, alert_id)
+    actions = page_actions(
+        request=request,
+        settings=settings,
+        session=session,
+        principal=principal,
+        source=source,
+        base=f"/alerts/{alert_id}",
+    )
+    return render(request, "detect/alert.html", {"a": view, "actions": actions})
