@@ -762,6 +762,7 @@ def scatter_quadrant(
     # Points nearest the short-board corner (high importance, low performance) first.
     order = sorted(range(len(pts)), key=lambda i: (-(pts[i].x - x_split), pts[i].y, i))
     placed: dict[int, tuple[float, float]] = {}
+    boxes: dict[int, Box] = {}
     for i in order:
         text = _truncate(pts[i].label, 120, 11)
         box = _place_label(
@@ -774,6 +775,7 @@ def scatter_quadrant(
         if box is not None:
             obstacles.append(box)
             placed[i] = (box[0], box[3] - 3)
+            boxes[i] = box
     for i, p in enumerate(pts):
         quad = ("t" if p.y >= y_split else "b") + ("r" if p.x >= x_split else "l")
         fill = "#D55E00" if quad == "br" else "#0072B2"
@@ -787,6 +789,15 @@ def scatter_quadrant(
         )
         if i in placed:
             tx, ty = placed[i]
+            box = boxes[i]
+            # A label moved away from its point is tied back to it by a thin leader line.
+            nx = min(max(px, box[0]), box[2])
+            ny = min(max(py, box[1]), box[3])
+            if math.hypot(nx - px, ny - py) > r + 8:
+                mark += (
+                    f'<line class="leader" x1="{_f(px)}" y1="{_f(py)}" x2="{_f(nx)}" '
+                    f'y2="{_f(ny)}" stroke="#9aa5b1" stroke-width="0.8"/>'
+                )
             mark += (
                 f'<text class="point-label" x="{_f(tx)}" y="{_f(ty)}" text-anchor="start" '
                 f'font-size="11" fill="#1d2733" data-for="{escape(p.label)}">'
@@ -814,13 +825,13 @@ def _place_label(
     h = 13.0
     gap = r + 3
     candidates: list[tuple[float, float]] = []
-    for dy in (0.0, -h, h, -2 * h, 2 * h):
-        candidates.append((cx + gap, cy - h / 2 + dy))  # right
-        candidates.append((cx - gap - w, cy - h / 2 + dy))  # left
-    candidates += [
-        (cx - w / 2, cy - gap - h),  # above
-        (cx - w / 2, cy + gap),  # below
-    ]
+    # Nearest spots first; the farther ones get a leader line back to the point.
+    for dx in (0.0, 24.0, 48.0):
+        for dy in (0.0, -h, h, -2 * h, 2 * h, -3 * h, 3 * h):
+            candidates.append((cx + gap + dx, cy - h / 2 + dy))  # right
+            candidates.append((cx - gap - dx - w, cy - h / 2 + dy))  # left
+        if dx == 0.0:
+            candidates += [(cx - w / 2, cy - gap - h), (cx - w / 2, cy + gap)]  # above, below
     for x0, y0 in candidates:
         box = (x0, y0, x0 + w, y0 + h)
         if box[0] < area[0] or box[1] < area[1] or box[2] > area[2] or box[3] > area[3]:
