@@ -220,7 +220,12 @@ class ChurnModel(Estimator):
         return result, list(encoder.order)
 
     def reasons(self, x: pd.DataFrame, *, top: int = 3) -> list[list[dict[str, Any]]]:
-        """Return each customer's top reasons: the columns that raise the risk most."""
+        """Return each customer's top reasons: the columns that raise the risk most.
+
+        Each reason names the ``feature``, its ``value`` for the customer (``None`` when
+        missing), the raw ``reason`` text (``name = value``) and its log-odds
+        ``contribution``; ``voxloop.analyze.wording`` turns them into sentences.
+        """
         contrib, names = self.contributions(x)
         frame = self._frame(x)
         encoder: Encoder = self.parts_["encoder"]
@@ -232,10 +237,20 @@ class ChurnModel(Estimator):
             for j in order[i]:
                 if contrib[i, j] <= 0:
                     break
+                code = float(codes[i, j])
+                name = names[j]
+                value: float | str | None
+                if np.isnan(code):
+                    value = None
+                elif name in encoder.categorical:
+                    value = encoder.categorical[name][int(code)]
+                else:
+                    value = code
                 row.append(
                     {
-                        "feature": names[j],
-                        "reason": encoder.describe(int(j), float(codes[i, j])),
+                        "feature": name,
+                        "reason": encoder.describe(int(j), code),
+                        "value": value,
                         "contribution": float(contrib[i, j]),
                     }
                 )

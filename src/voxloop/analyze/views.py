@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from voxloop.act.access import Principal
-from voxloop.analyze import service
+from voxloop.analyze import service, wording
 from voxloop.api.service import get_principal, get_session, get_settings, require_page_login
 from voxloop.config import Settings
 from voxloop.errors import PermissionDeniedError, VoxloopError
@@ -77,7 +77,7 @@ def segments(
     params: dict[str, Any] = {"outcome": outcome, **path}
     if region:
         params["region"] = region
-    return service.cached(
+    result = service.cached(
         settings=settings,
         name="segments",
         params=params,
@@ -85,6 +85,8 @@ def segments(
             settings=settings, outcome=outcome, path=path, region=region or None
         ),
     )
+    # Worded at answer time, so cached results (and older caches) read the same.
+    return wording.word_segments(result)
 
 
 def _national(principal: Principal) -> None:
@@ -138,7 +140,7 @@ def churn(
     )
     out = {k: v for k, v in result.items() if k != "oof_risk"}
     out["at_risk"] = result["at_risk"][:limit]
-    return out
+    return wording.word_churn(out)
 
 
 def _try(compute: Any) -> tuple[dict[str, Any] | None, str | None]:
