@@ -20,7 +20,9 @@ import csv
 import json
 import math
 import random
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from importlib import resources
@@ -68,6 +70,8 @@ HOUR_WEIGHTS = np.array(
      1.05, 1.10, 1.25, 1.25, 1.20, 1.10, 0.95, 0.95, 0.95, 0.80, 0.55, 0.25],
     dtype=np.float64,
 )  # fmt: skip
+_HOUR_CDF = np.cumsum(HOUR_WEIGHTS / HOUR_WEIGHTS.sum())
+_HOUR_CDF /= _HOUR_CDF[-1]
 WEEKDAY_FACTORS = (1.10, 1.0, 1.0, 1.0, 1.0, 0.80, 0.75)
 HOLIDAY_FACTOR = 0.70
 
@@ -146,6 +150,8 @@ PLANS: tuple[PlanSpec, ...] = (
     PlanSpec("5G智享套餐 298元", 298, 100, 1000, True, 0.06),
     PlanSpec("5G尊享套餐 398元", 398, 150, 1500, True, 0.04),
 )
+#: Plans open to every customer (no age, student or family condition).
+OPEN_PLANS = tuple(p for p in PLANS if p.segment == "mass_market")
 #: The 5G large-data plans whose customers are planted as dissatisfied with the tariff.
 LARGE_DATA_PLANS = tuple(p.name for p in PLANS if p.is_5g and p.data_gb >= 60)
 
@@ -236,6 +242,40 @@ _MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "A
               "September", "October", "November", "December")  # fmt: skip
 _NORTHERN = ("北京", "山东", "四川")
 
+#: Voice kinds generated as timed multi-turn conversations with an agent.
+CONVERSATION_KINDS = ("call_transcript", "chat")
+#: QA rule ids planted in conversations (a "violation" is the rule being hit), each with
+#: its rate per conversation for an average agent of an average team. Conditional rules
+#: are planted only where they can apply: ``identity_verification`` where the account is
+#: touched, ``empathy_when_angry`` where the customer is angry, ``speaking_rate`` in
+#: Chinese (English is read at 2-2.8 words/s, i.e. over 6 letters/s but never fast).
+QA_RULES: dict[str, float] = {
+    "greeting": 0.03,
+    "self_intro": 0.05,
+    "identity_verification": 0.07,
+    "prohibited_words": 0.02,
+    "unauthorised_promise": 0.03,
+    "empathy_when_angry": 0.16,
+    "solution_offered": 0.04,
+    "no_unauthorised_plan_change": 0.02,
+    "closing": 0.04,
+    "invite_rating": 0.07,
+    "long_silence": 0.04,
+    "interruption": 0.04,
+    "speaking_rate": 0.03,
+}
+QA_RULE_IDS = tuple(QA_RULES)
+#: Scenarios whose handling touches the account (查询话费/办理/变更套餐/退订).
+ACCOUNT_SCENARIOS = ("BILL", "USAGE", "PLAN", "UNSUB", "MKT", "INTL", "TERM")
+_TEAM_NUMERALS = "一二三四"
+#: What is counted as one spoken unit when timing a turn: a CJK character, or a run of
+#: latin letters or digits (so "19.9元" is two units whichever way a checker counts).
+_UNITS = re.compile(r"[\u4e00-\u9fff]|[A-Za-z0-9]+(?:[.'][A-Za-z0-9]+)*")
+#: Headroom the "overpaying" ground truth allows over real usage, and the share of the
+#: current fee the cheapest plan covering it may cost at most (套餐适配不合理).
+OVERPAY_HEADROOM = 1.2
+OVERPAY_FEE_SHARE = 0.5
+
 
 # ---------------------------------------------------------------------------
 # Small helpers
@@ -248,7 +288,9 @@ def load_lexicon() -> dict[str, Any]:
         .joinpath("generator_lexicon.yaml")
         .read_text(encoding="utf-8")
     )
-    data = yaml.safe_load(text)
+    # The C loader when libyaml is there: the pure-Python one takes a good share of a run.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    data = yaml.load(text, Loader=loader)  # a safe loader either way
     if not isinstance(data, dict):
         raise ValueError("generator_lexicon.yaml: top level must be a mapping")
     return data
@@ -636,9 +678,7 @@ class _Composer:
             emotion = r.choice(self.zh["intensifiers"]) + emotion
         demand = r.choice(self.zh["demands"]) if size != "short" and r.random() < 0.6 else ""
 
-        if kind == "call_transcript":
-            text = self._transcript(scenario, body, emotion, demand, slots)
-        elif kind == "ticket":
+        if kind == "ticket":
             heads = self.zh["ticket_heads"]
             head = r.choice(heads.get(channel, heads["default"]))
             ask = r.choice(self.zh["ticket_asks"])
@@ -655,46 +695,11 @@ class _Composer:
         elif kind == "app_review":
             head = r.choice(self.zh["review_heads"]) if r.random() < 0.5 else ""
             text = self._join_zh([head, core, emotion])
-        elif kind == "chat":
-            opener = r.choice(self.zh["openers"]) if r.random() < 0.4 else ""
-            sep = r.choice((" ", "\n", "，"))
-            text = sep.join(p for p in (opener, *body) if p) + self._end()
-            if emotion:
-                text += emotion + self._end()
         else:
             opener = r.choice(self.zh["openers"]) if size != "short" and r.random() < 0.5 else ""
             closer = r.choice(self.zh["closers"]) if r.random() < 0.2 else ""
             text = self._join_zh([opener, *body, emotion, demand, closer])
-        if kind != "call_transcript":
-            text = self._dialect(text, province)
-        return self._typo(text)
-
-    def _transcript(
-        self, scenario: str, body: list[str], emotion: str, demand: str, slots: _SlotValues
-    ) -> str:
-        r = self.rnd
-        agent = self.zh["agent"]
-        turns = [("坐席", self._fill(r.choice(agent["greet"]), slots))]
-        if len(body) > 1 and r.random() < 0.6:
-            turns.append(("客户", "，".join(body[:1]) + self._end()))
-            turns.append(("坐席", self._fill(r.choice(agent["verify"]), slots)))
-            rest = body[1:]
-        else:
-            rest = body
-        turns.append(
-            ("客户", "，".join(rest) + (("，" + emotion) if emotion else "") + self._end())
-        )
-        specific = agent["explain_by_scenario"].get(scenario, [])
-        for _ in range(r.randint(0, 3)):
-            lines = specific if specific and r.random() < 0.6 else agent["explain"]
-            turns.append(("坐席", self._fill(r.choice(lines), slots)))
-            turns.append(("客户", self._fill(r.choice(agent["customer_turns"]), slots)))
-        if demand:
-            turns.append(("客户", demand + self._end()))
-        if r.random() < 0.7:
-            turns.append(("坐席", r.choice(agent["close"])))
-        sep = r.choice(("\n", " ", "\n"))
-        return sep.join(f"{who}：{what}" for who, what in turns)
+        return self._typo(self._dialect(text, province))
 
     def _english(
         self, cores: list[str], kind: str, slots: _SlotValues, repeat: int, pii: str | None
@@ -713,12 +718,6 @@ class _Composer:
             parts.append(r.choice(en["emotions"]))
         if r.random() < 0.5:
             parts.append(r.choice(en["demands"]))
-        if kind == "call_transcript":
-            agent = en["agent"]
-            lines = [f"Agent: {agent[0]}", f"Customer: {' '.join(parts)}"]
-            for line in r.sample(agent[1:], r.randint(1, 3)):
-                lines.append(f"Agent: {self._fill(line, slots)}")
-            return "\n".join(lines)
         if r.random() < 0.4:
             parts.insert(0, r.choice(en["openers"]) + ",")
         closer = r.choice(en["closers"]) if r.random() < 0.3 else ""
@@ -726,6 +725,316 @@ class _Composer:
         if kind == "social_post":
             text += " #ChinaMobile"
         return text
+
+    # -- Conversations (call_transcript, chat) with agent behaviour ---------------------
+
+    def _customer_zh(
+        self,
+        *,
+        cores: list[str],
+        slots: _SlotValues,
+        base_slots: dict[str, str],
+        repeat: int,
+        pii: str | None,
+        angry: bool,
+    ) -> tuple[list[str], str, str]:
+        """Return the customer's statements (body parts), emotion and demand in Chinese."""
+        r = self.rnd
+        size = r.choices(("short", "medium", "long"), weights=(30, 45, 25))[0]
+        first = r.choice(cores)
+        body = [self._fill(first, slots)]
+        details = self.zh["details"]
+        if size == "long" and len(cores) > 1 and r.random() < 0.6:
+            second = r.choice([c for c in cores if c != first])
+            body.append(self._fill(second, _SlotValues(r, base_slots)))
+        n_details = {"short": 0, "medium": r.randint(0, 1), "long": r.randint(1, 2)}[size]
+        for detail in r.sample(details["generic"], n_details):
+            body.insert(r.randint(0, len(body)), self._fill(detail, slots))
+        if repeat > 0:
+            slots["times"] = str(repeat + 1)
+            body.append(self._fill(r.choice(details["repeat"]), slots))
+        if pii:
+            body.insert(r.randint(0, len(body)), pii)
+        emotion = ""
+        if angry:
+            emotion = r.choice(self.zh["emotions"])
+            if not emotion.startswith(("太", "真", "简直")) and r.random() < 0.3:
+                emotion = r.choice(self.zh["intensifiers"]) + emotion
+        demand = r.choice(self.zh["demands"]) if size != "short" and r.random() < 0.6 else ""
+        return body, emotion, demand
+
+    def _customer_en(
+        self, *, cores: list[str], slots: _SlotValues, repeat: int, pii: str | None, angry: bool
+    ) -> tuple[list[str], str, str]:
+        """Return the customer's statements, emotion and demand in English."""
+        r = self.rnd
+        en = self.en
+        body = [self._fill(r.choice(cores), slots) + r.choice((".", "!", "."))]
+        if r.random() < 0.5:
+            body.append(self._fill(r.choice(en["details"]), slots))
+        if repeat > 0:
+            body.append(f"This is complaint number {repeat + 1} about this.")
+        if pii:
+            body.append(pii + ".")
+        emotion = r.choice(en["emotions"]) if angry else ""
+        demand = r.choice(en["demands"]) if r.random() < 0.5 else ""
+        return body, emotion, demand
+
+    def conversation(
+        self,
+        *,
+        scenario: str,
+        sub: str,
+        kind: str,
+        lang: str,
+        base_slots: dict[str, str],
+        problem: str | None,
+        repeat: int,
+        pii: str | None,
+        job: str,
+        angry: bool,
+        violations: frozenset[str],
+        account_op: bool,
+        plan_change: bool,
+    ) -> str:
+        """Compose a timed hotline or chat conversation with the planted QA violations.
+
+        Every step a QA rule checks (greeting, self-introduction, identity verification
+        before an account operation, empathy after an angry customer turn, a solution,
+        consent before a plan change, closing, rating invitation) is present unless its
+        rule id is in ``violations``; prohibited words, promises, long silences, agent
+        interruptions and over-fast agent turns appear only when planted.
+        """
+        r = self.rnd
+        en = lang == "en"
+        lex = self.en if en else self.zh
+        d: dict[str, Any] = lex["dialogue"]
+        slots = _SlotValues(r, {**base_slots, "lang": lang, "job": job})
+        cores = self._cores(scenario, sub, problem, lang)
+        if en:
+            body, emotion, demand = self._customer_en(
+                cores=cores, slots=slots, repeat=repeat, pii=pii, angry=angry
+            )
+            join = " "
+        else:
+            body, emotion, demand = self._customer_zh(
+                cores=cores,
+                slots=slots,
+                base_slots=base_slots,
+                repeat=repeat,
+                pii=pii,
+                angry=angry,
+            )
+            join = "，"
+        cust_lines: dict[str, list[str]] = d["customer"]
+        # (is_agent, text, hold, angry_customer_turn)
+        turns: list[tuple[bool, str, bool, bool]] = []
+
+        def say(text: str, *, hold: bool = False) -> None:
+            if pending_empathy[0]:
+                pending_empathy[0] = False
+                text = r.choice(d["empathy"]) + ("，" if not en else " ") + text
+            turns.append((True, self._fill(text, slots), hold, False))
+
+        def hear(text: str, *, mad: bool = False, hold: bool = False) -> None:
+            turns.append((False, text, hold, mad))
+            # A clean agent answers an angry turn with empathy first.
+            if mad and "empathy_when_angry" not in violations:
+                pending_empathy[0] = True
+
+        pending_empathy = [False]
+
+        def end_zh(mad: bool) -> str:
+            if en:
+                return ""
+            return r.choice(("！", "！！", "！")) if mad else r.choice(("。", "", "？", "。"))
+
+        # Opening.
+        greet_missing = "greeting" in violations
+        intro_missing = "self_intro" in violations
+        if greet_missing and intro_missing:
+            opening = r.choice(d["bare"])
+        elif greet_missing:
+            opening = r.choice(d["intro_no_greet"])
+        elif intro_missing:
+            opening = r.choice(d["greet_no_intro"])
+        else:
+            opening = r.choice(d["greet"]["chat" if kind == "chat" else "call"])
+        say(opening)
+
+        # The customer's problem, in one or two turns.
+        split = len(body) > 1 and r.random() < 0.5
+        head = body[:1] if split else body
+        first = join.join(head)
+        if emotion:
+            first += join + emotion
+        if not en:
+            opener = r.choice(self.zh["openers"]) if r.random() < 0.25 else ""
+            first = self._typo((opener + "，" if opener else "") + first)
+            if kind == "chat":
+                first = self._dialect(first, base_slots.get("province", ""))
+        hear(first + end_zh(angry), mad=angry)
+        if not angry and r.random() < 0.4:
+            pending_empathy[0] = True  # courtesy apology, not only when the customer is angry
+        if split:
+            say(r.choice(d["prompt"]))
+            hear(join.join(body[1:]) + end_zh(False))
+
+        verify_first = account_op and "identity_verification" not in violations
+        if not verify_first and not account_op and r.random() < 0.3:
+            verify_first = True
+        if verify_first:
+            self._verify(d, say, hear)
+
+        ops = scenario if scenario in d["op_check"] else None
+        if account_op and ops is not None:
+            check = r.choice(d["op_check"][ops])
+            say(check + (" One moment please." if en else "，请稍等"), hold=True)
+            say(r.choice(d["op_do"][ops]))
+            hear(r.choice(cust_lines["ack"]))
+        late_verify = (
+            account_op
+            and not verify_first
+            and "identity_verification" in violations
+            and r.random() < 0.25
+        )
+        if late_verify:
+            self._verify(d, say, hear)
+
+        explain = d["explain"]
+        for _ in range(r.randint(0, 2)):
+            lines = explain.get(scenario) if r.random() < 0.6 else None
+            say(r.choice(lines or explain["generic"]))
+            mad = angry and r.random() < 0.4
+            hear(r.choice(cust_lines["angry" if mad else "calm"]), mad=mad)
+        if "prohibited_words" in violations:
+            say(r.choice(d["prohibited"]))
+            hear(r.choice(cust_lines["angry"]), mad=True)
+        if "speaking_rate" in violations or r.random() < 0.25:
+            own = d["long"].get(scenario)
+            say(r.choice(own if own and r.random() < 0.7 else d["long"]["generic"]))
+            hear(r.choice(cust_lines["ack"]))
+
+        if plan_change:
+            plan = d["plan"]
+            if "no_unauthorised_plan_change" not in violations:
+                say(r.choice(plan["offer"]))
+                hear(r.choice(plan["agree"]))
+                say(r.choice(plan["done"]))
+            elif r.random() < 0.6:
+                say(r.choice(plan["forced"]))
+            else:
+                say(r.choice(plan["offer"]))
+                hear(r.choice(plan["decline"]))
+                say(r.choice(plan["after_no"]))
+            hear(r.choice(cust_lines["ack"]))
+
+        if demand:
+            hear(demand + end_zh(angry), mad=angry)
+        if "solution_offered" in violations:
+            say(r.choice(d["no_solution"]))
+        else:
+            own = d["solution"].get(scenario)
+            say(r.choice(own if own and r.random() < 0.6 else d["solution"]["generic"]))
+        if "unauthorised_promise" in violations:
+            say(r.choice(d["promise"]))
+        mad = angry and r.random() < 0.3
+        hear(r.choice(cust_lines["angry" if mad else "calm"]), mad=mad)
+
+        # Closing and rating invitation (together in the last agent turn when both).
+        close_ok = "closing" not in violations
+        rate_ok = "invite_rating" not in violations
+        if close_ok and r.random() < 0.7:
+            say(r.choice(d["close"]["ask"]))
+            hear(r.choice(cust_lines["bye"]))
+        last: list[str] = []
+        if rate_ok:
+            last.append(r.choice(d["rating"]))
+        if close_ok:
+            last.append(r.choice(d["close"]["chat" if kind == "chat" else "call"]))
+        if last:
+            say(("，" if not en else " ").join(last))
+        elif r.random() < 0.5:
+            hear(r.choice(cust_lines["end"]))
+        return self._timeline(turns, lang=lang, violations=violations)
+
+    def _verify(
+        self, d: dict[str, Any], say: Callable[..., None], hear: Callable[..., None]
+    ) -> None:
+        r = self.rnd
+        v = d["verify"]
+        say(r.choice(v["ask"]))
+        if r.random() < 0.04:
+            # The customer looks for the ID card: a long pause that is not the agent's.
+            hear(r.choice(v["pause"]), hold=True)
+        hear(self._fill(r.choice(v["answer"]), _SlotValues(r, {})))
+        say(r.choice(v["ok"]))
+
+    def _timeline(
+        self, turns: list[tuple[bool, str, bool, bool]], *, lang: str, violations: frozenset[str]
+    ) -> str:
+        """Time the turns (deciseconds) and render them as ``[start-end] role：text`` lines.
+
+        Chinese is read at 3-5 characters/s (every character, punctuation included, so no
+        way of counting makes a clean turn faster than 5/s), English at 2.0-2.8 words/s;
+        gaps are 0.3-2 s, 3-8 s after an agent's "please hold". A planted ``speaking_rate``
+        turn runs at 7.5-9 Chinese characters/s counting only CJK characters and one per
+        latin or digit run; a planted ``long_silence`` leaves 12-30 s before an agent turn;
+        a planted ``interruption`` starts an agent turn 0.5-2 s before the customer's ends.
+        """
+        r = self.rnd
+        en = lang == "en"
+        agent_role, cust_role, sep = ("Agent", "Customer", ": ") if en else ("坐席", "客户", "：")
+        agents = [i for i, t in enumerate(turns) if t[0]]
+        after_customer = [i for i in agents if i > 0 and not turns[i - 1][0]]
+        fast_at = silence_at = interrupt_at = -1
+        if "speaking_rate" in violations:
+            long_turns = [i for i in agents if len(_UNITS.findall(turns[i][1])) >= 34]
+            fast_at = r.choice(long_turns) if long_turns else -1
+        if "long_silence" in violations:
+            silence_at = r.choice([i for i in agents if i > 0])
+        if "interruption" in violations:
+            options = [i for i in after_customer if i != silence_at] or after_customer
+            interrupt_at = r.choice(options)
+        out: list[str] = []
+        rand = r.random  # timing draws are the hot loop: plain floats, no randint
+        cursor = 3 + int(13 * rand())
+        prev_start = prev_dur = 0
+        prev_hold = False
+        for k, (is_agent, text, hold, _mad) in enumerate(turns):
+            if k == fast_at:
+                dur = int(10 * len(_UNITS.findall(text)) / (7.5 + 1.5 * rand()))
+            elif en:
+                dur = math.ceil(10 * len(text.split()) / (2.0 + 0.8 * rand()))
+            else:
+                dur = math.ceil(10 * len(text) / (3.0 + 2.0 * rand()))
+            if dur < 6:
+                dur = 6
+            if k == 0:
+                start = cursor
+            elif k == silence_at:
+                start = cursor + 120 + int(181 * rand())
+            elif k == interrupt_at:
+                start = max(cursor - 5 - int(16 * rand()), prev_start + max(prev_dur // 2, 1))
+                start = min(start, cursor - 1)
+            elif prev_hold:
+                # An agent's hold is short; a customer looking for the ID card is not the
+                # agent's silence however long it is.
+                start = cursor + (30 + int(51 * rand()) if is_agent else 100 + int(51 * rand()))
+            elif not is_agent and turns[k - 1][0] and rand() < 0.03:
+                # The customer cuts in: an interruption, but not the agent's.
+                start = max(cursor - 3 - int(3 * rand()), prev_start + 1)
+            else:
+                start = cursor + 3 + int(18 * rand())
+            end = start + dur
+            out.append(
+                f"[{start // 10}.{start % 10}-{end // 10}.{end % 10}] "
+                f"{agent_role if is_agent else cust_role}{sep}{text}"
+            )
+            if end > cursor:
+                cursor = end
+            prev_start, prev_dur, prev_hold = start, dur, hold
+        return "\n".join(out)
 
     def pii(self, *, lang: str, phone: str, province: str, city: str, district: str) -> str:
         """Return a sentence carrying one kind of personal data."""
@@ -824,7 +1133,9 @@ def _sample_times(
 
 def _daytime(rng: np.random.Generator, t: FloatArr) -> FloatArr:
     """Move each time to a local hour drawn from the daily profile, keeping its day."""
-    hours = rng.choice(24, size=len(t), p=HOUR_WEIGHTS / HOUR_WEIGHTS.sum())
+    # Same draws as ``rng.choice(24, p=HOUR_WEIGHTS / sum)`` (inverse CDF of one uniform
+    # each), without its per-call validation: this runs once per journey event.
+    hours = _HOUR_CDF.searchsorted(rng.random(len(t)), side="right")
     return np.asarray(np.floor(t / DAY) * DAY + (hours + rng.random(len(t))) * HOUR)
 
 
@@ -852,6 +1163,168 @@ def _subcats(rng: np.random.Generator, composer: _Composer, scenarios: ObjArr) -
             subs = composer.subcategories(code)
             out[mask] = np.asarray(subs, dtype=object)[rng.integers(0, len(subs), int(mask.sum()))]
     return out
+
+
+@dataclass
+class _Agents:
+    """Hotline/online agents: id, team, the team's city and per-rule violation rates."""
+
+    ids: ObjArr
+    job: ObjArr
+    team: ObjArr
+    city: ObjArr
+    rates: FloatArr  # (agents, rules)
+
+
+def _make_agents(rng: np.random.Generator, conv_city: ObjArr) -> _Agents:
+    """Staff teams in each city in proportion to its conversations, agents of mixed quality.
+
+    An agent's violation rate for a rule is the base rate times an agent factor, a team
+    factor and a per-rule habit (all log-normal), so some agents and teams are clearly
+    worse than others and per-agent and per-team QA scores have something to find.
+    """
+    cities = [c for _, _, cs in GEOGRAPHY for c, _, _ in cs]
+    team: list[str] = []
+    city: list[str] = []
+    team_of_team: list[int] = []
+    n_teams_total = 0
+    for c in cities:
+        k = int((conv_city == c).sum())
+        n_teams = int(np.clip(math.ceil(k / 150), 1, len(_TEAM_NUMERALS)))
+        per_team = int(np.clip(round(k / n_teams / 30), 3, 12))
+        for j in range(n_teams):
+            for _ in range(per_team):
+                team.append(f"{c}{_TEAM_NUMERALS[j]}组")
+                city.append(c)
+                team_of_team.append(n_teams_total)
+            n_teams_total += 1
+    n = len(team)
+    numbers = rng.choice(np.arange(1000, 10000), size=n, replace=False)
+    agent_f = rng.lognormal(0.0, 0.8, size=n)
+    agent_f /= agent_f.mean()
+    team_f = rng.lognormal(0.0, 0.4, size=n_teams_total)[np.asarray(team_of_team)]
+    habit = rng.lognormal(0.0, 0.5, size=(n, len(QA_RULES)))
+    base = np.asarray(list(QA_RULES.values()), dtype=np.float64)
+    rates = np.minimum(base[None, :] * (agent_f * team_f)[:, None] * habit, 0.6)
+    return _Agents(
+        ids=np.asarray([f"A{x}" for x in numbers], dtype=object),
+        job=np.asarray([str(x) for x in numbers], dtype=object),
+        team=np.asarray(team, dtype=object),
+        city=np.asarray(city, dtype=object),
+        rates=rates,
+    )
+
+
+@dataclass
+class _QaPlan:
+    """What each conversation will contain: agent, anger, account touch, violations."""
+
+    agent: IntArr
+    angry: BoolArr
+    account_op: BoolArr
+    plan_change: BoolArr
+    violations: BoolArr  # (conversations, rules)
+
+
+def _plan_conversations(
+    rng: np.random.Generator,
+    agents: _Agents,
+    *,
+    city: ObjArr,
+    scenario: ObjArr,
+    lang: ObjArr,
+    repeat: IntArr,
+    problem: ObjArr,
+) -> _QaPlan:
+    """Assign agents and draw, vectorised, which QA rules each conversation violates."""
+    n = len(city)
+    agent = np.zeros(n, dtype=np.int64)
+    for c in np.unique(city).tolist():
+        mask = city == c
+        pool = np.flatnonzero(agents.city == c)
+        agent[mask] = pool[rng.integers(0, len(pool), int(mask.sum()))]
+    col = {r: j for j, r in enumerate(QA_RULES)}
+    # Escalations, repeat contacts and planted incidents bring more angry customers.
+    heated = (
+        np.isin(scenario, ("SUPV", "CMPL")) | (repeat > 0) | np.isin(problem, ("surge", "outage"))
+    )
+    angry = rng.random(n) < np.where(heated, 0.55, 0.28)
+    viol = rng.random((n, len(QA_RULES))) < agents.rates[agent]
+    viol[:, col["empathy_when_angry"]] &= angry
+    viol[:, col["speaking_rate"]] &= lang != "en"
+    no_solution = viol[:, col["solution_offered"]]
+    viol[:, col["no_unauthorised_plan_change"]] &= ~no_solution
+    offered = ((scenario == "PLAN") & (rng.random(n) < 0.5)) | (rng.random(n) < 0.04)
+    plan_change = viol[:, col["no_unauthorised_plan_change"]] | (offered & ~no_solution)
+    account_op = (np.isin(scenario, ACCOUNT_SCENARIOS) & ~no_solution) | plan_change
+    viol[:, col["identity_verification"]] &= account_op
+    return _QaPlan(
+        agent=agent,
+        angry=angry,
+        account_op=account_op,
+        plan_change=plan_change,
+        violations=viol,
+    )
+
+
+def _cheapest_cover(data_gb: FloatArr, voice_min: FloatArr) -> FloatArr:
+    """Return the fee of the cheapest open plan covering usage with ``OVERPAY_HEADROOM``.
+
+    Only plans anyone may take count (senior, youth and family plans have conditions).
+    """
+    best = np.full(len(data_gb), np.inf)
+    for p in OPEN_PLANS:
+        fits = (p.data_gb >= OVERPAY_HEADROOM * data_gb) & (
+            p.voice_minutes >= OVERPAY_HEADROOM * voice_min
+        )
+        best = np.where(fits, np.minimum(best, p.monthly_fee), best)
+    return best
+
+
+def _usage(
+    rng: np.random.Generator, cust: _Customers, over_data: IntArr
+) -> tuple[FloatArr, FloatArr, IntArr]:
+    """Draw each customer's average monthly data (GB) and voice (minutes) use.
+
+    Most use 30-95 % of their allowance; customers with an over-plan usage event and a
+    few others exceed it; a planted 5 % on plans of 58 yuan or more use what a plan at
+    most 40 % of their fee covers (套餐适配不合理). Background draws that would meet the
+    overpaying criterion by chance are raised, so the planted group is exactly the set of
+    customers whose cheapest covering plan costs at most ``OVERPAY_FEE_SHARE`` of theirs.
+    """
+    n = cust.n
+    data_allow = np.asarray([p.data_gb for p in PLANS], dtype=np.float64)[cust.plan]
+    voice_allow = np.asarray([p.voice_minutes for p in PLANS], dtype=np.float64)[cust.plan]
+    fee = np.asarray([p.monthly_fee for p in PLANS], dtype=np.float64)[cust.plan]
+    data = data_allow * (0.3 + 0.65 * rng.beta(2.0, 1.8, n))
+    voice = voice_allow * (0.3 + 0.65 * rng.beta(1.6, 2.0, n))
+    # Pay-per-minute plans (no minutes included) still see calls.
+    payg = voice_allow == 0
+    voice[payg] = rng.gamma(2.0, 25.0, int(payg.sum()))
+    exceed_d = rng.random(n) < 0.03
+    exceed_d[over_data] = True
+    exceed_v = (rng.random(n) < 0.02) & ~payg
+    data[exceed_d] = data_allow[exceed_d] * rng.uniform(1.05, 1.6, int(exceed_d.sum()))
+    voice[exceed_v] = voice_allow[exceed_v] * rng.uniform(1.05, 1.5, int(exceed_v.sum()))
+    cand = np.flatnonzero((fee >= 58) & ~exceed_d & ~exceed_v)
+    picked = np.sort(rng.choice(cand, size=min(len(cand), round(0.05 * n)), replace=False))
+    for i, p in enumerate(PLANS):
+        rows = picked[cust.plan[picked] == i]
+        targets = [t for t in OPEN_PLANS if t.monthly_fee <= 0.4 * p.monthly_fee]
+        if not len(rows) or not targets:
+            continue
+        which = rng.integers(0, len(targets), len(rows))
+        t_data = np.asarray([targets[w].data_gb for w in which], dtype=np.float64)
+        t_voice = np.asarray([targets[w].voice_minutes for w in which], dtype=np.float64)
+        data[rows] = t_data * rng.uniform(0.3, 0.75, len(rows))
+        voice[rows] = t_voice * rng.uniform(0.3, 0.75, len(rows))
+    planted = np.zeros(n, dtype=bool)
+    planted[picked] = True
+    chance = ~planted & (_cheapest_cover(data, voice) <= OVERPAY_FEE_SHARE * fee)
+    data[chance] = np.maximum(data[chance], 0.6 * data_allow[chance])
+    voice[chance] = np.maximum(voice[chance], 0.6 * voice_allow[chance])
+    overpaying = np.flatnonzero(_cheapest_cover(data, voice) <= OVERPAY_FEE_SHARE * fee)
+    return np.round(data, 2), np.round(voice), overpaying.astype(np.int64)
 
 
 def generate_operator(
@@ -1219,6 +1692,33 @@ def generate_operator(
         "theme_plan": theme_plan,
         "theme_plan_b": "4G飞享套餐 38元",
     }
+    # --- Conversations: agents of teams in the voice's city and planted QA violations,
+    # drawn from their own stream so the voices, events and surveys above are unchanged.
+    qrng = np.random.default_rng([seed, 0x0A])
+    conv_idx = np.flatnonzero(np.isin(v_kind, CONVERSATION_KINDS))
+    conv_city = np.asarray(city[v_region[conv_idx]], dtype=object)
+    agents = _make_agents(qrng, conv_city)
+    qa = _plan_conversations(
+        qrng,
+        agents,
+        city=conv_city,
+        scenario=v_scen[conv_idx],
+        lang=v_lang[conv_idx],
+        repeat=v_rep[conv_idx],
+        problem=v_prob[conv_idx],
+    )
+    conv_pos = np.full(n_v, -1, dtype=np.int64)
+    conv_pos[conv_idx] = np.arange(len(conv_idx))
+    rows, cols = np.nonzero(qa.violations)
+    viol_sets: list[list[str]] = [[] for _ in range(len(conv_idx))]
+    for row, c in zip(rows.tolist(), cols.tolist(), strict=True):
+        viol_sets[row].append(QA_RULE_IDS[c])
+    frozen = [frozenset(v) for v in viol_sets]
+    v_agent = np.full(n_v, None, dtype=object)
+    v_team = np.full(n_v, None, dtype=object)
+    v_agent[conv_idx] = agents.ids[qa.agent]
+    v_team[conv_idx] = agents.team[qa.agent]
+
     texts: list[str] = []
     for i in range(n_v):
         reg = int(v_region[i])
@@ -1241,6 +1741,26 @@ def generate_operator(
                 city=base["city"],
                 district=base["district"],
             )
+        j = int(conv_pos[i])
+        if j >= 0:
+            texts.append(
+                composer.conversation(
+                    scenario=str(v_scen[i]),
+                    sub=str(v_sub[i]),
+                    kind=str(v_kind[i]),
+                    lang=str(v_lang[i]),
+                    base_slots=base,
+                    problem=None if v_prob[i] is None else str(v_prob[i]),
+                    repeat=int(v_rep[i]),
+                    pii=pii,
+                    job=str(agents.job[qa.agent[j]]),
+                    angry=bool(qa.angry[j]),
+                    violations=frozen[j],
+                    account_op=bool(qa.account_op[j]),
+                    plan_change=bool(qa.plan_change[j]),
+                )
+            )
+            continue
         texts.append(
             composer.text(
                 scenario=str(v_scen[i]),
@@ -1367,6 +1887,15 @@ def generate_operator(
         origin=origin,
     )
 
+    # --- Real monthly usage in the profiles, with the overpaying group planted.
+    over_data = np.asarray(
+        sorted(
+            {c for c, t in zip(events.cust, events.type, strict=True) if t == "usage_over_plan"}
+        ),
+        dtype=np.int64,
+    )
+    data_used, voice_used, overpaying = _usage(np.random.default_rng([seed, 0x0B]), cust, over_data)
+
     # --- Surveys (instant post-interaction ratings) with the tariff short board planted.
     surveys = _surveys(
         rng=rng,
@@ -1381,7 +1910,16 @@ def generate_operator(
     )
 
     # --- Write everything.
-    _write_customers(out / "customers.csv", cust, prov, city, dist, origin)
+    _write_customers(
+        out / "customers.csv",
+        cust,
+        prov,
+        city,
+        dist,
+        origin,
+        data_used=data_used,
+        voice_used=voice_used,
+    )
     _write_voices(
         out / "voices.jsonl",
         origin=origin,
@@ -1401,6 +1939,8 @@ def generate_operator(
         scenario=v_scen,
         sub=v_sub,
         incident=v_inc,
+        agent=v_agent,
+        team=v_team,
     )
     _write_surveys(out / "surveys.jsonl", origin, surveys, cust, prov, city, dist)
     n_events = _write_events(out / "events.jsonl", origin, events, cust, prov, city, dist)
@@ -1472,6 +2012,19 @@ def generate_operator(
     truth["churn_customers"] = cust.ids[churners].tolist()
     truth["background_churn_customers"] = cust.ids[bg_churners].tolist()
     truth["commitment_violations"] = violations
+    truth["overpaying_customers"] = cust.ids[overpaying].tolist()
+    truth["overpaying_rule"] = (
+        f"the cheapest mass-market plan whose allowances cover {OVERPAY_HEADROOM:g}x the "
+        f"customer's monthly data_used_gb and voice_used_min costs at most {OVERPAY_FEE_SHARE:g}x "
+        "the current plan's monthly fee"
+    )
+    conv_ids = v_ids[conv_idx]
+    truth["qa_conversations"] = conv_ids.tolist()
+    truth["qa_violations"] = {str(conv_ids[j]): rules for j, rules in enumerate(viol_sets) if rules}
+    truth["qa_agents"] = {
+        str(a): {"team": str(t), "city": str(c)}
+        for a, t, c in zip(agents.ids, agents.team, agents.city, strict=True)
+    }
     (out / "ground_truth.json").write_text(
         json.dumps(truth, ensure_ascii=False, indent=1), encoding="utf-8"
     )
@@ -1491,6 +2044,9 @@ def generate_operator(
         "churn_customers": len(churners),
         "background_churn_customers": len(bg_churners),
         "violations": dict(sorted(by_rule.items())),
+        "qa_conversations": len(conv_idx),
+        "qa_violations": {r: int(qa.violations[:, k].sum()) for k, r in enumerate(QA_RULE_IDS)},
+        "overpaying_customers": len(overpaying),
         "seconds": round(time.perf_counter() - started, 2),
     }
 
@@ -1799,9 +2355,20 @@ def _surveys(
 # ---------------------------------------------------------------------------
 # Writers (canonical flat columns, see voxloop.ingest.schemas)
 
+#: One encoder for every row: ``json.dumps`` with options builds a new one per call.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
 
 def _write_customers(
-    path: Path, cust: _Customers, prov: ObjArr, city: ObjArr, dist: ObjArr, origin: datetime
+    path: Path,
+    cust: _Customers,
+    prov: ObjArr,
+    city: ObjArr,
+    dist: ObjArr,
+    origin: datetime,
+    *,
+    data_used: FloatArr,
+    voice_used: FloatArr,
 ) -> None:
     closed = np.isfinite(cust.close_t)
     closed_at = _iso(origin, np.where(closed, cust.close_t, 0.0))
@@ -1829,7 +2396,11 @@ def _write_customers(
         for i in range(cust.n):
             reg = int(cust.region[i])
             plan = PLANS[int(cust.plan[i])]
-            attrs = {"has_broadband": "true" if cust.broadband[i] else "false"}
+            attrs = {
+                "has_broadband": "true" if cust.broadband[i] else "false",
+                "data_used_gb": f"{data_used[i]:.2f}",
+                "voice_used_min": f"{voice_used[i]:.0f}",
+            }
             writer.writerow(
                 [
                     cust.ids[i],
@@ -1846,7 +2417,7 @@ def _write_customers(
                     cust.segment[i],
                     "churned" if closed[i] else "active",
                     closed_at[i] if closed[i] else "",
-                    json.dumps(attrs, ensure_ascii=False),
+                    _encode(attrs),
                 ]
             )
 
@@ -1871,6 +2442,8 @@ def _write_voices(
     scenario: ObjArr,
     sub: ObjArr,
     incident: ObjArr,
+    agent: ObjArr,
+    team: ObjArr,
 ) -> None:
     received = _iso(origin, t)
     has_lag = np.isfinite(lag)
@@ -1882,6 +2455,9 @@ def _write_voices(
             attrs = {"scenario": str(scenario[i]), "subcategory": str(sub[i])}
             if incident[i] is not None:
                 attrs["incident"] = str(incident[i])
+            if agent[i] is not None:
+                attrs["agent_id"] = str(agent[i])
+                attrs["team"] = str(team[i])
             row = {
                 "id": ids[i],
                 "source": "voxloop-demo",
@@ -1897,7 +2473,7 @@ def _write_voices(
                 "text": texts[i],
                 "attributes": attrs,
             }
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.write(_encode(row) + "\n")
 
 
 def _write_surveys(
@@ -1931,7 +2507,7 @@ def _write_surveys(
                 "district": dist[reg],
                 "attributes": {"program": "instant_rating"},
             }
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.write(_encode(row) + "\n")
 
 
 def _write_events(
@@ -1961,5 +2537,5 @@ def _write_events(
                 "district": dist[reg],
                 "attributes": ev.attrs[i],
             }
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.write(_encode(row) + "\n")
     return len(order)
