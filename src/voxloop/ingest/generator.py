@@ -892,8 +892,10 @@ class _Composer:
             say(check + (" One moment please." if en else "，请稍等"), hold=True)
             say(r.choice(d["op_do"][ops]))
             hear(r.choice(cust_lines["ack"]))
+        # Verifying only after the account was already queried is still a violation.
         late_verify = (
-            account_op
+            ops is not None
+            and account_op
             and not verify_first
             and "identity_verification" in violations
             and r.random() < 0.25
