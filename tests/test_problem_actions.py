@@ -399,3 +399,37 @@ def test_problem_page_forms_are_csrf_safe(grouped: tuple[Any, TestClient, str]) 
     token = re.search(r'name="csrf" value="([0-9a-f]+)"', view.text)
     assert token is None
     assert json.loads(admin.get(f"/api/v1/problems/{pid}/actions").text)["orders"]
+
+
+def test_link_form_links_the_ticked_voices(grouped: tuple[Any, TestClient, str]) -> None:
+    app, admin, pid = grouped
+    problem = admin.get(f"/api/v1/problems/{pid}").json()
+    first, *rest = problem["voice_ids"]
+    order = admin.post(f"/api/v1/problems/{pid}/work-orders", json={"voice_ids": [first]}).json()
+    browser = _login(app, "linker", "agent")
+    page = browser.get(f"/problems/{pid}", params={"lang": "en"})
+    token = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+    assert token and f'value="{order["id"]}:{order["version"]}"' in page.text
+    offered = re.findall(r'name="voice" value="([^"]+)"', page.text)
+    assert set(offered) <= set(problem["voice_ids"]) and len(offered) >= 2
+    ticked = [v for v in offered if v != first][:2]
+    done = browser.post(
+        f"/problems/{pid}/actions/link",
+        data={
+            "csrf": token.group(1),
+            "order": f"{order['id']}:{order['version']}",
+            "voice": ticked,
+        },
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and "notice=linked" in done.headers["location"]
+    links = admin.get(f"/api/v1/work-orders/{order['id']}").json()["links"]
+    assert {x["voice_id"] for x in links} == {first, *ticked}
+    # The same form again carries a stale version: refused with the reason, nothing linked.
+    again = browser.post(
+        f"/problems/{pid}/actions/link",
+        data={"csrf": token.group(1), "order": f"{order['id']}:{order['version']}", "voice": rest},
+        follow_redirects=False,
+    )
+    assert "error=" in again.headers["location"] and "version" in again.headers["location"]
+    assert len(admin.get(f"/api/v1/work-orders/{order['id']}").json()["links"]) == 3

@@ -751,8 +751,20 @@ def distinct_cases(
 _CLAUSE = re.compile(r"[，。！？；、：,!?;:\n\r\t（）()【】\[\]“”\"']+|(?<!\d)\.|\.(?!\d)")
 # rjieba POS tags a phrase may not start / end with: particles, prepositions, conjunctions,
 # pronouns, interjections, punctuation (and adverbs or locatives at the end).
-_BAD_START = ("u", "p", "c", "r", "y", "e", "x", "o", "w")
-_BAD_END = (*_BAD_START, "d", "f", "q")
+_BAD_START = frozenset("upcryexowdf")
+_BAD_END = _BAD_START | frozenset("q")
+# A title names a thing or an act, not who speaks: no pronoun inside it either.
+_BAD_INSIDE = frozenset("rx")
+# Single-character words may only open or close a phrase when they are nouns, numbers or
+# latin words ("灯", "元", "5G"), not fragments such as "好" of "好几次".
+_SHORT_EDGE = ("n", "m", "eng", "v")
+
+
+def _bad(tag: str, classes: frozenset[str]) -> bool:
+    # "eng" (a latin word such as 5G) is content, not an interjection ("e").
+    return tag != "eng" and tag[:1] in classes
+
+
 _EN_EDGE_STOP = _EN_STOP | frozenset(
     [
         "a",
@@ -803,12 +815,12 @@ def _phrases_zh(text: str, exclude: set[str], max_tokens: int, max_chars: int) -
         tokens = _zh_clause_tokens(clause)
         for i in range(len(tokens)):
             w0, t0 = tokens[i]
-            if t0.startswith(_BAD_START) or w0 in _ZH_STOP:
+            if _bad(t0, _BAD_START) or w0 in _ZH_STOP or (len(w0) == 1 and t0 not in _SHORT_EDGE):
                 continue
             parts: list[str] = []
             for j in range(i, min(len(tokens), i + max_tokens)):
                 w, t = tokens[j]
-                if w.lower() in exclude or t.startswith("x"):
+                if w.lower() in exclude or _bad(t, _BAD_INSIDE):
                     break
                 if parts and w.isascii() and parts[-1][-1:].isascii() and parts[-1][-1:].isalnum():
                     parts.append(" ")
@@ -819,7 +831,8 @@ def _phrases_zh(text: str, exclude: set[str], max_tokens: int, max_chars: int) -
                 if (
                     j > i
                     and len(phrase) >= 3
-                    and not t.startswith(_BAD_END)
+                    and not _bad(t, _BAD_END)
+                    and (len(w) > 1 or t.startswith(("n", "m")) or t == "eng")
                     and w not in _ZH_STOP
                     and _CJK.search(phrase)
                 ):
