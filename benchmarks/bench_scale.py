@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 
 ROWS = int(os.environ.get("VOXLOOP_BENCH_SCALE_ROWS", "200000"))
 NATS_ROWS = int(os.environ.get("VOXLOOP_BENCH_SCALE_NATS_ROWS", "50000"))
+NATS_BATCH = int(os.environ.get("VOXLOOP_BENCH_SCALE_NATS_BATCH", "5000"))
 FILES = 4
 SECRET = "bench-secret-key"
 
@@ -144,8 +146,35 @@ async def _stream(stream: str, create: bool) -> None:
     await nc.close()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """Return the CPU time (user + system) process ``pid`` has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _watch_parts(
+    folder: Path, seen: dict[str, float], cpu: list[float], pid: int, done: threading.Event
+) -> None:
+    """Record when each part file of ``folder`` first becomes visible (queryable).
+
+    ``cpu`` gets the consumer's CPU time at each new part: its last value is the CPU the
+    consumer had used when the last part appeared (start-up excluded by the caller).
+    """
+    while not done.is_set():
+        now = time.time()
+        if folder.is_dir():
+            for p in folder.glob("part-*.parquet"):
+                if p.name not in seen:
+                    seen[p.name] = now
+                    cpu.append(_cpu_seconds(pid))
+        time.sleep(0.02)
+
+
 def _nats(home: Path) -> dict[str, float]:
-    from voxloop.store.service import lake_connection
+    from voxloop.store.service import lake_connection, table_dir
 
     stream = "BENCH" + uuid.uuid4().hex[:8].upper()
     asyncio.run(_stream(stream, create=True))
@@ -153,28 +182,47 @@ def _nats(home: Path) -> dict[str, float]:
     env["VOXLOOP_SECRET_KEY"] = SECRET
     cmd = [str(Path(sys.executable).parent / "voxloop"), "consume", "nats://127.0.0.1:4222"]
     cmd += ["--stream", stream, "--subject", f"{stream.lower()}.>", "--no-stages"]
-    cmd += ["--idle-exit", "3", "--progress", "0"]
+    cmd += ["--idle-exit", "3", "--progress", "0", "--batch", str(NATS_BATCH)]
+    seen: dict[str, float] = {}
+    cpu: list[float] = []
+    done = threading.Event()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    folder = table_dir(_settings(home), "voices")
+    watcher = threading.Thread(
+        target=_watch_parts, args=(folder, seen, cpu, proc.pid, done), daemon=True
+    )
+    watcher.start()
     time.sleep(3)  # the consumer is connected and waiting before the clock starts
+    cpu_start = _cpu_seconds(proc.pid)
+    load = os.getloadavg()[0]
     try:
         publish_s = asyncio.run(_publish(stream, NATS_ROWS))
         proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()
+        done.set()
+        watcher.join()
         asyncio.run(_stream(stream, create=False))
+    load = max(load, os.getloadavg()[0])
+    consumer_cpu = cpu[-1] - cpu_start
     con = lake_connection(_settings(home), ("voices",))
     rows = con.execute(
-        "SELECT epoch(ingested_at) - CAST(element_at(attributes, 'sent')[1] AS DOUBLE), "
-        "epoch(ingested_at), CAST(element_at(attributes, 'sent')[1] AS DOUBLE) FROM voices"
+        "SELECT parse_filename(filename), CAST(element_at(attributes, 'sent')[1] AS DOUBLE) "
+        "FROM read_parquet($g, filename = true)",
+        {"g": str(table_dir(_settings(home), "voices") / "part-*.parquet")},
     ).fetchall()
     con.close()
-    lat = np.array([r[0] for r in rows])
-    span = max(r[1] for r in rows) - min(r[2] for r in rows)
+    # Publish -> queryable: the first poll (every 20 ms) that saw the row's part file.
+    lat = np.array([seen[name] - sent for name, sent in rows])
+    span = max(seen.values()) - min(sent for _, sent in rows)
     return {
         "rows": float(len(rows)),
         "publish_s": publish_s,
         "rate": len(rows) / span,
+        "cpu_rate": len(rows) / consumer_cpu,
+        "load": load,
+        "parts": float(len(seen)),
         "p50": float(np.percentile(lat, 50)),
         "p99": float(np.percentile(lat, 99)),
     }

@@ -20,15 +20,31 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from voxloop.config import Settings
-from voxloop.ingest.readers import RawBatch, Reject, flatten_record, records_table
+from voxloop.ingest.readers import (
+    _FLATTEN,
+    RawBatch,
+    Reject,
+    _text_value,
+    flatten_record,
+    records_table,
+)
 from voxloop.ingest.schemas import IngestResult, RecordKind
 
+if TYPE_CHECKING:
+    from voxloop.ingest.service import IngestSession
+
 logger = logging.getLogger(__name__)
+
+#: Keys whose object values ``flatten_record`` turns into columns.
+_FLATTEN_KEYS = frozenset(_FLATTEN)
+
+#: The readers' text form of nested values (``json.dumps(v, ensure_ascii=False, default=str)``).
+_NESTED = json.JSONEncoder(ensure_ascii=False, default=str)
 
 #: Metric names and help lines, in the order the Prometheus text lists them.
 METRICS = {
@@ -140,32 +156,38 @@ def _already_quarantined(settings: Settings, source: str, rows: list[int]) -> se
     return {int(r[0]) for r in found}
 
 
-def ingest_messages(
-    *,
-    settings: Settings,
-    kind: RecordKind,
-    source: str,
-    messages: Sequence[Message],
-    engine: Any = None,
-) -> IngestResult:
-    """Store one batch of broker messages; poison messages are quarantined with a reason."""
-    from voxloop.ingest.service import ingest_batches
+def _flatten(rec: dict[str, Any]) -> dict[str, str | None]:
+    """Return ``flatten_record(rec)``, taking text and null values as they are (the usual case)."""
+    flat: dict[str, str | None] = {}
+    for key, value in rec.items():
+        if value is None or type(value) is str:
+            flat[key] = value
+        elif key in _FLATTEN_KEYS and isinstance(value, dict):
+            return flatten_record(rec)  # region/plan objects become columns: the readers' rule
+        elif type(value) is dict or type(value) is list:
+            # json.dumps(value, ensure_ascii=False, default=str) without a new encoder per call.
+            flat[key] = _NESTED.encode(value)
+        else:
+            flat[key] = _text_value(value)
+    return flat
 
-    redelivered = [m.row for m in messages if m.redelivered]
-    seen = _already_quarantined(settings, source, redelivered)
+
+def _decode(messages: Sequence[Message], skip: set[int]) -> tuple[RawBatch, int]:
+    """Parse messages into one raw batch (poison ones as rejects); return it and the skipped."""
     good: list[dict[str, str | None]] = []
     rows: list[int] = []
     rejects: list[Reject] = []
     skipped = 0
+    loads = json.loads
     for m in messages:
-        if m.row in seen:
+        if skip and m.row in skip:
             # Quarantined before the crash that caused this redelivery: as poison, or as an
             # invalid record by the ingest path. A stored message never has a quarantine row.
             skipped += 1
             continue
         reason: str | None
         try:
-            rec = json.loads(m.data)
+            rec = loads(m.data)
         except (ValueError, UnicodeDecodeError) as exc:
             rec, reason = None, f"message is not valid JSON: {exc}"
         else:
@@ -175,22 +197,56 @@ def ingest_messages(
             rejects.append(Reject(row=m.row, reason=reason, raw=json.dumps({"_message": raw})))
             continue
         assert isinstance(rec, dict)
-        good.append(flatten_record(rec))
+        good.append(_flatten(rec))
         rows.append(m.row)
     batch = RawBatch(
         table=records_table(good), rows=np.array(rows, dtype=np.int64), rejects=rejects
     )
-    result = ingest_batches(
-        settings=settings,
-        kind=kind,
-        batches=iter([batch]) if batch.read else iter([]),
-        mapping=None,
-        source_file=source,
-        engine=engine,
-    )
+    return batch, skipped
+
+
+def decode_messages(
+    *, settings: Settings, source: str, messages: Sequence[Message]
+) -> tuple[RawBatch, int]:
+    """Parse a batch of broker messages; return the raw batch and how many were skipped.
+
+    Poison messages become rejects with their reason. Redelivered messages that already
+    have quarantine rows are skipped (counted as duplicates by ``store_messages``).
+    """
+    redelivered = [m.row for m in messages if m.redelivered]
+    seen = _already_quarantined(settings, source, redelivered)
+    return _decode(messages, seen)
+
+
+def store_messages(*, session: IngestSession, batch: RawBatch, skipped: int = 0) -> IngestResult:
+    """Store a decoded batch of broker messages through an open ingest session."""
+    result = session.store(batch) if batch.read else IngestResult()
     # Invalid records (wrong fields) are quarantined by the ingest path itself; redelivered
-    # messages quarantined already were counted as duplicates above.
+    # messages quarantined already count as duplicates.
     return result.add(IngestResult(read=skipped, duplicates=skipped))
+
+
+def ingest_messages(
+    *,
+    settings: Settings,
+    kind: RecordKind,
+    source: str,
+    messages: Sequence[Message],
+    engine: Any = None,
+    session: IngestSession | None = None,
+) -> IngestResult:
+    """Store one batch of broker messages; poison messages are quarantined with a reason.
+
+    ``session`` (an open ``IngestSession`` of ``kind`` and ``source``) keeps the key cache
+    and connections across batches; without one, the call opens its own.
+    """
+    from voxloop.ingest.service import IngestSession
+
+    batch, skipped = decode_messages(settings=settings, source=source, messages=messages)
+    if session is not None:
+        return store_messages(session=session, batch=batch, skipped=skipped)
+    with IngestSession(settings=settings, kind=kind, source_file=source, engine=engine) as own:
+        return store_messages(session=own, batch=batch, skipped=skipped)
 
 
 class _Runner:
@@ -207,6 +263,7 @@ class _Runner:
         self.stop = threading.Event()
         self.stages = StageRunner(settings=settings) if stages else None
         self.engine = make_engine(settings)
+        self._session: IngestSession | None = None
         self.progress = progress
         self._last_report = time.time()
         previous = stats_dir(settings) / f"{stats.name}.json"
@@ -221,15 +278,32 @@ class _Runner:
         self._resumed = stats.consumed
         _save_stats(settings, stats)
 
+    def session(self, kind: RecordKind) -> IngestSession:
+        """Return the consumer's ingest session for ``kind`` (opened on first use)."""
+        from voxloop.ingest.service import IngestSession
+
+        if self._session is None or self._session.kind is not kind:
+            if self._session is not None:
+                self._session.close()
+            # One session for the consumer's life: the dedup key cache and the registered
+            # pseudonyms carry over, so a batch costs the same however many came before.
+            self._session = IngestSession(
+                settings=self.settings, kind=kind, source_file=self.stats.source, engine=self.engine
+            )
+        return self._session
+
     def store(self, kind: RecordKind, messages: Sequence[Message]) -> IngestResult:
         """Store one batch through the push path (the caller acknowledges afterwards)."""
-        return ingest_messages(
-            settings=self.settings,
-            kind=kind,
-            source=self.stats.source,
-            messages=messages,
-            engine=self.engine,
-        )
+        batch, skipped = self.decode(messages)
+        return self.store_decoded(kind, batch, skipped)
+
+    def decode(self, messages: Sequence[Message]) -> tuple[RawBatch, int]:
+        """Parse one batch of messages (see ``decode_messages``)."""
+        return decode_messages(settings=self.settings, source=self.stats.source, messages=messages)
+
+    def store_decoded(self, kind: RecordKind, batch: RawBatch, skipped: int) -> IngestResult:
+        """Store a decoded batch (the caller acknowledges afterwards)."""
+        return store_messages(session=self.session(kind), batch=batch, skipped=skipped)
 
     def done(self, result: IngestResult, *, messages: int, lag: int) -> None:
         """Count an acknowledged batch, schedule the stages and report progress."""
@@ -253,6 +327,8 @@ class _Runner:
         """Wait for a pending stage run, then release the engine."""
         if self.stages is not None:
             self.stages.wait_idle(timeout)
+        if self._session is not None:
+            self._session.close()
         self.engine.dispose()
 
 
@@ -305,6 +381,30 @@ def consume_nats(
     return stats
 
 
+#: A partial batch is stored once no message arrived for this long (latency at low rates).
+_LINGER_S = 0.05
+#: Lifetime of one pull request; an expired one is renewed (it bounds the idle check too).
+_PULL_EXPIRES_S = 1.0
+
+
+def _js_position(reply: str) -> tuple[int, int, int]:
+    """Return (stream sequence, deliveries, pending) from a JetStream ack subject."""
+    tokens = reply.split(".")
+    # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending> (9 tokens); the
+    # newer form has a domain and an account hash in front (and a random token at the end).
+    off = 0 if len(tokens) == 9 else 2
+    return int(tokens[5 + off]), int(tokens[4 + off]), int(tokens[8 + off])
+
+
+@dataclass
+class _Pull:
+    """The one open JetStream pull request: messages still due, time of the last arrival."""
+
+    open: bool = False
+    left: int = 0
+    last: float = 0.0
+
+
 async def _nats_loop(
     *,
     runner: _Runner,
@@ -318,7 +418,6 @@ async def _nats_loop(
     ack_wait: float,
 ) -> None:
     import nats
-    from nats.errors import TimeoutError as NatsTimeout
     from nats.js.api import AckPolicy, ConsumerConfig
     from nats.js.errors import NotFoundError
 
@@ -329,49 +428,116 @@ async def _nats_loop(
             await js.stream_info(stream)
         except NotFoundError:
             await js.add_stream(name=stream, subjects=[subject])
-        config = ConsumerConfig(
-            durable_name=durable,
-            ack_policy=AckPolicy.EXPLICIT,
-            # Long enough to store a full batch; a crashed consumer's batch comes back then.
-            ack_wait=ack_wait,
-            # Backpressure: the server hands out no more than two batches unacknowledged.
-            max_ack_pending=2 * size,
-        )
-        psub = await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
-        idle_since = time.monotonic()
+        try:
+            await js.consumer_info(stream, durable)
+        except NotFoundError:
+            config = ConsumerConfig(
+                durable_name=durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                filter_subject=subject,
+                # Long enough to store a full batch; a crashed consumer's batch comes back then.
+                ack_wait=ack_wait,
+                # Backpressure: the server hands out no more than two batches unacknowledged
+                # (one being stored, the next one arriving meanwhile).
+                max_ack_pending=2 * size,
+            )
+            await js.add_consumer(stream, config)
         loop = asyncio.get_running_loop()
-        while not runner.stop.is_set():
-            try:
-                msgs = await psub.fetch(size, timeout=1.0)
-            except NatsTimeout:
-                msgs = []
-            if not msgs:
+        pull = _Pull()
+        buf: list[Any] = []
+        wake = asyncio.Event()
+
+        async def on_msg(msg: Any) -> None:
+            # Messages of a pull request arrive on a private inbox; the callback only
+            # collects them (nats-py's fetch() costs an asyncio task per message).
+            status = msg.headers.get("Status") if msg.headers else None
+            if status is None:
+                buf.append(msg)
+                pull.left -= 1
+                pull.open = pull.left > 0
+            elif status != "100":  # 404 nothing pending, 408 expired, 409: request ended
+                pull.open = False
+            pull.last = loop.time()
+            wake.set()
+
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox, cb=on_msg)
+        next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        # Two batches in hand at most (the consumer's max_ack_pending): one being stored in a
+        # thread, the next parsed meanwhile (`ready`) or still arriving in `buf`.
+        storing: tuple[asyncio.Future[IngestResult], list[Any]] | None = None
+        ready: tuple[RawBatch, int, list[Any]] | None = None
+        subscribed = True
+        idle_since = time.monotonic()
+        while True:
+            wake.clear()
+            stopping = runner.stop.is_set()
+            if stopping and subscribed:
+                # No new deliveries; what arrived is stored and acknowledged below, anything
+                # still in flight is redelivered after ack_wait.
+                await sub.unsubscribe()
+                subscribed = False
+            in_hand = (
+                len(buf) + (len(storing[1]) if storing else 0) + (len(ready[2]) if ready else 0)
+            )
+            want = min(size - len(buf), 2 * size - in_hand)
+            if subscribed and not pull.open and want > 0:
+                request = {"batch": want, "expires": int(_PULL_EXPIRES_S * 1e9)}
+                await nc.publish(next_subject, json.dumps(request).encode(), reply=inbox)
+                pull.open, pull.left = True, want
+            if storing is not None and storing[0].done():
+                job, taken = storing
+                storing = None
+                result = job.result()
+                # Count before acknowledging: a crash in between recounts the batch as
+                # duplicates on redelivery, so counters never miss a message.
+                runner.done(result, messages=len(taken), lag=_js_position(taken[-1].reply)[2])
+                for m in taken:
+                    await m.ack()
+                await nc.flush()
+                continue
+            if storing is None and ready is not None:
+                raw, skipped, taken = ready
+                ready = None
+                # The store (DuckDB, Arrow, Parquet: mostly outside the GIL) runs in a thread
+                # while the next batch arrives and is parsed.
+                job = loop.run_in_executor(None, runner.store_decoded, kind, raw, skipped)
+                storing = (job, taken)
+                idle_since = time.monotonic()
+                continue
+            quiet = loop.time() - pull.last >= _LINGER_S
+            if ready is None and (
+                len(buf) >= size or (buf and (stopping or not pull.open or quiet))
+            ):
+                taken = buf[:size]
+                del buf[:size]
+                batch = []
+                for m in taken:
+                    seq, delivered, _ = _js_position(m.reply)
+                    batch.append(Message(row=seq, data=m.data, redelivered=delivered > 1))
+                raw, skipped = runner.decode(batch)
+                ready = (raw, skipped, taken)
+                continue
+            if storing is None and not buf:
+                if stopping:
+                    return
                 if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
-                    info = await psub.consumer_info()
+                    info = await js.consumer_info(stream, durable)
                     # Unacknowledged messages of a crashed predecessor come back after
                     # ack_wait: idle means nothing pending and nothing awaiting redelivery.
                     if not info.num_pending and not info.num_ack_pending:
                         return
-                continue
-            idle_since = time.monotonic()
-            batch = [
-                Message(
-                    row=int(m.metadata.sequence.stream),
-                    data=m.data,
-                    redelivered=m.metadata.num_delivered > 1,
-                )
-                for m in msgs
-            ]
-            # The ingest path is blocking (DuckDB, Parquet); keep the event loop responsive.
-            result = await loop.run_in_executor(None, runner.store, kind, batch)
-            # Count before acknowledging: a crash in between recounts the batch as
-            # duplicates on redelivery, so counters never miss a message.
-            runner.done(result, messages=len(msgs), lag=int(msgs[-1].metadata.num_pending))
-            for m in msgs:
-                await m.ack()
-            await nc.flush()
+                    idle_since = time.monotonic() - idle_exit + _PULL_EXPIRES_S
+            waiter = asyncio.ensure_future(wake.wait())
+            pending: list[asyncio.Future[Any]] = [waiter]
+            if storing is not None:
+                pending.append(storing[0])
+            await asyncio.wait(
+                pending, timeout=_LINGER_S if buf else 0.5, return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
     finally:
-        await nc.close()  # acks were flushed after each batch; drain would stall on the pull inbox
+        await nc.close()  # acks were flushed after each batch
 
 
 def consume_kafka(

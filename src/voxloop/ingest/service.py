@@ -512,6 +512,92 @@ def _lake_table(
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+class IngestSession:
+    """An ingest run of one kind and source, kept open across calls.
+
+    It holds what a run caches: the DuckDB connection, the dedup key cache and the
+    pseudonyms registered so far.  ``ingest_batches`` opens one per call; a broker consumer
+    keeps one for its lifetime and stores each fetched batch with ``store``, so a batch
+    costs the same however many came before it (the key cache loads only the keys parts
+    written since the previous batch, by any process).
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        kind: RecordKind,
+        source_file: str,
+        mapping: Mapping | None = None,
+        engine: Engine | None = None,
+    ) -> None:
+        self.settings = settings
+        self.kind = kind
+        self.source_file = source_file
+        self.mapping = mapping
+        self.table_name = LAKE_TABLES[kind][0]
+        self.timezone = (mapping.timezone if mapping else None) or settings.timezone
+        self.formats = {
+            k: [v] if isinstance(v, str) else list(v)
+            for k, v in (mapping.formats if mapping else {}).items()
+        }
+        self.pseudo_fields = [s.name for s in FIELD_SPECS[kind] if s.pseudonymise]
+        _ensure_store(settings)
+        self._own_engine = engine is None
+        self.engine = make_engine(settings) if engine is None else engine
+        self.con = duckdb.connect()
+        self.known_ids: list[pa.Array] = []
+        self.cache = _KeyCache(settings, self.table_name, self.con)
+
+    def prepare(self, batch: RawBatch, *, batch_id: str, con: Any = None) -> _Prepared:
+        """Type, check and mask one batch (``con``: a cursor, for another thread)."""
+        return _prepare_batch(
+            settings=self.settings,
+            kind=self.kind,
+            batch=batch,
+            mapping=self.mapping,
+            source_file=self.source_file,
+            batch_id=batch_id,
+            timezone=self.timezone,
+            formats=self.formats,
+            pseudo_fields=self.pseudo_fields,
+            con=self.con if con is None else con,
+        )
+
+    def commit(self, prep: _Prepared, *, batch_id: str) -> IngestResult:
+        """Deduplicate and write one prepared batch (and its quarantine rows)."""
+        return _commit_batch(
+            settings=self.settings,
+            kind=self.kind,
+            prep=prep,
+            source_file=self.source_file,
+            batch_id=batch_id,
+            table_name=self.table_name,
+            pseudo_fields=self.pseudo_fields,
+            engine=self.engine,
+            known_ids=self.known_ids,
+            cache=self.cache,
+        )
+
+    def store(self, batch: RawBatch, *, batch_id: str | None = None) -> IngestResult:
+        """Store one raw batch as its own lineage batch; return its counts."""
+        bid = batch_id or uuid.uuid4().hex
+        result = self.commit(self.prepare(batch, batch_id=bid), batch_id=bid)
+        return IngestResult(batch_id=bid).add(result)
+
+    def close(self) -> None:
+        """Release the connection (and the engine when the session made it)."""
+        self.con.close()
+        if self._own_engine:
+            self.engine.dispose()
+
+    def __enter__(self) -> IngestSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def ingest_batches(
     *,
     settings: Settings,
@@ -522,56 +608,17 @@ def ingest_batches(
     engine: Engine | None = None,
 ) -> IngestResult:
     """Store raw batches of one kind (files, pushes and broker consumers share this path)."""
-    table_name, _ = LAKE_TABLES[kind]
     batch_id = uuid.uuid4().hex
     result = IngestResult(batch_id=batch_id)
-    timezone = (mapping.timezone if mapping else None) or settings.timezone
-    formats = {
-        k: [v] if isinstance(v, str) else list(v)
-        for k, v in (mapping.formats if mapping else {}).items()
-    }
-    pseudo_fields = [s.name for s in FIELD_SPECS[kind] if s.pseudonymise]
-    _ensure_store(settings)
-    own_engine = engine is None
-    eng = make_engine(settings) if engine is None else engine
-    con = duckdb.connect()
-    known_ids: list[pa.Array] = []
-    cache = _KeyCache(settings, table_name, con)
+    with IngestSession(
+        settings=settings, kind=kind, source_file=source_file, mapping=mapping, engine=engine
+    ) as session:
 
-    def prepare(batch: RawBatch, pcon: Any) -> _Prepared:
-        return _prepare_batch(
-            settings=settings,
-            kind=kind,
-            batch=batch,
-            mapping=mapping,
-            source_file=source_file,
-            batch_id=batch_id,
-            timezone=timezone,
-            formats=formats,
-            pseudo_fields=pseudo_fields,
-            con=pcon,
-        )
+        def prepare(batch: RawBatch, pcon: Any) -> _Prepared:
+            return session.prepare(batch, batch_id=batch_id, con=pcon)
 
-    try:
-        for prep in _in_background(prepare, batches, con):
-            result = result.add(
-                _commit_batch(
-                    settings=settings,
-                    kind=kind,
-                    prep=prep,
-                    source_file=source_file,
-                    batch_id=batch_id,
-                    table_name=table_name,
-                    pseudo_fields=pseudo_fields,
-                    engine=eng,
-                    known_ids=known_ids,
-                    cache=cache,
-                )
-            )
-    finally:
-        con.close()
-        if own_engine:
-            eng.dispose()
+        for prep in _in_background(prepare, batches, session.con):
+            result = result.add(session.commit(prep, batch_id=batch_id))
     return result
 
 
