@@ -267,6 +267,7 @@ class Suggestion(BaseModel):
     answer: str
     similarity: float
     confident: bool = Field(description="Similarity reaches the answer threshold.")
+    from_turn: int = Field(description="Index of the customer turn it answers.")
 
 
 class CommitmentView(BaseModel):

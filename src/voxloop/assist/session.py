@@ -65,8 +65,8 @@ MAX_SESSIONS = 2_000
 MAX_TURNS_PER_SESSION = 1_000
 #: Characters of the customer's words read for the scenario: the first customer turn
 #: names the problem, the latest ones what it became; the encoder's cost grows with length.
-SCENARIO_HEAD_CHARS = 150
-SCENARIO_TAIL_CHARS = 250
+SCENARIO_HEAD_CHARS = 100
+SCENARIO_TAIL_CHARS = 200
 #: A customer turn shorter than this is looked up in the KB together with the previous one.
 SHORT_QUERY_CHARS = 8
 #: Change of sentiment (recent turns minus earlier ones) that counts as a trend.
@@ -230,15 +230,26 @@ def assist_bundle(settings: Settings) -> ReadingBundle:
         return bundle
 
 
+_WARM: set[tuple[str, str, int]] = set()
+
+
 def warm_up(settings: Settings) -> None:
     """Load the models and the KB index now, so a session's first turn is not the slow one."""
     from voxloop.assist import kb
     from voxloop.store.service import part_files
+    from voxloop.understand.reading import read_table
 
-    assist_bundle(settings)
-    if part_files(settings, kb.KB_TABLE):
+    bundle = assist_bundle(settings)
+    kb_parts = len(part_files(settings, kb.KB_TABLE))
+    key = (str(settings.lake_dir.resolve()), bundle.version, kb_parts)
+    if key in _WARM:
+        return
+    # A first reading loads what the bundle loads lazily (corpus models, encoder weights).
+    read_table(pa.table({"id": ["warm"], "text": ["您好，我想咨询一下套餐"]}), bundle=bundle)
+    if kb_parts:
         kb.retriever(settings).search("warm up", k=1)
     _threat_patterns()
+    _WARM.add(key)
 
 
 @cache
@@ -415,7 +426,15 @@ def _read_customer_turns(settings: Settings, session: AssistSession, said: list[
         names=names,
     )
     session.commitment = _commitment(session, code)
-    session.suggestions, session.suggestions_note = _suggest(settings, session)
+    fresh, note = _suggest(settings, session, said[-1].index)
+    if any(s.confident for s in fresh) or not any(s.confident for s in session.suggestions):
+        session.suggestions, session.suggestions_note = fresh, note
+    else:
+        # Nothing sure for the last turn ("好的", a threat...): the earlier answers still hold.
+        session.suggestions_note = (
+            "no confident knowledge-base match for the last customer turn; "
+            "the suggestions of an earlier turn are kept"
+        )
 
 
 def _commitment(session: AssistSession, scenario: str | None) -> CommitmentView | None:
@@ -437,7 +456,9 @@ def _commitment(session: AssistSession, scenario: str | None) -> CommitmentView 
     )
 
 
-def _suggest(settings: Settings, session: AssistSession) -> tuple[list[Suggestion], str | None]:
+def _suggest(
+    settings: Settings, session: AssistSession, turn: int
+) -> tuple[list[Suggestion], str | None]:
     from voxloop.assist import kb
     from voxloop.assist.schemas import AnswerRequest
     from voxloop.store.service import part_files
@@ -466,6 +487,7 @@ def _suggest(settings: Settings, session: AssistSession) -> tuple[list[Suggestio
                 answer=entry.answer,
                 similarity=c.similarity,
                 confident=c.similarity >= settings.assist_answer_threshold,
+                from_turn=turn,
             )
         )
     return out, None if out else "no knowledge-base entry matches the customer's last turn"

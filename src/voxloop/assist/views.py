@@ -187,6 +187,47 @@ def get_session_state(
 # Pages
 
 
+#: Messages the console's script needs, by the name it uses.
+_CONSOLE_MESSAGES = {
+    "none": "assist.console.none",
+    "error": "assist.console.error",
+    "emotion": "assist.console.emotion",
+    "intent": "assist.console.intent",
+    "confidence": "assist.console.confidence",
+    "escalation": "assist.console.escalation",
+    "entry": "assist.console.entry",
+    "version": "assist.console.version",
+    "similarity": "assist.console.similarity",
+    "unsure": "assist.console.unsure",
+    "due": "assist.console.due",
+    "hours": "assist.console.hours",
+    "current_plan": "assist.console.current_plan",
+    "recommended": "assist.console.recommended",
+    "saving": "assist.console.saving",
+    "usage": "assist.console.usage",
+    "role_customer": "assist.console.role.customer",
+    "role_agent": "assist.console.role.agent",
+    **{f"trend_{k}": f"assist.console.trend.{k}" for k in ("improving", "stable", "worsening")},
+    "trend_unknown": "assist.console.trend.unknown",
+    **{f"level_{k}": f"assist.console.level.{k}" for k in ("none", "watch", "high")},
+}
+
+#: A sample call written for the console (plan far above the usage, then a 10080 threat).
+BUILTIN_DEMO: dict[str, Any] = {
+    "id": "builtin",
+    "customer_id": None,
+    "channel": "hotline_10086",
+    "turns": [
+        {"role": "agent", "text": "您好，很高兴为您服务，请问有什么可以帮您？"},
+        {"role": "customer", "text": "你好，我每个月交199的套餐，流量根本用不完，想换个便宜的。"},
+        {"role": "agent", "text": "好的，我帮您查一下您最近几个月的实际用量。"},
+        {"role": "customer", "text": "上次打电话也说帮我改，到现在都没改，太气人了！"},
+        {"role": "agent", "text": "非常抱歉给您带来不便，我马上为您处理。"},
+        {"role": "customer", "text": "再不解决我就打10080投诉，还要找媒体曝光！"},
+    ],
+}
+
+
 @pages.get("/assist", response_class=HTMLResponse, response_model=None)
 def console_page(
     request: Request,
@@ -196,19 +237,29 @@ def console_page(
     """Show the agent console: live turns in, scenario, emotion, answers, plan out."""
     from urllib.parse import quote
 
-    from voxloop.web.service import render
+    from voxloop.ingest.schemas import Channel
+    from voxloop.web.service import language, render, taxonomy_names, translate
 
     if principal is None:
         return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+    lang = language(request)
     scope = None
     if principal.province is not None:
         scope = f"{principal.province}/{principal.city}" if principal.city else principal.province
+    intents = {
+        code: names[0] if lang == "zh-CN" else names[1]
+        for code, names in taxonomy_names().get("intent", {}).items()
+    }
     return render(
         request,
         "assist/console.html",
         {
             "scope": scope,
             "can_write": principal.can("write"),
+            "channels": [c.value for c in Channel],
+            "intents": intents,
+            "i18n": {name: translate(key, lang) for name, key in _CONSOLE_MESSAGES.items()},
+            "builtin": BUILTIN_DEMO,
             "demos": assist.demo_conversations(settings=settings, principal=principal),
         },
     )

@@ -1,0 +1,263 @@
+"""Drive the agent-assist console (/assist) of a real ``voxloop serve`` in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import admin_client, shared_file
+from tests.test_assist_session import GD_CUSTOMER, JS_CUSTOMER, customers
+from tests.test_browser import CHROMEDRIVER, CHROMIUM, free_port, screenshot_path
+from voxloop.config import Settings
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+        reason="needs Debian chromium and chromium-driver (/usr/bin/chromium, "
+        "/usr/bin/chromedriver); install them with `make browser`",
+    ),
+]
+
+USERNAME = "console.agent"
+PASSWORD = "correct horse battery staple"
+KEY = "console-test-key"
+
+
+def transcript_voices() -> list[dict[str, Any]]:
+    """One call transcript in Jiangsu and one in Guangdong."""
+    text = (
+        "坐席：您好，请问有什么可以帮您？\n客户：我的宽带昨天开始一直断网，到现在都没修好。"
+        "\n坐席：非常抱歉，我马上为您登记报修。\n客户：麻烦快一点，我在家办公。"
+    )
+    return [
+        {
+            "id": f"call-{province}",
+            "source": "hotline",
+            "kind": "call_transcript",
+            "received_at": "2026-12-01T08:00:00+00:00",
+            "customer_id": customer,
+            "region": {"province": province, "city": city},
+            "channel": "hotline_10086",
+            "text": text,
+        }
+        for province, city, customer in (
+            ("江苏", "南京", JS_CUSTOMER),
+            ("广东", "深圳", GD_CUSTOMER),
+        )
+    ]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Serve a home with two profiles, two transcripts and the real FAQ; yield URL and token."""
+    from voxloop.act.access import add_user, create_token
+    from voxloop.api.app import create_app
+    from voxloop.assist.kb import import_kb
+
+    root = tmp_path_factory.mktemp("console")
+    home = root / "home"
+    settings = Settings(home=home, env="test", secret_key=KEY)
+    app = create_app(settings)
+    admin = admin_client(app)
+    assert admin.post("/api/v1/ingest/customer", json=customers()).json()["stored"] == 2
+    assert admin.post("/api/v1/ingest/voice", json=transcript_voices()).json()["stored"] == 2
+    import_kb(settings=settings, path=shared_file("jiangsu_mobile_faq", "qa.json"))
+    with app.state.sessionmaker.begin() as session:
+        add_user(
+            session=session, username=USERNAME, role="agent", password=PASSWORD, province="江苏"
+        )
+    with app.state.sessionmaker.begin() as session:
+        token = create_token(session=session, username=USERNAME)
+    app.state.engine.dispose()
+    port = free_port()
+    env = {**os.environ, "VOXLOOP_HOME": str(home), "VOXLOOP_ENV": "test"}
+    env["VOXLOOP_SECRET_KEY"] = KEY
+    env.pop("VOXLOOP_DATABASE_URL", None)
+    log = (root / "server.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from voxloop.cli.main import main; main()",
+            "serve",
+            *("--host", "127.0.0.1", "--port", str(port)),
+        ],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"voxloop serve exited: {(root / 'server.log').read_text()}")
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("voxloop serve did not answer /healthz within 60 s")
+            time.sleep(0.3)
+        yield {"base": base, "token": token}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(server: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Headless Chromium signed in as the Jiangsu agent."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1440,2200",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-console')}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        driver.get(f"{server['base']}/assist")
+        assert "/login" in driver.current_url
+        driver.find_element(By.ID, "username").send_keys(USERNAME)
+        driver.find_element(By.ID, "password").send_keys(PASSWORD)
+        driver.find_element(By.CSS_SELECTOR, "form.login-form button[type=submit]").click()
+        WebDriverWait(driver, 30).until(lambda d: "/login" not in d.current_url)
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _attr(browser: Any, css: str, name: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    value = browser.find_element(By.CSS_SELECTOR, css).get_attribute(name)
+    return str(value or "")
+
+
+def test_console_live_turns_in_chromium(
+    server: dict[str, str], browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    browser.get(f"{server['base']}/assist?lang=zh-CN")
+    assert browser.current_url.endswith("/assist?lang=zh-CN")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "坐席辅助台"
+    assert browser.find_element(By.ID, "scope").text == "江苏"
+    # Region scope: only the Jiangsu transcript is offered for replay.
+    demos = {
+        o.get_attribute("data-voice-id")
+        for o in browser.find_elements(By.CSS_SELECTOR, "#demo option[data-voice-id]")
+    }
+    assert demos == {"call-江苏"}
+
+    browser.find_element(By.ID, "customer-id").send_keys(JS_CUSTOMER)
+    browser.find_element(By.ID, "new-session").click()
+    WebDriverWait(browser, 30).until(lambda d: _attr(d, "#plan", "data-status") == "recommend")
+    assert browser.find_element(By.ID, "plan-name").text == "5G智享套餐 98元"
+    assert float(_attr(browser, "#plan-saving", "data-saving")) == 199 - 98
+
+    Select(browser.find_element(By.ID, "role")).select_by_value("customer")
+    said = "我每个月交199的套餐，流量根本用不完，想换便宜点的套餐"
+    browser.find_element(By.ID, "turn-text").send_keys(said)
+    browser.find_element(By.ID, "send").click()
+    WebDriverWait(browser, 30).until(lambda d: _attr(d, "#scenario", "data-code") == "PLAN")
+    assert _attr(browser, "#commitment", "data-id") == "C3-plan-change"
+    suggestions = browser.find_elements(By.CSS_SELECTOR, "#suggestions li[data-entry-id]")
+    assert suggestions and all(s.get_attribute("data-version") == "1" for s in suggestions)
+    assert "条目" in suggestions[0].text
+    turns = browser.find_elements(By.CSS_SELECTOR, "#turns li")
+    assert [t.get_attribute("data-role") for t in turns] == ["customer"]
+    assert browser.find_elements(By.CSS_SELECTOR, "#emotion svg circle.point")
+    assert _attr(browser, "#escalation", "data-level") != "high"
+
+    # Replay the built-in call: the 10080 / media threat raises the warning.
+    Select(browser.find_element(By.ID, "demo")).select_by_value("builtin")
+    browser.find_element(By.ID, "replay").click()
+    WebDriverWait(browser, 60).until(lambda d: _attr(d, "#console", "data-replayed") == "6")
+    assert _attr(browser, "#escalation", "data-level") == "high"
+    assert "10080" in browser.find_element(By.ID, "escalation").text
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#turns li")) == 6
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#emotion circle.point")) == 3
+    assert browser.find_element(By.ID, "error").text == ""
+    shot = screenshot_path(tmp_path, "assist-console-zh.png")
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+    browser.find_element(By.CSS_SELECTOR, '.langswitch a[data-lang="en"]').click()
+    WebDriverWait(browser, 30).until(
+        lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    )
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Agent assist console"
+    assert "Region scope" in browser.find_element(By.CSS_SELECTOR, ".page-actions").text
+
+
+def test_console_polls_a_session_fed_by_the_api(server: dict[str, str], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"{server['base']}/api/v1/assist/session{path}",
+            data=json.dumps(body).encode(),
+            headers={
+                "Authorization": f"Bearer {server['token']}",
+                "Content-Type": "application/json",
+            },
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            data: dict[str, Any] = json.loads(response.read())
+            return data
+
+    # The telephony system feeds the session; the agent's console only watches it.
+    sid = post("", {"session_id": "call-polled", "channel": "hotline_10086"})["session_id"]
+    browser.get(f"{server['base']}/assist?lang=en")
+    browser.find_element(By.ID, "attach-id").send_keys(sid)
+    browser.find_element(By.ID, "attach").click()
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "session-id").text == sid)
+    post(f"/{sid}/turns", {"turns": [{"role": "customer", "text": "我这个月话费怎么多扣了30块"}]})
+    WebDriverWait(browser, 30).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#turns li[data-role=customer]")) == 1
+    )
+    WebDriverWait(browser, 30).until(lambda d: _attr(d, "#scenario", "data-code") == "BILL")
+    assert "Customer" in browser.find_element(By.ID, "turns").text
+
+    # An unknown session is named in the page's error line, nothing breaks.
+    box = browser.find_element(By.ID, "attach-id")
+    box.clear()
+    box.send_keys("no-such-call")
+    browser.find_element(By.ID, "attach").click()
+    WebDriverWait(browser, 30).until(lambda d: "404" in d.find_element(By.ID, "error").text)
+    assert "no-such-call" in browser.find_element(By.ID, "error").text
