@@ -540,6 +540,10 @@ async def _nats_loop(
         await nc.close()  # acks were flushed after each batch
 
 
+#: Seconds a Kafka consumer may wait for its first partitions before idle time counts.
+_JOIN_GRACE_S = 60.0
+
+
 def consume_kafka(
     *,
     settings: Settings,
@@ -552,8 +556,12 @@ def consume_kafka(
     idle_exit: float | None = None,
     progress: float = 5.0,
     stop: threading.Event | None = None,
+    options: dict[str, str | int | float | bool] | None = None,
 ) -> ConsumeStats:
-    """Consume a Kafka topic in a consumer group, committing after each stored batch."""
+    """Consume a Kafka topic in a consumer group, committing after each stored batch.
+
+    ``options`` are more librdkafka settings (``session.timeout.ms``, security, ...).
+    """
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     stats = ConsumeStats(name=f"kafka-{topic}-{group}", source=f"kafka:{topic}")
@@ -569,10 +577,11 @@ def consume_kafka(
             "group.id": group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            **(options or {}),
         }
     )
     consumer.subscribe([topic])
-    idle_since = time.monotonic()
+    started = idle_since = time.monotonic()
     try:
         while not runner.stop.is_set():
             # consume() returns at most `size` messages: the batch bound is the backpressure.
@@ -582,7 +591,11 @@ def consume_kafka(
                 raise KafkaException(errors[0])
             msgs = [m for m in msgs if m.error() is None]
             if not msgs:
-                if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
+                now = time.monotonic()
+                if not consumer.assignment() and now - started < _JOIN_GRACE_S:
+                    # Joining the group takes a rebalance (seconds): not idle yet.
+                    idle_since = now
+                if idle_exit is not None and now - idle_since >= idle_exit:
                     break
                 continue
             idle_since = time.monotonic()
