@@ -25,7 +25,7 @@ from voxloop.store.service import part_files, table_dir, writer_lock
 
 TABLE: Final = "voice_rollup"
 DIMENSIONS: Final = ("day", "province", "city", "district", "channel", "scenario", "sentiment")
-MEASURES: Final = ("n", "review", "escalation", "pii", "pii_voices")
+MEASURES: Final = ("n", "read", "review", "escalation", "pii", "pii_voices")
 
 
 def _state_path(settings: Settings) -> Path:
@@ -125,7 +125,8 @@ def update_rollups(*, settings: Settings) -> dict[str, Any]:
                 return (
                     f"SELECT CAST(timezone('{tz}', v.received_at) AS DATE) AS day, v.province, "
                     "v.city, v.district, v.channel, l.x.sc AS scenario, l.x.se AS sentiment, "
-                    f"{sign} AS n, {sign} * CAST(coalesce(l.x.nr, false) AS INTEGER) AS review, "
+                    f"{sign} AS n, {sign} * CAST(l.voice_id IS NOT NULL AS INTEGER) AS read, "
+                    f"{sign} * CAST(coalesce(l.x.nr, false) AS INTEGER) AS review, "
                     f"{sign} * CAST(coalesce(l.x.er, false) AS INTEGER) AS escalation, "
                     f"{sign} * coalesce(list_sum(map_values(v.pii_counts)), 0) AS pii, "
                     f"{sign} * CAST(coalesce(list_sum(map_values(v.pii_counts)), 0) > 0 "
@@ -174,6 +175,8 @@ def update_rollups(*, settings: Settings) -> dict[str, Any]:
 
 def rollup_is_current(*, settings: Settings) -> bool:
     """Return whether every voice and reading part of the lake is folded into the rollup."""
+    if not part_files(settings, TABLE):
+        return False
     state = _load_state(settings)
     return {p.name for p in part_files(settings, "voices")} == set(state["voices"]) and {
         p.name for p in part_files(settings, "readings")

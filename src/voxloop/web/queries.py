@@ -71,7 +71,7 @@ def _cached(settings: Settings, key: tuple[Any, ...], compute: Callable[[], T]) 
     # a part is added or removed, and the key then changes by itself.
     state = tuple(
         (table, tuple(p.name for p in part_files(settings, table)))
-        for table in ("voices", "readings", "quarantine")
+        for table in ("voices", "readings", "quarantine", "voice_rollup")
     )
     full = (str(settings.lake_dir.resolve()), settings.timezone, state, *key)
     with _cache_lock:
@@ -218,6 +218,10 @@ def _overview(*, settings: Settings, scope: Scope, latest_limit: int) -> Overvie
             return result
         tz = settings.timezone
         has_readings = _has_readings(con, tables)
+        if _rollup_usable(settings, scope) and _overview_from_rollup(
+            con, settings, scope, result, has_readings=has_readings, latest_limit=latest_limit
+        ):
+            return result
         where, params = _scope_where(scope, tz, has_readings=has_readings)
         scoped = (
             "WITH scoped AS (SELECT v.id, v.received_at, v.channel, v.province, v.city, "
@@ -365,6 +369,231 @@ def _overview(*, settings: Settings, scope: Scope, latest_limit: int) -> Overvie
         con.close()
 
 
+def _rollup_usable(settings: Settings, filters: PageFilters) -> bool:
+    """Return whether the rollup answers ``filters`` exactly (bar filters only, up to date)."""
+    from voxloop.store.rollups import rollup_is_current
+
+    if getattr(filters, "days", None) or getattr(filters, "kind", None):
+        return False
+    if getattr(filters, "q", None) or getattr(filters, "review", None) is not None:
+        return False
+    return rollup_is_current(settings=settings)
+
+
+def _rollup_cells(con: Any, settings: Settings, filters: PageFilters) -> None:
+    """Create the temp table ``cells``: the rollup rows inside the bar's filters."""
+    from voxloop.store.rollups import rollup_sql
+
+    clauses: list[str] = []
+    params: list[Any] = []
+    for col in ("province", "city", "district", "channel", "scenario", "sentiment"):
+        value = getattr(filters, col)
+        if value:
+            clauses.append(f"{col} = ?")
+            params.append(value)
+    if filters.date_from:
+        clauses.append("day >= ?")
+        params.append(filters.date_from)
+    if filters.date_to:
+        clauses.append("day <= ?")
+        params.append(filters.date_to)
+    where = " AND ".join(clauses) or "TRUE"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE cells AS SELECT * FROM ({rollup_sql(settings)}) "
+        f"WHERE {where}",
+        params,
+    )
+
+
+def _newest(
+    con: Any,
+    settings: Settings,
+    filters: PageFilters,
+    *,
+    offset: int,
+    limit: int,
+    with_readings: bool,
+) -> list[VoiceRow]:
+    """Return matching voices ``offset`` .. ``offset + limit`` (newest first) via ``cells``.
+
+    The rollup's exact count per local day says which days hold the wanted rows, so only
+    those days of the lake are read (Parquet statistics skip the rest).
+    """
+    per_day = con.execute(
+        "SELECT day, sum(n) FROM cells GROUP BY day HAVING sum(n) > 0 ORDER BY day DESC"
+    ).fetchall()
+    newer = in_window = 0
+    first_day = last_day = None
+    for day, count in per_day:
+        n = int(count)
+        if last_day is None and newer + n <= offset:
+            newer += n  # wholly before the wanted rows
+            continue
+        if last_day is None:
+            last_day = day
+        first_day = day
+        in_window += n
+        if newer + in_window >= offset + limit:
+            break
+    if first_day is None or last_day is None:
+        return []
+    window = filters.model_copy(update={"date_from": first_day, "date_to": last_day})
+    tz = settings.timezone
+    where, params = _window_where(window, tz)
+    return _rows(
+        con,
+        f"SELECT {_VOICE_COLUMNS} FROM voices v WHERE {where} "
+        "ORDER BY v.received_at DESC, v.id LIMIT ? OFFSET ?",
+        [tz, *params, limit, offset - newer],
+        with_readings=with_readings,
+    )
+
+
+def _window_where(window: PageFilters, tz: str) -> tuple[str, list[Any]]:
+    """Return SQL over voices (``v``) for ``window``; reading filters look at its voices only."""
+    where, params, reading = _filter_where(window, tz)
+    if not reading:
+        return where, params
+    # Only the window's voices are candidates, so the latest reading (arg_max over
+    # read_at) is computed for those alone instead of for every voice ever read.
+    fields = ", ".join(f"{short} := {column}" for column, short, _ in reading)
+    match = " AND ".join(f"x.{short} = ?" for _, short, _ in reading)
+    base, base_params, _ = _filter_where(
+        window.model_copy(update={"scenario": None, "sentiment": None, "review": None}), tz
+    )
+    where += (
+        f" AND v.id IN (SELECT voice_id FROM (SELECT voice_id, arg_max(struct_pack({fields}), "
+        "read_at) AS x FROM readings WHERE voice_id IN "
+        f"(SELECT v.id FROM voices v WHERE {base}) GROUP BY voice_id) WHERE {match})"
+    )
+    return where, [*params, *base_params, *(value for _, _, value in reading)]
+
+
+def _overview_from_rollup(
+    con: Any,
+    settings: Settings,
+    scope: Scope,
+    result: Overview,
+    *,
+    has_readings: bool,
+    latest_limit: int,
+) -> bool:
+    """Fill ``result`` from the rollup; return ``False`` when the scan must answer instead.
+
+    Daily buckets only: a span of under five days (hourly buckets) is left to the scan.
+    """
+    _rollup_cells(con, settings, scope)
+    total = con.execute(
+        "SELECT coalesce(sum(n), 0), min(day) FILTER (WHERE n > 0), max(day) FILTER (WHERE n > 0), "
+        "coalesce(sum(pii), 0), coalesce(sum(pii_voices), 0) FROM cells"
+    ).fetchone()
+    k = result.kpis
+    if not total or int(total[0]) == 0:
+        return True  # nothing matches: the empty result is exact
+    first_day, last_day = total[1], total[2]
+    if (last_day - first_day).days < 5:
+        return False
+    k.voices, k.pii_masked, k.pii_voices = int(total[0]), int(total[3]), int(total[4])
+    k.first_at = datetime(first_day.year, first_day.month, first_day.day)
+    k.last_at = datetime(last_day.year, last_day.month, last_day.day)
+    result.bucket = "day"
+    step = timedelta(days=1)
+    start, end = k.first_at, k.last_at
+
+    def fetch(sql: str) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = con.execute(sql).fetchall()
+        return [(datetime(r[0].year, r[0].month, r[0].day), *r[1:]) for r in rows]
+
+    rows = fetch("SELECT day, channel, sum(n) FROM cells GROUP BY ALL HAVING sum(n) <> 0")
+    totals: dict[str, int] = {}
+    for _, ch, n in rows:
+        totals[ch] = totals.get(ch, 0) + int(n)
+    ranked = sorted(totals, key=lambda c: (-totals[c], c))
+    top = ranked[:TOP_CHANNELS]
+    merged: dict[tuple[datetime, str], int] = {}
+    for b, ch, n in rows:
+        key = (b, ch if ch in top else "other")
+        merged[key] = merged.get(key, 0) + int(n)
+    keys = top + (["other"] if len(ranked) > TOP_CHANNELS else [])
+    result.by_channel = _series_fill(
+        [(b, ch, n) for (b, ch), n in merged.items()], start=start, end=end, step=step, keys=keys
+    )
+    level: Literal["province", "city", "district"] = (
+        "district" if scope.city else "city" if scope.province else "province"
+    )
+    result.region_level = level
+    region_rows = [
+        (r[1], r[0], r[2])
+        for r in fetch(f"SELECT day, {level}, sum(n) FROM cells GROUP BY ALL HAVING sum(n) <> 0")
+    ]
+    region_totals: dict[str | None, int] = {}
+    for name, _, n in region_rows:
+        region_totals[name] = region_totals.get(name, 0) + int(n)
+    result.by_region = sorted(
+        region_totals.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or "")
+    )[:REGION_LIMIT]
+    shown = {name for name, _ in result.by_region[:REGION_TRENDS]}
+    index = {name: i for i, name in enumerate(shown)}
+    filled = _series_fill(
+        [(b, str(index[name]), int(n)) for name, b, n in region_rows if name in shown],
+        start=start,
+        end=end,
+        step=step,
+        keys=[str(i) for i in range(len(index))],
+    )
+    result.region_trend = {name: [n for _, n in filled[str(i)]] for name, i in index.items()}
+    result.has_readings = has_readings
+    if has_readings:
+        agg = fetch(
+            "SELECT day, coalesce(scenario, '?'), sentiment, sum(read), sum(review), "
+            "sum(escalation) FROM cells GROUP BY ALL HAVING sum(read) <> 0"
+        )
+        by_scen: dict[str, dict[str, int]] = {}
+        trend: list[tuple[datetime, str, int]] = []
+        negative = 0
+        for b, scen, sent, n, review, escalation in agg:
+            k.read += int(n)
+            k.needs_review += int(review)
+            k.escalation_risk += int(escalation)
+            cell = by_scen.setdefault(scen, {})
+            mood = sent if sent in SENTIMENTS else "neutral"
+            cell[mood] = cell.get(mood, 0) + int(n)
+            if sent in SENTIMENTS:
+                trend.append((b, sent, int(n)))
+            negative += int(n) if sent == "negative" else 0
+        k.negative_share = negative / k.read if k.read else None
+        order = {code: i for i, code in enumerate(SCENARIOS)}
+        result.by_scenario = dict(
+            sorted(by_scen.items(), key=lambda kv: (-sum(kv[1].values()), order.get(kv[0], 99)))
+        )
+        summed: dict[tuple[datetime, str], int] = {}
+        for b, sent, n in trend:
+            summed[(b, sent)] = summed.get((b, sent), 0) + n
+        present = [x for x in SENTIMENTS if any(key[1] == x for key in summed)]
+        result.sentiment_trend = _series_fill(
+            [(b, sent, n) for (b, sent), n in summed.items()],
+            start=start,
+            end=end,
+            step=step,
+            keys=present,
+        )
+    # The last 24 hours and the newest voices lie in the last local days: read only those.
+    recent = scope.model_copy(
+        update={"date_from": max(first_day, last_day - timedelta(days=1)), "date_to": last_day}
+    )
+    where, params = _window_where(recent, settings.timezone)
+    found = con.execute(
+        f"WITH m AS (SELECT v.received_at FROM voices v WHERE {where}) SELECT count(*) "
+        "FILTER (WHERE received_at > (SELECT max(received_at) FROM m) - INTERVAL 1 DAY) FROM m",
+        params,
+    ).fetchone()
+    k.voices_last_day = int(found[0]) if found else 0
+    result.latest = _newest(
+        con, settings, scope, offset=0, limit=latest_limit, with_readings=has_readings
+    )
+    return True
+
+
 def _trunc(ts: datetime, bucket: Literal["day", "hour"]) -> datetime:
     if bucket == "day":
         return ts.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -422,6 +651,20 @@ def _list_voices(*, settings: Settings, filters: VoiceFilters) -> VoicePage:
             rows=[], total=0, page=filters.page, per_page=filters.per_page, has_readings=False
         )
         if "voices" not in tables:
+            return page
+        if _rollup_usable(settings, filters):
+            _rollup_cells(con, settings, filters)
+            found = con.execute("SELECT coalesce(sum(n), 0) FROM cells").fetchone()
+            page.total = int(found[0]) if found else 0
+            page.has_readings = has_readings
+            page.rows = _newest(
+                con,
+                settings,
+                filters,
+                offset=(filters.page - 1) * filters.per_page,
+                limit=filters.per_page,
+                with_readings=has_readings,
+            )
             return page
         tz = settings.timezone
         where, params, reading = _filter_where(filters, tz)
