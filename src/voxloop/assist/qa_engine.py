@@ -69,6 +69,7 @@ _LINE = (
     rf"(?:(?P<r>{_ROLE_WORDS})\s*[:：])?\s*(?P<t>.*?)\s*$"
 )
 _AGENT_WORDS = ("坐席", "客服", "agent")
+_UNIT = r"\p{Han}|[A-Za-z0-9]+(?:[.'][A-Za-z0-9]+)*"
 _CUSTOMER_WORDS = ("客户", "用户", "customer")
 
 
@@ -89,7 +90,7 @@ class Condition:
     role: str
     range_kind: str  # all | first | last | after | before
     range_n: int
-    range_ref: str | None
+    range_ref: tuple[str, ...] | None  # conditions whose first matched turn anchors it
     params: dict[str, Any]
 
 
@@ -154,20 +155,22 @@ def _condition(name: str, raw: Any, where: str) -> Condition:
     if role not in ROLES:
         raise QaRuleError(f"{where}: role {role!r} is not one of {list(ROLES)}")
     rng = raw.get("range") or "all"
-    kind, n, ref = "all", 0, None
+    kind, n = "all", 0
+    ref: tuple[str, ...] | None = None
     if rng != "all":
         if not isinstance(rng, dict) or len(set(rng) & {"first", "last", "after", "before"}) != 1:
             raise QaRuleError(
                 f"{where}: range must be 'all' or one of {{first: N}}, {{last: N}}, "
-                "{after: <condition>, turns: N}, {before: <condition>}"
+                "{after: <condition(s)>, turns: N}, {before: <condition(s)>}"
             )
         if "first" in rng or "last" in rng:
             kind = "first" if "first" in rng else "last"
             n = rng[kind]
-        elif "after" in rng:
-            kind, ref, n = "after", str(rng["after"]), rng.get("turns", 1)
         else:
-            kind, ref = "before", str(rng["before"])
+            kind = "after" if "after" in rng else "before"
+            named = rng[kind]
+            ref = tuple(str(x) for x in (named if isinstance(named, list) else [named]))
+            n = rng.get("turns", 1) if kind == "after" else 0
         if not isinstance(n, int) or n < 0:
             raise QaRuleError(f"{where}: range turn count must be a whole number >= 0")
     params = {k: v for k, v in raw.items() if k not in ("operator", "role", "range")}
@@ -263,11 +266,11 @@ def _rule(raw: Any, index: int) -> Rule:
         conditions.append(_condition(str(name), body, f"{where}, condition {name!r}"))
     names = {c.name for c in conditions}
     for cond in conditions:
-        if cond.range_ref is not None and cond.range_ref not in names - {cond.name}:
-            raise QaRuleError(
-                f"{where}, condition {cond.name!r}: range refers to unknown condition "
-                f"{cond.range_ref!r}"
-            )
+        for ref in cond.range_ref or ():
+            if ref not in names - {cond.name}:
+                raise QaRuleError(
+                    f"{where}, condition {cond.name!r}: range refers to unknown condition {ref!r}"
+                )
     ordered = _order(conditions, where)
     label = raw.get("name") or {}
     if isinstance(label, str):
@@ -299,8 +302,8 @@ def _order(conditions: list[Condition], where: str) -> list[Condition]:
         if cond.name in visiting:
             raise QaRuleError(f"{where}: condition ranges refer to each other in a cycle")
         visiting.add(cond.name)
-        if cond.range_ref is not None:
-            visit(by_name[cond.range_ref])
+        for ref in cond.range_ref or ():
+            visit(by_name[ref])
         visiting.discard(cond.name)
         done[cond.name] = cond
 
@@ -598,9 +601,8 @@ class Inspector:
             return cut_in
         if op == "speaking_rate":
             duration = end - start
-            chars = pc.utf8_length(pc.replace_substring_regex(texts, r"[\s\p{P}]+", "")).to_numpy(
-                zero_copy_only=False
-            )
+            # Spoken units: one per Chinese character, one per latin word or number.
+            chars = pc.count_substring_regex(texts, _UNIT).to_numpy(zero_copy_only=False)
             with np.errstate(divide="ignore", invalid="ignore"):
                 rate = chars / duration
             fast: np.ndarray = (duration >= float(cond.params["min_seconds"])) & (
@@ -695,7 +697,9 @@ def _range_mask(
         out: np.ndarray = ordinals[idx] < cond.range_n
         return out
     assert cond.range_ref is not None
-    ref = first_turn[cond.range_ref][turns.conv[idx]]
+    # The first turn where any of the referenced conditions matched.
+    anchor = np.min(np.vstack([first_turn[name] for name in cond.range_ref]), axis=0)
+    ref = anchor[turns.conv[idx]]
     k = turns.k[idx]
     if cond.range_kind == "after":
         within: np.ndarray = (ref < big) & (k > ref) & (k <= ref + cond.range_n)
