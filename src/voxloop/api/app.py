@@ -41,10 +41,12 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
 
     from voxloop.act import views as act_views
     from voxloop.analyze import views as analyze_views
+    from voxloop.assist import qa_views, summary_views
     from voxloop.assist import views as assist_views
     from voxloop.detect import views as detect_views
     from voxloop.ingest import views as ingest_views
     from voxloop.understand import views as understand_views
+    from voxloop.web import report_views
     from voxloop.web import views as web_views
 
     if run_migrations:
@@ -91,6 +93,9 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         analyze_views,
         act_views,
         assist_views,
+        summary_views,
+        qa_views,
+        report_views,
     ):
         app.include_router(module.router, prefix="/api/v1", dependencies=api_guard)
         if module is act_views:

@@ -91,12 +91,13 @@ def _register_domains() -> None:
         detect,
         generate,
         ingest,
+        qa,
         report,
         scale,
         understand,
     )
 
-    for module in (ingest, generate, understand, detect, analyze, act, assist, scale, report):
+    for module in (ingest, generate, understand, detect, analyze, act, assist, qa, scale, report):
         module.register(app=app, evaluate=evaluate_app, analyze=analyze_app)
 
 

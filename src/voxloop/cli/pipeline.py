@@ -14,13 +14,18 @@ Stage = Callable[..., dict[str, Any]]
 def pipeline_stages() -> list[tuple[str, Stage]]:
     """Return the post-ingest stages in the order they run."""
     from voxloop.analyze.service import analysis_stage
+    from voxloop.assist.qa import qa_stage
     from voxloop.detect.service import detect_stage
+    from voxloop.store.rollups import update_rollups
     from voxloop.understand.service import read_new_voices
 
     # Detection slices series by scenario, so it runs after the readings are written;
-    # the analyses read readings too and are cached on disk for the dashboard.
+    # the analyses read readings too and are cached on disk for the dashboard. The rollups
+    # group by the reading's scenario and sentiment; quality inspection reads the emotion.
     return [
         ("understand", read_new_voices),
+        ("rollups", update_rollups),
+        ("qa", qa_stage),
         ("detect", detect_stage),
         ("analyze", analysis_stage),
     ]
