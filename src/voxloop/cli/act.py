@@ -118,6 +118,12 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
                 "sla": service.tick(session=session, at=when),
                 "verification": service.evaluate_verification(session=session, at=when),
             }
+        from voxloop.config import load_settings
+        from voxloop.web.report import run_scheduled_reports
+
+        # The monthly report rides on the same tick (a no-op unless report_schedule is set).
+        reports = run_scheduled_reports(settings=load_settings(), at=when)
+        result["reports"] = [entry.id for entry in reports]
         _echo_json(result)
 
     @act_app.command("supervise")
