@@ -7,6 +7,20 @@ what was planted: a billing mis-charge surge, a home-broadband outage, recurring
 a tariff-dissatisfied 5G segment, churn journeys and service-commitment violations
 (rules R4, R6, R7, R8 and R13 of the domain reference).
 
+Hotline calls (``call_transcript``) and online chats (``chat``) are timed conversations,
+one turn a line, ``[<start>-<end>] 坐席：…`` / ``客户：…`` (``Agent:`` / ``Customer:`` in
+English), seconds with one decimal. Agents (``attributes.agent_id``, ``attributes.team``;
+teams belong to the voice's city) follow the hotline script: greeting with job number
+(工号), identity verification before any account operation, empathy after an angry
+customer turn, a solution or next step, consent before a plan change, closing and an
+invitation to rate. A few percent of conversations per rule leave a step out or add a
+prohibited word, a promise, a long silence, an interruption or an over-fast turn; agents
+and teams differ in how often. ``ground_truth.json`` lists the conversations
+(``qa_conversations``), their violations by rule id (``qa_violations``, see ``QA_RULES``)
+and the agents' teams (``qa_agents``). Customer profiles carry their real average monthly
+usage (``attributes.data_used_gb``, ``attributes.voice_used_min``); a planted group on
+plans far too big for it is listed as ``overpaying_customers``.
+
 Arrival times, customers, scenarios, channels and scores are drawn with vectorised numpy;
 only the final text assembly and serialisation loop over rows. Background voices are an
 inhomogeneous Poisson process (hour-of-day x weekday x public-holiday intensity), so only
@@ -951,7 +965,7 @@ class _Composer:
             hear(r.choice(cust_lines["bye"]))
         last: list[str] = []
         if rate_ok:
-            last.append(r.choice(d["rating"]))
+            last.append(r.choice(d["rating"]["chat" if kind == "chat" else "call"]))
         if close_ok:
             last.append(r.choice(d["close"]["chat" if kind == "chat" else "call"]))
         if last:
