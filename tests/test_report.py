@@ -339,3 +339,58 @@ def test_report_api_and_page(demo: Settings) -> None:
     assert f'<option value="{PERIOD}" selected>' in page.text
     wrong = admin.post("/reports", data={"period": "2026-13", "format": "pdf"})
     assert wrong.status_code == 422 and "period" in wrong.text
+
+
+def _bucket(local: datetime) -> int:
+    """Hour bucket (the detect stage's granularity) of a naive Asia/Shanghai time."""
+    from voxloop.detect.series import GRANULARITY_SECONDS, LOCAL_OFFSET_S
+
+    epoch = int(local.replace(tzinfo=UTC).timestamp()) - LOCAL_OFFSET_S
+    return (epoch + LOCAL_OFFSET_S) // GRANULARITY_SECONDS["hour"]
+
+
+def test_surges_of_the_month_with_root_cause_and_typical_case(demo: Settings) -> None:
+    # Runs last: it stores two alerts in the demo's operational store.
+    from voxloop.detect.alerts import SurgeAlert
+    from voxloop.detect.notify import record_alerts
+
+    def surge(values: dict[str, str], start: datetime, actual: float) -> SurgeAlert:
+        first = _bucket(start)
+        return SurgeAlert(
+            root_cause="|".join(f"{k}={v}" for k, v in values.items()),
+            values=values,
+            share=0.8,
+            anchor="total",
+            first_bucket=first,
+            last_bucket=first + 2,
+            actual=actual,
+            expected=12.0,
+            pvalue=1e-6,
+            windows=3,
+        )
+
+    october_surge = surge({"province": "江苏", "scenario": "HBB"}, datetime(2026, 10, 12, 9), 960)
+    september_surge = surge({"province": "广东"}, datetime(2026, 9, 3, 9), 50)
+    engine = make_engine(demo)
+    with make_sessionmaker(engine).begin() as session:
+        record_alerts(
+            session=session,
+            alerts=[october_surge, september_surge],
+            granularity="hour",
+            typical={october_surge.root_cause: [{"voice_id": "v-x", "text": "宽带又断网了"}]},
+        )
+    engine.dispose()
+
+    facts = _facts(demo, PERIOD)
+    causes = [a["root_cause"] for a in facts["surges"]]
+    # The October surge, the largest of the month, comes first; September's is left out.
+    assert causes[0] == "province=江苏|scenario=HBB" and "province=广东" not in causes
+    sec = next(s for s in report_render.sections(facts, "zh-CN") if s.key == "surges")
+    text = " ".join(sec.paragraphs)
+    assert f"本月检测到 {len(causes)} 次声量突增" in text
+    assert "江苏 · 家庭宽带与装维的声量达到 960 条，预期 12.0 条，超出 948.0 条" in text
+    assert "“宽带又断网了”" in text
+    assert sec.chart is not None and sec.table is not None and len(sec.table.rows) == len(causes)
+    # Another province's report does not see the Jiangsu surge.
+    seen = _facts(demo, PERIOD, region="广东")["surges"]
+    assert not [a for a in seen if a["values"].get("province") == "江苏"]

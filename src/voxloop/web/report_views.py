@@ -112,6 +112,9 @@ def _page(
         "web/reports.html",
         {
             "nav_path": "/reports",
+            # The form below picks the month and region; the global filter bar would not
+            # apply to a report.
+            "bar": None,
             "entries": entries,
             "periods": periods,
             "languages": LANGUAGES,
@@ -122,7 +125,11 @@ def _page(
             "form": form
             or {
                 "period": periods[0] if periods else "",
-                "region": report_data.region_key(principal) or "",
+                # A link from a filtered page (``?province=..&city=..``) preselects it.
+                "region": report_data.region_key(principal)
+                or "/".join(
+                    v for v in (request.query_params.get(k) for k in ("province", "city")) if v
+                ),
                 "lang": lang,
                 "format": "pdf",
             },
