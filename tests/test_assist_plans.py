@@ -186,6 +186,17 @@ def test_profile_lookup_by_real_id_and_pseudonym(settings: Settings) -> None:
     assert customer_profile(settings=settings, customer_id="10000000000") is None
 
 
+def test_pseudonym_is_the_one_ingest_stores(settings: Settings) -> None:
+    import pyarrow as pa
+
+    from voxloop.assist.plans import pseudonym_of
+    from voxloop.ingest.service import pseudonymise
+
+    ids = ["13800138000", "客户-甲", "a'b|c", " x "]
+    stored = pseudonymise(key=settings.secret_key, ids=pa.array(ids)).to_pylist()
+    assert [pseudonym_of(settings=settings, customer_id=i) for i in ids] == stored
+
+
 def test_generated_overpaying_customers_are_found(settings: Settings, tmp_path: Path) -> None:
     import pyarrow as pa
 

@@ -12,6 +12,7 @@ missing.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -256,29 +257,50 @@ _PROFILE_COLUMNS = (
 )
 
 
+def pseudonym_of(*, settings: Settings, customer_id: str) -> str:
+    """Return the lake pseudonym of a customer id, as ingest computes it.
+
+    The same ``"c" + sha256(f"{key}|{id}")[:24]`` as ``voxloop.ingest.service.pseudonymise``
+    (a test checks they agree), without opening a DuckDB connection per lookup.
+    """
+    digest = hashlib.sha256(f"{settings.secret_key}|{customer_id}".encode()).hexdigest()
+    return "c" + digest[:24]
+
+
+_DUCK: list[Any] = []
+
+
+def _cursor() -> Any:
+    # One in-memory DuckDB per process; a cursor per lookup is a cheap, thread-safe handle.
+    import duckdb
+
+    with _LOCK:
+        if not _DUCK:
+            _DUCK.append(duckdb.connect(":memory:"))
+        return _DUCK[0].cursor()
+
+
 def customer_profile(*, settings: Settings, customer_id: str) -> dict[str, Any] | None:
     """Return the latest profile of a customer from the lake (by pseudonym or real id).
 
-    Customer ids in the lake are pseudonyms (``voxloop.ingest.service.pseudonymise``); an
-    agent on a call knows the real id, so both spellings are looked up.
+    Customer ids in the lake are pseudonyms; an agent on a call knows the real id, so both
+    spellings are looked up.
     """
-    from voxloop.ingest.service import pseudonymise
-    from voxloop.store.service import lake_connection, part_files
+    from voxloop.store.service import part_files, table_dir
 
     if not part_files(settings, "customers"):
         return None
-    import pyarrow as pa
-
-    pseudonym = pseudonymise(key=settings.secret_key, ids=pa.array([customer_id])).to_pylist()[0]
-    con = lake_connection(settings, ("customers",))
+    glob = str(table_dir(settings, "customers") / "part-*.parquet").replace("'", "''")
+    cur = _cursor()
     try:
-        row = con.execute(
-            f"SELECT {', '.join(_PROFILE_COLUMNS)} FROM customers WHERE id IN ($1, $2) "
+        row = cur.execute(
+            f"SELECT {', '.join(_PROFILE_COLUMNS)} "
+            f"FROM read_parquet('{glob}', union_by_name=true) WHERE id IN ($1, $2) "
             "ORDER BY ingested_at DESC LIMIT 1",
-            [pseudonym, customer_id],
+            [pseudonym_of(settings=settings, customer_id=customer_id), customer_id],
         ).fetchone()
     finally:
-        con.close()
+        cur.close()
     if row is None:
         return None
     out = dict(zip(_PROFILE_COLUMNS, row, strict=True))

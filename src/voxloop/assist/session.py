@@ -39,7 +39,7 @@ from typing import Any
 import pyarrow as pa
 
 from voxloop.act.access import Principal
-from voxloop.assist.plans import customer_profile, load_catalogue, recommend_plan
+from voxloop.assist.plans import customer_profile, load_catalogue, pseudonym_of, recommend_plan
 from voxloop.assist.schemas import (
     CommitmentView,
     EmotionPoint,
@@ -65,8 +65,8 @@ MAX_SESSIONS = 2_000
 MAX_TURNS_PER_SESSION = 1_000
 #: Characters of the customer's words read for the scenario: the first customer turn
 #: names the problem, the latest ones what it became; the encoder's cost grows with length.
-SCENARIO_HEAD_CHARS = 100
-SCENARIO_TAIL_CHARS = 200
+SCENARIO_HEAD_CHARS = 80
+SCENARIO_TAIL_CHARS = 120
 #: A customer turn shorter than this is looked up in the KB together with the previous one.
 SHORT_QUERY_CHARS = 8
 #: Change of sentiment (recent turns minus earlier ones) that counts as a trend.
@@ -343,10 +343,7 @@ def add_turns(
 
 
 def _pseudonym(settings: Settings, customer_id: str) -> str:
-    from voxloop.ingest.service import pseudonymise
-
-    value = pseudonymise(key=settings.secret_key, ids=pa.array([customer_id])).to_pylist()[0]
-    return str(value)
+    return pseudonym_of(settings=settings, customer_id=customer_id)
 
 
 def _attach_customer(
