@@ -337,6 +337,7 @@ def test_report_api_and_page(demo: Settings) -> None:
     assert page.status_code == 200 and "月度报告" in page.text
     assert f'data-report-id="{entry["id"]}"' in page.text
     assert f'<option value="{PERIOD}" selected>' in page.text
+    assert '<option value="江苏"></option>' in page.text  # region suggestions
     wrong = admin.post("/reports", data={"period": "2026-13", "format": "pdf"})
     assert wrong.status_code == 422 and "period" in wrong.text
 

@@ -105,8 +105,26 @@ def _page(
 ) -> HTMLResponse:
     lang = language(request)
     periods = report_data.available_periods(settings=settings)
-    created = request.query_params.get("created")
+    created_id = request.query_params.get("created")
     entries = report.list_reports(settings=settings, principal=principal)
+    created = next((e for e in entries if e.id == created_id), None)
+    if form is None and created is not None:
+        # After generating, the form keeps the choices just made.
+        form = {
+            "period": created.period,
+            "region": created.region or "",
+            "lang": created.lang,
+            "format": created.format,
+        }
+    from voxloop.web.queries import facets
+
+    found = facets(settings=settings, province=principal.province, city=None)
+    if principal.city:
+        places = [f"{principal.province}/{principal.city}"]
+    elif principal.province:
+        places = [principal.province, *(f"{principal.province}/{c}" for c in found.cities)]
+    else:
+        places = found.provinces
     response = render(
         request,
         "web/reports.html",
@@ -120,7 +138,8 @@ def _page(
             "languages": LANGUAGES,
             "formats": FORMATS,
             "scope": report_data.region_key(principal),
-            "created": next((e for e in entries if e.id == created), None),
+            "created": created,
+            "places": places,
             "error": error,
             "form": form
             or {
