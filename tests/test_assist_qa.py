@@ -264,7 +264,7 @@ def conversations() -> list[dict[str, Any]]:
                 "received_at": (AT + timedelta(hours=i)).isoformat(),
                 "province": province,
                 "city": city,
-                "channel": "hotline_10086" if kind == "call_transcript" else "online_chat",
+                "channel": "hotline_10086" if kind == "call_transcript" else "app",
                 "text": text,
                 "attributes": attrs,
             }
@@ -479,6 +479,12 @@ def test_api_scores_conversation_and_labels_follow_region_scope(settings: Settin
     body = admin.get("/api/v1/qa/scores").json()
     assert body["summary"]["inspected"] == 5
     assert admin.get("/api/v1/qa/scores?days=0").status_code == 422
+    # Local calendar days (Asia/Shanghai): every conversation is on 1 December.
+    day = admin.get("/api/v1/qa/scores?from=2026-12-01&to=2026-12-01").json()
+    assert day["summary"]["inspected"] == 5
+    assert admin.get("/api/v1/qa/scores?from=2026-12-02").json()["summary"]["inspected"] == 0
+    chats = admin.get("/api/v1/qa/scores?channel=app").json()
+    assert [c["voice_id"] for c in chats["conversations"]] == ["q4"]
     gd = user_client(app, "gd.lead", "supervisor", province="广东")
     scoped = gd.get("/api/v1/qa/scores").json()
     assert scoped["summary"]["inspected"] == 2
@@ -521,7 +527,8 @@ def test_api_scores_conversation_and_labels_follow_region_scope(settings: Settin
     zh = admin.get("/qa/q2?lang=zh-CN")
     assert zh.status_code == 200 and "智能质检" in zh.text
     assert 'class="qa-turn role-agent hit" data-turn="2"' in zh.text
-    assert admin.get("/qa?days=abc").status_code == 422
+    assert admin.get("/qa?from=2026-13-01").status_code == 422
+    assert 'data-voice-id="q4"' not in admin.get("/qa?channel=hotline_10086").text
     assert gd.get("/qa/q2").status_code == 404
     assert gd.get("/qa?province=江苏").status_code == 403
 

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from time import perf_counter
 from typing import Any, Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -68,10 +68,20 @@ class MissedRequest(BaseModel):
 
 
 class QaScope(BaseModel):
-    """Filters of the scores: region, period (days before the latest), agent, team."""
+    """Filters of the scores: region, channel, period, agent, team, rule.
+
+    ``date_from``/``date_to`` are local calendar days (``settings.timezone``) of the
+    conversation; ``days`` keeps the last N days before the latest conversation.
+    """
+
+    model_config = ConfigDict(populate_by_name=True)
 
     province: str | None = Field(default=None, max_length=100)
     city: str | None = Field(default=None, max_length=100)
+    district: str | None = Field(default=None, max_length=100)
+    channel: str | None = Field(default=None, max_length=100)
+    date_from: date | None = Field(default=None, alias="from")
+    date_to: date | None = Field(default=None, alias="to")
     days: int | None = Field(default=None, ge=1, le=3650)
     agent_id: str | None = Field(default=None, max_length=200)
     team: str | None = Field(default=None, max_length=200)
@@ -110,11 +120,11 @@ def _new_conversations_sql(*, has_qa: bool, has_readings: bool) -> str:
     )
     return f"""
         WITH latest AS (
-            SELECT id, text, kind, channel, province, city, received_at, attributes
+            SELECT id, text, kind, channel, province, city, district, received_at, attributes
             FROM voices
             QUALIFY row_number() OVER (PARTITION BY id ORDER BY ingested_at DESC) = 1
         )
-        SELECT v.id, v.text, v.kind, v.channel, v.province, v.city, v.received_at,
+        SELECT v.id, v.text, v.kind, v.channel, v.province, v.city, v.district, v.received_at,
             v.attributes['agent_id'] AS agent_id, v.attributes['team'] AS team,
             {"r.intent" if has_readings else "NULL::VARCHAR"} AS intent
         FROM latest v {intent}
@@ -125,7 +135,7 @@ def _new_conversations_sql(*, has_qa: bool, has_readings: bool) -> str:
 
 def qa_stage(*, settings: Settings) -> dict[str, Any]:
     """Inspect every call transcript and chat not yet inspected under the current pack."""
-    started = time.perf_counter()
+    started = perf_counter()
     if not part_files(settings, "voices"):
         return {"inspected": 0, "pack_version": None}
     engine = inspector(settings)
@@ -157,7 +167,7 @@ def qa_stage(*, settings: Settings) -> dict[str, Any]:
             hits += found.num_rows
             failed += sum(1 for p in convs.column("passed").to_pylist() if p is False)
         con.close()
-    seconds = time.perf_counter() - started
+    seconds = perf_counter() - started
     return {
         "conversations": seen,
         "inspected": inspected,
@@ -177,14 +187,14 @@ def _pinned(scope: QaScope, principal: Principal | None) -> QaScope:
     """Return ``scope`` with the caller's region forced onto it (403 when outside)."""
     if principal is None:
         return scope
-    values = scope.model_dump()
+    values = scope.model_dump(by_alias=False)
     for name, pinned in (("province", principal.province), ("city", principal.city)):
         if pinned is None:
             continue
         if values[name] not in (None, "", pinned):
             raise PermissionDeniedError(f"{name} {values[name]!r} is outside your region scope")
         values[name] = pinned
-    return QaScope(**values)
+    return QaScope.model_validate(values)
 
 
 def _overturned(session: Session | None) -> list[str]:
@@ -196,15 +206,27 @@ def _overturned(session: Session | None) -> list[str]:
     return [r for r in rows if r]
 
 
-def _scored_sql(scope: QaScope) -> tuple[str, dict[str, Any]]:
+def _local_midnight(day: date, tz: str) -> datetime:
+    from zoneinfo import ZoneInfo
+
+    return datetime.combine(day, time(), ZoneInfo(tz)).astimezone(UTC)
+
+
+def _scored_sql(scope: QaScope, tz: str = "Asia/Shanghai") -> tuple[str, dict[str, Any]]:
     """SQL of the latest inspected conversations in scope with review-adjusted scores."""
     where = ["c.inspected"]
     params: dict[str, Any] = {}
-    for name in ("province", "city", "agent_id", "team"):
+    for name in ("province", "city", "district", "channel", "agent_id", "team"):
         value = getattr(scope, name)
         if value:
             where.append(f"c.{name} = ${name}")
             params[name] = value
+    if scope.date_from:
+        where.append("c.received_at >= $date_from")
+        params["date_from"] = _local_midnight(scope.date_from, tz)
+    if scope.date_to:
+        where.append("c.received_at < $date_to")
+        params["date_to"] = _local_midnight(scope.date_to + timedelta(days=1), tz)
     if scope.days:
         where.append(
             f"c.received_at >= (SELECT max(received_at) FROM qa_conversations) "
@@ -221,7 +243,8 @@ def _scored_sql(scope: QaScope) -> tuple[str, dict[str, Any]]:
                 AND h.run_id = cs.run_id
             WHERE h.hit_id NOT IN (SELECT hit_id FROM overturned)
         ), scored AS (
-            SELECT cs.voice_id, cs.agent_id, cs.team, cs.province, cs.city, cs.channel,
+            SELECT cs.voice_id, cs.agent_id, cs.team, cs.province, cs.city, cs.district,
+                cs.channel,
                 cs.kind, cs.received_at, cs.timed,
                 greatest(0, 100 - coalesce(sum(h.score), 0)) AS score,
                 count(h.hit_id) AS n_hits,
@@ -269,7 +292,7 @@ def qa_scores(
     pack = rule_pack(settings)
     empty: dict[str, Any] = {
         "pack": {"name": pack.name, "version": pack.version, "pass_mark": pack.pass_mark},
-        "scope": scope.model_dump(),
+        "scope": scope.model_dump(mode="json"),
         "summary": {"conversations": 0, "inspected": 0},
         "rules": [],
         "agents": [],
@@ -279,7 +302,7 @@ def qa_scores(
     if not part_files(settings, QA_CONVERSATIONS):
         return empty
     con = _connection(settings, _overturned(session))
-    base, params = _scored_sql(scope)
+    base, params = _scored_sql(scope, settings.timezone)
     mark = float(pack.pass_mark)
     passed = f"(n_critical = 0 AND score >= {mark})"
     summary = _records(

@@ -765,6 +765,7 @@ CONVERSATION_SCHEMA = pa.schema(
         pa.field("channel", pa.string()),
         pa.field("province", pa.string()),
         pa.field("city", pa.string()),
+        pa.field("district", pa.string()),
         pa.field("agent_id", pa.string()),
         pa.field("team", pa.string()),
         pa.field("received_at", pa.timestamp("us", tz="UTC")),
@@ -790,7 +791,16 @@ HIT_SCHEMA = pa.schema(
         pa.field("turns", pa.list_(pa.int32())),
     ]
 )
-_PASSTHROUGH = ("kind", "channel", "province", "city", "agent_id", "team", "received_at")
+_PASSTHROUGH = (
+    "kind",
+    "channel",
+    "province",
+    "city",
+    "district",
+    "agent_id",
+    "team",
+    "received_at",
+)
 
 
 def hit_id(voice_id: str, rule_id: str) -> str:

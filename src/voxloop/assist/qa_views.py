@@ -7,10 +7,12 @@ it answers 404, as if it did not exist. Judging hits needs the admin or supervis
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from voxloop.act.access import Principal
@@ -19,7 +21,8 @@ from voxloop.assist import qa
 from voxloop.assist.qa import LabelRequest, MissedRequest, QaScope
 from voxloop.config import Settings
 from voxloop.errors import NotFoundError, PermissionDeniedError, UnusableInputError
-from voxloop.web.service import language, render
+from voxloop.web.schemas import PageFilters
+from voxloop.web.service import filter_bar, language, render, request_filters
 
 router = APIRouter(tags=["qa"])
 pages = APIRouter(include_in_schema=False)
@@ -33,6 +36,10 @@ SESSION = Depends(get_session)
 def _scope(
     province: str | None = Query(default=None, max_length=100),
     city: str | None = Query(default=None, max_length=100),
+    district: str | None = Query(default=None, max_length=100),
+    channel: str | None = Query(default=None, max_length=100),
+    date_from: date | None = Query(default=None, alias="from"),
+    date_to: date | None = Query(default=None, alias="to"),
     days: int | None = Query(default=None, ge=1, le=3650),
     agent_id: str | None = Query(default=None, max_length=200),
     team: str | None = Query(default=None, max_length=200),
@@ -42,6 +49,10 @@ def _scope(
     return QaScope(
         province=province or None,
         city=city or None,
+        district=district or None,
+        channel=channel or None,
+        date_from=date_from,
+        date_to=date_to,
         days=days,
         agent_id=agent_id or None,
         team=team or None,
@@ -129,10 +140,26 @@ def qa_page(
     principal: Principal = Depends(require_page_login),
 ) -> HTMLResponse:
     """Show QA scores: summary, worst rules, agents, teams and the lowest-scored calls."""
-    error = None
-    status = 200
+    bar = filter_bar(request, principal, extra=PAGE_FIELDS)
+    if bar is not None:
+        # Scenario and sentiment are not QA dimensions: the bar shows them disabled.
+        bar["scenarios"] = []
+    error, status = None, 200
+    scope = QaScope()
+    data: dict[str, Any] = {"summary": {"inspected": 0}, "rules": [], "agents": []}
+    data.update(teams=[], conversations=[])
     try:
-        scope = QaScope(**_query(request))
+        filters: PageFilters = request_filters(request, principal)
+        extra = {k: request.query_params.get(k) or None for k in PAGE_FIELDS}
+        scope = QaScope(
+            province=filters.province,
+            city=filters.city,
+            district=filters.district,
+            channel=filters.channel,
+            date_from=filters.date_from,
+            date_to=filters.date_to,
+            **extra,
+        )
         data = qa.qa_scores(
             settings=settings,
             scope=scope,
@@ -140,33 +167,19 @@ def qa_page(
             session=session,
             lang=language(request),
         )
-    except (UnusableInputError, ValueError) as exc:
-        error, status = str(exc), 422
     except PermissionDeniedError as exc:
         error, status = str(exc), 403
-    if error is not None:
-        scope = QaScope()
-        data = {"summary": {"inspected": 0}, "rules": [], "agents": [], "teams": []}
-        data["conversations"] = []
-    response = render(request, "assist/qa.html", {"data": data, "scope": scope, "error": error})
+    except (UnusableInputError, ValidationError) as exc:
+        error, status = str(exc), 422
+    response = render(
+        request, "assist/qa.html", {"data": data, "scope": scope, "error": error, "bar": bar}
+    )
     response.status_code = status
     return response
 
 
-def _query(request: Request) -> dict[str, Any]:
-    allowed = ("province", "city", "days", "agent_id", "team", "rule_id")
-    out: dict[str, Any] = {}
-    for key in allowed:
-        value = request.query_params.get(key)
-        if value in (None, ""):
-            continue
-        if key == "days":
-            if not str(value).isdigit() or not 1 <= int(str(value)) <= 3650:
-                raise UnusableInputError(f"days: {value!r} is not a whole number from 1 to 3650")
-            out[key] = int(str(value))
-        else:
-            out[key] = value
-    return out
+#: Page-specific fields of the filter bar (the shared bar has the region, channel, dates).
+PAGE_FIELDS = ("team", "agent_id", "rule_id")
 
 
 @pages.get("/qa/{voice_id:path}", response_class=HTMLResponse)
