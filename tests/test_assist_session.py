@@ -337,3 +337,37 @@ def test_split_transcript_of_generated_calls() -> None:
     english = split_transcript("Agent: Hello. Customer: My bill is wrong. Agent: Let me check.")
     assert [t["role"] for t in english] == ["agent", "customer", "agent"]
     assert json.dumps(turns, ensure_ascii=False)
+
+
+def test_session_size_is_bounded(admin: TestClient) -> None:
+    from voxloop.assist.session import MAX_SESSION_CHARS
+
+    sid = admin.post(API).json()["session_id"]
+    turn = {"role": "agent", "text": "x" * MAX_TURN_CHARS}
+    n = MAX_SESSION_CHARS // MAX_TURN_CHARS
+    assert admin.post(f"{API}/{sid}/turns", json={"turns": [turn] * n}).status_code == 200
+    full = admin.post(f"{API}/{sid}/turns", json={"turns": [{"role": "agent", "text": "再见"}]})
+    assert full.status_code == 422 and "turns" in full.json()["detail"]
+    assert str(MAX_SESSION_CHARS) in full.json()["detail"]
+    assert admin.get(f"{API}/{sid}").json()["n_turns"] == n
+
+
+def test_scenario_text_keeps_head_and_tail() -> None:
+    import random
+
+    from voxloop.assist.session import (
+        SCENARIO_HEAD_CHARS,
+        SCENARIO_TAIL_CHARS,
+        _scenario_text,
+    )
+
+    rnd = random.Random(3)
+    for _ in range(500):
+        texts = ["".join(rnd.choices("套餐流量话费", k=rnd.randint(1, 90))) for _ in range(9)]
+        texts = texts[: rnd.randint(1, 9)]
+        joined = "，".join(texts)
+        if len(joined) <= SCENARIO_HEAD_CHARS + SCENARIO_TAIL_CHARS:
+            assert _scenario_text(texts) == joined
+        else:
+            head, tail = joined[:SCENARIO_HEAD_CHARS], joined[-SCENARIO_TAIL_CHARS:]
+            assert _scenario_text(texts) == f"{head}，{tail}"

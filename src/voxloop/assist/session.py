@@ -60,9 +60,11 @@ from voxloop.understand.reading import ReadingBundle
 #: Idle seconds after which a session is forgotten.
 SESSION_TTL_SECONDS = 4 * 3600
 #: Sessions one process holds; the least recently used one goes first.
-MAX_SESSIONS = 2_000
-#: Turns one session may hold.
+MAX_SESSIONS = 500
+#: Turns and characters one session may hold (an hour-long call is about 20,000
+#: characters); with ``MAX_SESSIONS`` they bound the memory of the store (~200 MB at most).
 MAX_TURNS_PER_SESSION = 1_000
+MAX_SESSION_CHARS = 200_000
 #: Characters of the customer's words read for the scenario: the first customer turn
 #: names the problem, the latest ones what it became; the encoder's cost grows with length.
 SCENARIO_HEAD_CHARS = 80
@@ -107,6 +109,7 @@ class AssistSession:
     reasons: dict[str, None] = field(default_factory=dict)
     triggers: dict[str, None] = field(default_factory=dict)
     customer_texts: list[str] = field(default_factory=list)
+    chars: int = 0
     scenario: ScenarioView | None = None
     suggestions: list[Suggestion] = field(default_factory=list)
     suggestions_note: str | None = "no customer turn yet"
@@ -318,6 +321,12 @@ def add_turns(
                 f"turns: session {session_id!r} holds at most {MAX_TURNS_PER_SESSION} turns "
                 f"({held} held, {sent} sent)"
             )
+        chars = sum(len(t.text) for t in request.turns)
+        if session.chars + chars > MAX_SESSION_CHARS:
+            raise UnusableInputError(
+                f"turns: session {session_id!r} holds at most {MAX_SESSION_CHARS} characters "
+                f"({session.chars} held, {chars} sent)"
+            )
         if request.customer_id is not None:
             if session.customer_id is None:
                 _attach_customer(
@@ -334,6 +343,7 @@ def add_turns(
             for i, t in enumerate(request.turns)
         ]
         session.turns.extend(new)
+        session.chars += chars
         said = [t for t in new if t.role == "customer"]
         if said:
             _read_customer_turns(settings, session, said)
@@ -379,10 +389,26 @@ def _attach_customer(
 
 
 def _scenario_text(texts: list[str]) -> str:
-    joined = "，".join(texts)
-    if len(joined) <= SCENARIO_HEAD_CHARS + SCENARIO_TAIL_CHARS:
-        return joined
-    return joined[:SCENARIO_HEAD_CHARS] + "，" + joined[-SCENARIO_TAIL_CHARS:]
+    # Head and tail are gathered from the ends, so a long session costs no more per turn.
+    head: list[str] = []
+    size = 0
+    for text in texts:
+        if size >= SCENARIO_HEAD_CHARS + SCENARIO_TAIL_CHARS:
+            break
+        size += len(text) + (1 if head else 0)
+        head.append(text)
+    if len(head) == len(texts):
+        joined = "，".join(texts)
+        if len(joined) <= SCENARIO_HEAD_CHARS + SCENARIO_TAIL_CHARS:
+            return joined
+    tail: list[str] = []
+    size = 0
+    for text in reversed(texts):
+        if size >= SCENARIO_TAIL_CHARS:
+            break
+        size += len(text) + (1 if tail else 0)
+        tail.insert(0, text)
+    return "，".join(head)[:SCENARIO_HEAD_CHARS] + "，" + "，".join(tail)[-SCENARIO_TAIL_CHARS:]
 
 
 def _read_customer_turns(settings: Settings, session: AssistSession, said: list[TurnOut]) -> None:
