@@ -433,3 +433,22 @@ def test_link_form_links_the_ticked_voices(grouped: tuple[Any, TestClient, str])
     )
     assert "error=" in again.headers["location"] and "version" in again.headers["location"]
     assert len(admin.get(f"/api/v1/work-orders/{order['id']}").json()["links"]) == 3
+
+
+def test_problems_page_honours_the_filter_bar(grouped: tuple[Any, TestClient, str]) -> None:
+    _app, admin, pid = grouped
+    everything = admin.get("/problems", params={"lang": "en"})
+    assert f'data-problem="{pid}"' in everything.text
+    for params, shown in (
+        ({"scenario": "PLAN"}, True),
+        ({"scenario": "BILL"}, False),
+        ({"province": "广东"}, True),
+        ({"province": "浙江"}, False),
+        ({"from": "2026-10-05", "to": "2026-10-05"}, True),
+        ({"from": "2026-11-01"}, False),
+    ):
+        page = admin.get("/problems", params={"lang": "en", **params})
+        assert page.status_code == 200
+        assert (f'data-problem="{pid}"' in page.text) is shown, params
+    bad = admin.get("/problems", params={"from": "2026-13-01"})
+    assert bad.status_code in (400, 422) and "from" in bad.text

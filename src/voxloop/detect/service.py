@@ -1057,15 +1057,28 @@ class ActionSource:
 
 
 def problem_source(
-    *, settings: Settings, session: Session, principal: Principal, problem_id: str
+    *,
+    settings: Settings,
+    session: Session,
+    principal: Principal,
+    problem_id: str,
+    view: Mapping[str, Any] | None = None,
 ) -> ActionSource:
-    """Return a visible problem as an order source (its voices inside the caller's region)."""
+    """Return a visible problem as an order source (its voices inside the caller's region).
+
+    ``view`` is the problem's detailed view for this principal when the caller has it.
+    """
     problem = session.get(Problem, problem_id)
     if problem is None or not problem_visible(problem, principal):
         raise NotFoundError(f"problem {problem_id} not found")
-    view = problem_views(
-        settings=settings, session=session, principal=principal, problems=[problem], detail=True
-    )[0]
+    if view is None:
+        view = problem_views(
+            settings=settings,
+            session=session,
+            principal=principal,
+            problems=[problem],
+            detail=True,
+        )[0]
     return ActionSource(
         kind="problem",
         ref=problem.id,
@@ -1218,3 +1231,77 @@ def order_request(
             "scenario": data.scenario or None,
         }
     )
+
+
+# ---------------------------------------------------------------------------
+# The filter bar on the problems page: dates, region, scenario (shared parameter names).
+
+
+def _days_overlap(days: Sequence[str], start: date | None, end: date | None) -> bool:
+    return any(
+        (start is None or date.fromisoformat(d) >= start)
+        and (end is None or date.fromisoformat(d) <= end)
+        for d in days
+    )
+
+
+def _place_matches(place: str, province: str | None, city: str | None) -> bool:
+    p, c = _place_region(place)
+    return (province is None or p == province) and (city is None or c == city)
+
+
+def filter_problems(
+    problems: Sequence[Problem],
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    province: str | None = None,
+    city: str | None = None,
+    scenario: str | None = None,
+) -> list[Problem]:
+    """Keep the problems with a voice on a local day in [start, end] and in the region.
+
+    Problems mix channels and sentiments, so only dates, region and scenario filter them.
+    """
+    out = []
+    for problem in problems:
+        if scenario and problem.scenario != scenario:
+            continue
+        if (province or city) and not any(
+            _place_matches(p, province, city) for p in json.loads(problem.regions_json or "{}")
+        ):
+            continue
+        if (start or end) and not _days_overlap(
+            list(json.loads(problem.daily_json or "{}")), start, end
+        ):
+            continue
+        out.append(problem)
+    return out
+
+
+def filter_alerts(
+    alerts: Sequence[Alert],
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    values: Mapping[str, str | None] | None = None,
+) -> list[Alert]:
+    """Keep the alerts whose windows touch [start, end] and whose root cause fits ``values``.
+
+    A root cause fits when it names no other value for a filtered dimension (a national
+    alert fits a provincial filter: the province is part of it).
+    """
+    from voxloop.detect.notify import bucket_start
+
+    wanted = {k: v for k, v in (values or {}).items() if v}
+    out = []
+    for alert in alerts:
+        cause: dict[str, str] = json.loads(alert.values_json or "{}")
+        if any(k in cause and cause[k] != v for k, v in wanted.items()):
+            continue
+        first = bucket_start(alert.first_bucket, alert.granularity).astimezone(SHANGHAI).date()
+        last = bucket_start(alert.last_bucket, alert.granularity).astimezone(SHANGHAI).date()
+        if (start and last < start) or (end and first > end):
+            continue
+        out.append(alert)
+    return out

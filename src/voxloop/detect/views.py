@@ -219,6 +219,28 @@ def split(
     return problem_views(settings=settings, session=session, principal=principal, problems=[new])[0]
 
 
+def _bar_filters(request: Request, principal: Principal) -> dict[str, Any]:
+    """Return the filter bar's values that are set (``from``, ``to``, region, scenario ...).
+
+    Parsed by the shared ``voxloop.web.service.request_filters`` (same names on every
+    page; a region outside the caller's scope answers 403, a bad value 422 naming it).
+    """
+    from voxloop.web.schemas import PageFilters
+    from voxloop.web.service import request_filters
+
+    filters: PageFilters = request_filters(request, principal)
+    out: dict[str, Any] = {
+        "from": filters.date_from,
+        "to": filters.date_to,
+        "province": filters.province,
+        "city": filters.city,
+        "district": filters.district,
+        "channel": filters.channel,
+        "scenario": filters.scenario,
+    }
+    return {k: v for k, v in out.items() if v}
+
+
 def _login(request: Request) -> RedirectResponse:
     from urllib.parse import quote
 
@@ -244,18 +266,39 @@ def problems_page(
         state = None
     order = sort if sort in service.PROBLEM_SORTS else "last_seen"
     lang = language(request)
+    bar = _bar_filters(request, principal)
+    # With filters on, read further down the list so the page still fills up.
+    wide = 10 if bar else 1
+
+    def problems_by(sort_by: str, limit: int) -> list[Problem]:
+        found = service.list_problems(
+            session=session,
+            principal=principal,
+            state=state,
+            scenario=bar.get("scenario"),
+            limit=limit * wide,
+            sort=sort_by,
+        )
+        return service.filter_problems(
+            found,
+            start=bar.get("from"),
+            end=bar.get("to"),
+            province=bar.get("province"),
+            city=bar.get("city"),
+        )[:limit]
+
     alerts = alert_views(
         settings=settings,
         principal=principal,
-        alerts=service.list_alerts(session=session, principal=principal, limit=50),
+        alerts=service.filter_alerts(
+            service.list_alerts(session=session, principal=principal, limit=50 * wide),
+            start=bar.get("from"),
+            end=bar.get("to"),
+            values={k: bar.get(k) for k in ("scenario", "province", "city", "district", "channel")},
+        )[:50],
     )
     problems = problem_views(
-        settings=settings,
-        session=session,
-        principal=principal,
-        problems=service.list_problems(
-            session=session, principal=principal, state=state, limit=200, sort=order
-        ),
+        settings=settings, session=session, principal=principal, problems=problems_by(order, 200)
     )
     # The chart ranks the largest problems, whatever order the list below is in.
     largest = (
@@ -265,9 +308,7 @@ def problems_page(
             settings=settings,
             session=session,
             principal=principal,
-            problems=service.list_problems(
-                session=session, principal=principal, state=state, limit=50, sort="voices"
-            ),
+            problems=problems_by("voices", 50),
         )
     )
     top = sorted(largest, key=lambda p: -p["n_voices"])[:10]
@@ -321,7 +362,9 @@ def problem_page(
         empty_message=translate("detect.none", lang),
     )
     regions = sorted(data["regions"].items(), key=lambda kv: -kv[1])[:15]
-    source = _problem_source(settings, session, principal, problem_id)
+    source = service.problem_source(
+        settings=settings, session=session, principal=principal, problem_id=problem_id, view=data
+    )
     actions = page_actions(
         request=request,
         settings=settings,
