@@ -395,3 +395,58 @@ def test_surges_of_the_month_with_root_cause_and_typical_case(demo: Settings) ->
     # Another province's report does not see the Jiangsu surge.
     seen = _facts(demo, PERIOD, region="广东")["surges"]
     assert not [a for a in seen if a["values"].get("province") == "江苏"]
+
+
+@needs_font
+def test_cli_writes_the_report_and_refuses_a_bad_month(demo: Settings, tmp_path: Path) -> None:
+    import json
+    import os
+    import sys
+
+    env = {
+        **os.environ,
+        "VOXLOOP_HOME": str(demo.home),
+        "VOXLOOP_ENV": "test",
+        "VOXLOOP_SECRET_KEY": "test-secret-key",
+        "VOXLOOP_UNDERSTAND_ENCODER": "local:none",
+    }
+    env.pop("VOXLOOP_DATABASE_URL", None)
+    cli = [sys.executable, "-c", "from voxloop.cli.main import main; main()", "report"]
+    out = tmp_path / "out" / "october.html"
+    done = subprocess.run(
+        [
+            *cli,
+            *("--period", PERIOD, "--region", "江苏", "--lang", "en"),
+            *("--format", "html", "--store", str(out)),
+        ],
+        cwd=tmp_path,  # no voxloop.toml from the repository
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    voices = count_voices(demo, PERIOD, province="江苏")
+    assert summary == {
+        "out": str(out),
+        "bytes": out.stat().st_size,
+        "period": PERIOD,
+        "region": "江苏",
+        "voices": voices,
+    }
+    html = out.read_text(encoding="utf-8")
+    assert f"江苏 received {voices:,} customer voices" in html
+    stored = report.list_reports(settings=demo, principal=report_data.region_principal("江苏"))
+    assert any(e.region == "江苏" and e.created_by == "cli" for e in stored)
+
+    bad = subprocess.run(
+        [*cli, "--period", "2026-13", str(tmp_path / "x.pdf")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "period '2026-13'" in bad.stderr
+    assert not (tmp_path / "x.pdf").exists()
