@@ -452,3 +452,101 @@ def test_problems_page_honours_the_filter_bar(grouped: tuple[Any, TestClient, st
         assert (f'data-problem="{pid}"' in page.text) is shown, params
     bad = admin.get("/problems", params={"from": "2026-13-01"})
     assert bad.status_code in (400, 422) and "from" in bad.text
+
+
+@pytest.fixture
+def act_db(any_db_settings: Settings) -> Any:
+    from tests.test_act_orders import clean_act_tables
+    from voxloop.store.service import make_engine, make_sessionmaker, migrate
+
+    migrate(any_db_settings)
+    engine = make_engine(any_db_settings)
+    clean_act_tables(engine)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+def test_link_resolve_regress_on_sqlite_and_postgresql(act_db: Any) -> None:
+    """The act side of the actions, on both stores: one transaction each, versions checked."""
+    from voxloop.act import service
+    from voxloop.act.access import principal_of
+    from voxloop.act.schemas import OrderCreate
+    from voxloop.errors import ConflictError, InvalidTransitionError
+
+    t0 = datetime(2026, 10, 1, 2, 0, tzinfo=UTC)
+    with act_db() as s:
+        boss = principal_of(add_user(session=s, username="boss", role="supervisor"))
+        s.commit()
+        data = OrderCreate(
+            title="5G套餐降档被拒",
+            source_kind="problem",
+            source_ref="p-1",
+            scenario="PLAN",
+            province="江苏",
+            voice_ids=["v1", "v2"],
+            customer_ids=["c1", "c2"],
+        )
+        first, _ = service.create_order(session=s, principal=boss, data=data, at=t0)
+        second, _ = service.create_order(
+            session=s,
+            principal=boss,
+            data=data.model_copy(update={"voice_ids": ["v3"], "customer_ids": ["c3"]}),
+            at=t0,
+        )
+        assert service.problems_with_orders(session=s, problem_ids=["p-1", "p-2"]) == {"p-1"}
+        order, added = service.link_voices(
+            session=s,
+            principal=boss,
+            order_id=first.id,
+            version=1,
+            voice_ids=["v2", "v4"],
+            customer_ids=["c2", "c4"],
+            at=t0,
+        )
+        assert added == 1 and order.version == 2
+        with pytest.raises(ConflictError, match="version"):
+            service.link_voices(
+                session=s, principal=boss, order_id=first.id, version=1, voice_ids=["v5"]
+            )
+        # All or none: the second order's stale version keeps the first unresolved too.
+        with pytest.raises(ConflictError):
+            service.resolve_orders(
+                session=s,
+                principal=boss,
+                orders=[(first.id, 2), (second.id, 7)],
+                fix_note="放开降档",
+                at=t0 + timedelta(days=1),
+            )
+        assert service.get_order(session=s, principal=boss, order_id=first.id).state == "new"
+        with pytest.raises(ValueError, match="fix_note"):
+            service.resolve_orders(session=s, principal=boss, orders=[(first.id, 2)], fix_note="  ")
+        done = service.resolve_orders(
+            session=s,
+            principal=boss,
+            orders=[(first.id, 2), (second.id, 1)],
+            fix_note="放开降档",
+            at=t0 + timedelta(days=1),
+        )
+        assert [o.state for o in done] == ["resolved", "resolved"]
+        with pytest.raises(InvalidTransitionError):
+            service.resolve_orders(
+                session=s, principal=boss, orders=[(first.id, done[0].version)], fix_note="again"
+            )
+        summary = service.verification_summary(session=s, orders=done)["summary"]
+        assert summary["customers"] == summary["tasks"] == summary["pending"] == 4
+        # Voices after the fix reopen both orders; a voice from before only links.
+        reopened = service.on_new_voices_for_problems(
+            session=s,
+            voices=[
+                ("p-1", "v0", "c0", t0 + timedelta(hours=1)),
+                ("p-1", "v9", "c9", t0 + timedelta(days=2)),
+                ("p-2", "v8", "c8", t0 + timedelta(days=2)),
+            ],
+        )
+        assert sorted(reopened) == sorted([first.id, second.id])
+        orders = service.source_orders(
+            session=s, principal=boss, source_kind="problem", source_ref="p-1"
+        )
+        view = service.verification_summary(session=s, orders=orders)
+        assert view["summary"]["regressed"] == 2 and view["summary"]["voices_after_fix"] == 2
+        assert all(o["state"] == "reopened" for o in view["orders"])

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
 from voxloop.act import states
@@ -916,6 +917,9 @@ def link_voices(
         )
     if fresh:
         order.updated_at = at
+        # Links are rows of their own: mark the order changed so its version moves on
+        # even when ``at`` equals the last update time.
+        flag_modified(order, "updated_at")
     _flush(session)
     audit(
         session=session,
