@@ -207,6 +207,7 @@ def test_console_live_turns_in_chromium(
     Select(browser.find_element(By.ID, "demo")).select_by_value("builtin")
     browser.find_element(By.ID, "replay").click()
     WebDriverWait(browser, 60).until(lambda d: _attr(d, "#console", "data-replayed") == "6")
+    sid = browser.find_element(By.ID, "session-id").text
     assert _attr(browser, "#escalation", "data-level") == "high"
     assert "10080" in browser.find_element(By.ID, "escalation").text
     assert len(browser.find_elements(By.CSS_SELECTOR, "#turns li")) == 6
@@ -220,7 +221,16 @@ def test_console_live_turns_in_chromium(
         lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
     )
     assert browser.find_element(By.TAG_NAME, "h1").text == "Agent assist console"
+    # The page picks its session up again after the reload.
+    WebDriverWait(browser, 30).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#turns li")) == 6
+    )
+    assert browser.find_element(By.ID, "session-id").text == sid
+    assert _attr(browser, "#escalation", "data-level") == "high"
     assert "Region scope" in browser.find_element(By.CSS_SELECTOR, ".page-actions").text
+    assert not browser.find_elements(By.CSS_SELECTOR, "form.filters")
+    shot = screenshot_path(tmp_path, "assist-console-en.png")
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
 
 
 def test_console_polls_a_session_fed_by_the_api(server: dict[str, str], browser: Any) -> None:

@@ -254,6 +254,7 @@ def console_page(
         request,
         "assist/console.html",
         {
+            "bar": None,  # the shared filter bar filters stored voices, not a live call
             "scope": scope,
             "can_write": principal.can("write"),
             "channels": [c.value for c in Channel],
