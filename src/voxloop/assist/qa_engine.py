@@ -66,7 +66,7 @@ _ROLE_WORDS = r"坐席|客服|客户|用户|[Aa]gent|AGENT|[Cc]ustomer|CUSTOMER"
 _JOINED = rf"([^\]\s])[ \t]+((?:\[[0-9.]+\s*-\s*[0-9.]+\][ \t]*)?(?:{_ROLE_WORDS})\s*[:：])"
 _LINE = (
     r"^\s*(?:\[(?P<s>[0-9]+(?:\.[0-9]+)?)\s*-\s*(?P<e>[0-9]+(?:\.[0-9]+)?)\]\s*)?"
-    rf"(?:(?P<r>{_ROLE_WORDS})\s*[:：])?\s*(?P<t>.*?)\s*$"
+    rf"(?:(?P<r>{_ROLE_WORDS})\s*[:：])?\s*(?P<t>.*)"
 )
 _AGENT_WORDS = ("坐席", "客服", "agent")
 _UNIT = r"\p{Han}|[A-Za-z0-9]+(?:[.'][A-Za-z0-9]+)*"
@@ -414,7 +414,7 @@ def parse_turns(texts: pa.Array | pa.ChunkedArray) -> Turns:
     parents = pc.list_parent_indices(lines_list).to_numpy(zero_copy_only=False)
     lines = pc.list_flatten(lines_list)
     parts = pc.extract_regex(lines, _LINE)
-    text = parts.field("t")
+    text = pc.utf8_trim_whitespace(parts.field("t"))
     keep = pc.greater(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
     keep_idx = np.flatnonzero(keep)
     conv = parents[keep_idx].astype(np.int64)
@@ -551,6 +551,9 @@ class Inspector:
         self.pack = pack
         self._similarity: dict[tuple[str, str], _Similarity] = {}
         self._emotion: Any = None
+        self._plans: dict[str, tuple[tuple[Condition, ...], str | None]] = {
+            rule.id: _plan(rule) for rule in pack.rules
+        }
         self._patterns: dict[tuple[str, str], tuple[str, str | None]] = {}
         for rule in pack.rules:
             for cond in rule.conditions:
@@ -572,8 +575,8 @@ class Inspector:
     ) -> np.ndarray:
         op, key = cond.operator, (rule.id, cond.name)
         if op == "keywords":
-            pattern = self._patterns[key][0]
-            return _regex(texts, pattern, ignore_case=True)
+            # Keyword texts arrive lower-cased; case-sensitive RE2 is the faster one.
+            return _regex(texts, self._patterns[key][0])
         if op == "regex":
             pattern, exclude = self._patterns[key]
             hit = _regex(texts, pattern)
@@ -631,7 +634,8 @@ class Inspector:
             per_conv: dict[str, np.ndarray] = {}
             per_turn: dict[str, np.ndarray] = {}  # matched global turn indices
             first_turn: dict[str, np.ndarray] = {}
-            for cond in rule.conditions:
+            order, lazy = self._plans[rule.id]
+            for cond in order:
                 if cond.operator in CONVERSATION_OPERATORS:
                     wanted = [str(v) for v in cond.params["intents"]]
                     per_conv[cond.name] = np.isin(intent_arr, wanted)
@@ -642,10 +646,20 @@ class Inspector:
                 idx, texts = by_role[role]
                 if cond.operator == "keywords":
                     texts = lowered.setdefault(role, pc.utf8_lower(texts))
-                sig = (role, cond.operator, repr(sorted(cond.params.items())))
-                if sig not in cache:
-                    cache[sig] = self._match(rule, cond, turns, idx, texts)
-                hit = cache[sig]
+                if cond.name == lazy:
+                    # Only conversations whose outcome still depends on this condition.
+                    ones, zeros = np.ones(n_conv, dtype=bool), np.zeros(n_conv, dtype=bool)
+                    need = _evaluate(rule.tree, {**per_conv, cond.name: ones}) != _evaluate(
+                        rule.tree, {**per_conv, cond.name: zeros}
+                    )
+                    keep = need[turns.conv[idx]]
+                    hit = np.zeros(len(idx), dtype=bool)
+                    hit[keep] = self._match(rule, cond, turns, idx[keep], texts.filter(keep))
+                else:
+                    sig = (role, cond.operator, repr(sorted(cond.params.items())))
+                    if sig not in cache:
+                        cache[sig] = self._match(rule, cond, turns, idx, texts)
+                    hit = cache[sig]
                 mask = _range_mask(cond, turns, idx, first_turn, big)
                 if cond.operator == "keywords" and int(cond.params["min"]) > 1:
                     conv_hit = _any_n(cond, turns, idx, texts, mask, n_conv)
@@ -670,6 +684,24 @@ class Inspector:
                     evidence[slot[conv_i]].append(int(k))
             out[rule.id] = (result, evidence)
         return out
+
+
+#: Operators worth skipping where the rule's outcome no longer depends on them.
+_EXPENSIVE = ("similarity", "emotion")
+
+
+def _plan(rule: Rule) -> tuple[tuple[Condition, ...], str | None]:
+    """Return the evaluation order and the one expensive condition to evaluate lazily.
+
+    A similarity or emotion condition that no range refers to goes last; it is then only
+    computed on conversations where the expression's value still depends on it.
+    """
+    referenced = {ref for c in rule.conditions for ref in c.range_ref or ()}
+    lazy = [c for c in rule.conditions if c.operator in _EXPENSIVE and c.name not in referenced]
+    if len(lazy) != 1:
+        return rule.conditions, None
+    rest = tuple(c for c in rule.conditions if c is not lazy[0])
+    return (*rest, lazy[0]), lazy[0].name
 
 
 def _regex(texts: pa.Array, pattern: str, *, ignore_case: bool = False) -> np.ndarray:
