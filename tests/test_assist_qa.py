@@ -564,3 +564,33 @@ def test_cli_qa_run_and_evaluate(settings: Settings, tmp_path: Path, monkeypatch
     assert text.exit_code == 0 and "greeting" in text.output
     missing = runner.invoke(app, ["evaluate", "qa", "--truth", str(tmp_path / "nope.json")])
     assert missing.exit_code != 0 and "nope.json" in missing.output
+
+
+def test_stage_reads_intents_from_the_latest_readings(settings: Settings) -> None:
+    from voxloop.store.service import migrate, write_part
+    from voxloop.understand.reading import READING_SCHEMA, READINGS_TABLE
+
+    migrate(settings)
+    ingest_records(settings=settings, kind="voice", records=conversations())
+    base = {"scenario_source": "model", "model_version": "m1", "read_at": AT}
+    rows = [
+        {**base, "voice_id": "q1", "intent": "inquire"},
+        {**base, "voice_id": "q1", "intent": "complain", "read_at": AT + timedelta(days=1)},
+    ]
+    write_part(settings, READINGS_TABLE, pa.Table.from_pylist(rows, schema=READING_SCHEMA))
+    summary = qa_stage(settings=settings)
+    assert summary["inspected"] == 5
+    from voxloop.assist.qa import QA_CONVERSATIONS
+    from voxloop.store.service import lake_connection
+
+    con = lake_connection(settings, (QA_CONVERSATIONS,))
+    assert con.execute("SELECT count(*) FROM qa_conversations").fetchall() == [(6,)]
+    con.close()
+    # The intents reach the engine: a pack rule on intent sees q1's latest one.
+    from voxloop.assist.qa import _new_conversations_sql
+
+    con = lake_connection(settings, ("voices", READINGS_TABLE))
+    sql = _new_conversations_sql(has_qa=False, has_readings=True)
+    intents = dict(con.execute(f"SELECT id, intent FROM ({sql})").fetchall())
+    con.close()
+    assert intents["q1"] == "complain" and intents["q2"] is None
