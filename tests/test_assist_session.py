@@ -163,13 +163,23 @@ def test_conversation_turn_by_turn(app: FastAPI, admin: TestClient) -> None:
     assert {"supervision", "media"} <= set(escalation["reasons"])
     assert "10080" in escalation["triggers"]
     assert "10080" in escalation["explanation"]["zh-CN"]
+    # Once the customer calls 10080 the supervision commitment applies, unless the
+    # scenario's own one falls due sooner (business hours vs 24x7 depend on the weekday).
+    escalated = escalation["if_escalated"]
+    assert escalated["id"] in {"C10-supervision", s2["commitment"]["id"]}
     assert s2["plan"] == s1["plan"]  # computed once per session
+
+    # A backchannel adds an emotion point but keeps the scenario and the answers.
+    third = admin.post(f"{API}/{sid}/turns", json={"turns": [{"role": "customer", "text": "嗯"}]})
+    s3 = third.json()
+    assert [p["turn"] for p in s3["emotion"]["points"]] == [1, 3, 4]
+    assert s3["scenario"] == s2["scenario"] and s3["suggestions"] == s2["suggestions"]
 
     got = admin.get(f"{API}/{sid}")
     assert got.status_code == 200
     turns = got.json()["turns"]
-    assert [t["index"] for t in turns] == [0, 1, 2, 3]
-    assert [t["role"] for t in turns] == ["agent", "customer", "agent", "customer"]
+    assert [t["index"] for t in turns] == [0, 1, 2, 3, 4]
+    assert [t["role"] for t in turns] == ["agent", "customer", "agent", "customer", "customer"]
     assert turns[1]["start_ms"] == 2000 and turns[1]["end_ms"] == 7000
 
     # Loading the profile was an access to the customer's record: it is audited.

@@ -210,6 +210,7 @@ def test_console_live_turns_in_chromium(
     sid = browser.find_element(By.ID, "session-id").text
     assert _attr(browser, "#escalation", "data-level") == "high"
     assert "10080" in browser.find_element(By.ID, "escalation").text
+    assert _attr(browser, "#if-escalated", "data-id")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#turns li")) == 6
     assert len(browser.find_elements(By.CSS_SELECTOR, "#emotion circle.point")) == 3
     assert browser.find_element(By.ID, "error").text == ""

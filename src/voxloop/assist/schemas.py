@@ -240,6 +240,16 @@ class EmotionPoint(BaseModel):
     triggers: list[str] = Field(default_factory=list)
 
 
+class CommitmentView(BaseModel):
+    """The service commitment that applies to the conversation so far."""
+
+    id: str
+    name: dict[str, str]
+    hours: float
+    calendar: str
+    due_at: datetime
+
+
 class Escalation(BaseModel):
     """Whether the conversation risks escalating (10080, 12300, media, legal...) and why."""
 
@@ -248,6 +258,11 @@ class Escalation(BaseModel):
     reasons: list[str] = Field(description="Reason codes, e.g. 'supervision', 'media'.")
     triggers: list[str] = Field(description="The customer's words that raised it.")
     explanation: dict[str, str]
+    if_escalated: CommitmentView | None = Field(
+        default=None,
+        description="The commitment that applies once the customer takes the threatened "
+        "channel (10080, 12300, 12315, media), due from now.",
+    )
 
 
 class EmotionTrend(BaseModel):
@@ -268,16 +283,6 @@ class Suggestion(BaseModel):
     similarity: float
     confident: bool = Field(description="Similarity reaches the answer threshold.")
     from_turn: int = Field(description="Index of the customer turn it answers.")
-
-
-class CommitmentView(BaseModel):
-    """The service commitment that applies to the conversation so far."""
-
-    id: str
-    name: dict[str, str]
-    hours: float
-    calendar: str
-    due_at: datetime
 
 
 class SessionState(BaseModel):

@@ -75,6 +75,15 @@ SHORT_QUERY_CHARS = 8
 TREND_DELTA = 0.25
 #: Urgency rules whose match is an escalation threat (10080, 12300/MIIT, 12315, media...).
 THREAT_RULES = ("supervision", "regulator", "consumer_body", "media", "legal", "safety")
+#: The escalated channel each threat names (its commitment applies once it is taken).
+THREAT_CHANNELS = {
+    "regulator": "regulator_12300",
+    "supervision": "supervision_10080",
+    "consumer_body": "consumer_12315",
+    "media": "media",
+}
+#: A customer turn shorter than this ("嗯", "好的") keeps the scenario and the suggestions.
+BACKCHANNEL_CHARS = 4
 
 _REASONS: dict[str, tuple[str, str]] = {
     "supervision": ("扬言越级投诉（10080/上级部门）", "threatens to escalate (10080, head office)"),
@@ -416,11 +425,18 @@ def _read_customer_turns(settings: Settings, session: AssistSession, said: list[
 
     bundle = assist_bundle(settings)
     session.customer_texts.extend(t.text for t in said)
-    texts = [t.text for t in said] + [_scenario_text(session.customer_texts)]
-    ids = [f"t{t.index}" for t in said] + ["so_far"]
+    # A backchannel ("嗯", "好的") changes neither the scenario nor what to answer.
+    rethink = session.scenario is None or any(
+        len(t.text.strip()) >= BACKCHANNEL_CHARS for t in said
+    )
+    texts = [t.text for t in said]
+    ids = [f"t{t.index}" for t in said]
+    if rethink:
+        texts.append(_scenario_text(session.customer_texts))
+        ids.append("so_far")
     # One pass over the bundle: its regexes and matrix products cost the same for 1 row or 5.
     out = read_table(pa.table({"id": ids, "text": texts}), bundle=bundle).to_pylist()
-    for turn, row in zip(said, out[:-1], strict=True):
+    for turn, row in zip(said, out[: len(said)], strict=True):
         session.points.append(
             EmotionPoint(
                 turn=turn.index,
@@ -435,6 +451,8 @@ def _read_customer_turns(settings: Settings, session: AssistSession, said: list[
         for rule_id, pattern in _threat_patterns():
             if pattern.search(lower):
                 session.reasons[rule_id] = None
+    if not rethink:
+        return
     so_far = out[-1]
     code = so_far["scenario"]
     names = next(
@@ -545,6 +563,7 @@ def _escalation(session: AssistSession, trend: str) -> Escalation:
     if sum(p.emotion == "anger" for p in points[-3:]) >= 2:
         reasons.append("anger")
     threat = any(r in THREAT_RULES for r in reasons)
+    channel = next((THREAT_CHANNELS[r] for r in reasons if r in THREAT_CHANNELS), None)
     level = "high" if threat else "watch" if reasons else "none"
     zh = "；".join(_REASONS[r][0] for r in reasons)
     en = "; ".join(_REASONS[r][1] for r in reasons)
@@ -557,6 +576,27 @@ def _escalation(session: AssistSession, trend: str) -> Escalation:
         reasons=reasons,
         triggers=list(session.triggers),
         explanation={"zh-CN": zh or "暂无升级风险", "en": en or "No escalation risk so far"},
+        if_escalated=_escalated_commitment(session, channel) if channel else None,
+    )
+
+
+def _escalated_commitment(session: AssistSession, channel: str) -> CommitmentView | None:
+    from voxloop.act.commitments import due_for_order, load_commitments
+
+    book = load_commitments()
+    scenario = session.scenario.scenario if session.scenario else None
+    found, due = due_for_order(
+        book=book, scenario=scenario, channel=channel, start=session.updated_at
+    )
+    commitment = book.get(found) if found else None
+    if commitment is None or due is None:
+        return None
+    return CommitmentView(
+        id=commitment.id,
+        name=commitment.name,
+        hours=commitment.hours,
+        calendar=commitment.calendar,
+        due_at=due,
     )
 
 

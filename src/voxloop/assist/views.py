@@ -200,6 +200,7 @@ _CONSOLE_MESSAGES = {
     "similarity": "assist.console.similarity",
     "unsure": "assist.console.unsure",
     "due": "assist.console.due",
+    "if_escalated": "assist.console.if_escalated",
     "hours": "assist.console.hours",
     "current_plan": "assist.console.current_plan",
     "recommended": "assist.console.recommended",
