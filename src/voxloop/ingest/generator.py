@@ -596,6 +596,12 @@ class _Composer:
         self.zh: dict[str, Any] = lexicon["zh"]
         self.en: dict[str, Any] = lexicon["en"]
         self.rnd = rnd
+        self._anger_cues = {
+            lang: re.compile(
+                "|".join(re.escape(str(w)) for w in lexicon[lang]["dialogue"]["anger_cues"])
+            )
+            for lang in ("zh", "en")
+        }
 
     def subcategories(self, scenario: str) -> list[str]:
         return list(self.zh["scenarios"][scenario])
@@ -850,10 +856,13 @@ class _Composer:
                 text = r.choice(d["empathy"]) + ("，" if not en else " ") + text
             turns.append((True, self._fill(text, slots), hold, False))
 
+        cues = self._anger_cues["en" if en else "zh"]
+
         def hear(text: str, *, mad: bool = False, hold: bool = False) -> None:
             turns.append((False, text, hold, mad))
-            # A clean agent answers an angry turn with empathy first.
-            if mad and "empathy_when_angry" not in violations:
+            # A clean agent answers an angry turn, or any turn that could read as one
+            # (坑, 投诉, 12300 ...), with empathy first, so the truth is not arguable.
+            if "empathy_when_angry" not in violations and (mad or cues.search(text)):
                 pending_empathy[0] = True
 
         pending_empathy = [False]
@@ -888,7 +897,7 @@ class _Composer:
             if kind == "chat":
                 first = self._dialect(first, base_slots.get("province", ""))
         hear(first + end_zh(angry), mad=angry)
-        if not angry and r.random() < 0.4:
+        if not angry and r.random() < 0.25:
             pending_empathy[0] = True  # courtesy apology, not only when the customer is angry
         if split:
             say(r.choice(d["prompt"]))
