@@ -531,6 +531,8 @@ def _suggest(
                 from_turn=turn,
             )
         )
+    if not any(s.confident for s in out):
+        out = out[:1]  # one unsure hint, marked as such, rather than three guesses
     return out, None if out else "no knowledge-base entry matches the customer's last turn"
 
 
