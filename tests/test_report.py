@@ -162,8 +162,19 @@ def test_pdf_report_has_chinese_headings_key_numbers_charts_and_font(
             .select_from(WorkOrder)
             .where(WorkOrder.created_at >= start, WorkOrder.created_at < end)
         )
+        due = session.scalar(
+            select(func.count())
+            .select_from(WorkOrder)
+            .where(
+                WorkOrder.commitment_id.is_not(None),
+                WorkOrder.due_at >= start,
+                WorkOrder.due_at < end,
+            )
+        )
     engine.dispose()
     assert opened and f"本月新建工单{opened:,}张" in flat
+    # Commitments are measured on journey events and on the work orders due in the month.
+    assert due and f"本月到期工单{due:,}张" in flat and "旅程事件R13" in flat
 
     # The largest problem of the month is named with its count.
     top = october["problems"]["largest"][0]

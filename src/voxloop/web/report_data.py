@@ -327,8 +327,15 @@ def problems(
 # Commitments, work orders, verification
 
 
-def commitments(*, settings: Settings, principal: Principal, period: Period) -> dict[str, Any]:
-    """Check the month's requests against every service commitment (supervision rules)."""
+def commitments(
+    *, settings: Settings, principal: Principal, period: Period, session: Session | None = None
+) -> dict[str, Any]:
+    """Check the month against every service commitment: journey events and work-order SLAs.
+
+    Commitments with a supervision rule are checked on the month's request events
+    (``act.supervision``); every commitment that gives work orders their due time is also
+    measured on the orders due in the month (on time: resolved by the due time).
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -359,6 +366,7 @@ def commitments(*, settings: Settings, principal: Principal, period: Period) -> 
     checked = sum(r["checked"] for r in rules)
     ok = sum(r["ok"] for r in rules)
     return {
+        "orders": [] if session is None else _order_slas(session, principal, period),
         "rules": rules,
         "checked": checked,
         "ok": ok,
@@ -366,6 +374,49 @@ def commitments(*, settings: Settings, principal: Principal, period: Period) -> 
         "pending": sum(r["pending"] for r in rules),
         "rate": _ratio(ok, checked),
     }
+
+
+def _order_slas(session: Session, principal: Principal, period: Period) -> list[dict[str, Any]]:
+    """Per commitment: work orders due in the month, resolved on time, late, still open."""
+    from voxloop.act.commitments import load_commitments
+
+    book = load_commitments()
+    rows = session.execute(
+        select(WorkOrder.commitment_id, WorkOrder.due_at, WorkOrder.resolved_at).where(
+            scope_filter(principal, WorkOrder.province, WorkOrder.city),
+            WorkOrder.commitment_id.is_not(None),
+            _between(WorkOrder.due_at, period),
+        )
+    ).all()
+    now = datetime.now(UTC)
+    tally: dict[str, Counter[str]] = {}
+    for cid, due, resolved in rows:
+        if due is None:  # excluded by the query; keeps the comparisons typed
+            continue
+        c = tally.setdefault(str(cid), Counter())
+        c["due"] += 1
+        if resolved is not None and resolved <= due:
+            c["on_time"] += 1
+        elif resolved is not None or due < now:
+            c["late"] += 1
+        else:
+            c["open"] += 1
+    out = []
+    for cid in sorted(tally, key=lambda k: (-tally[k]["due"], k)):
+        c = tally[cid]
+        known = book.get(cid)
+        out.append(
+            {
+                "commitment_id": cid,
+                "name": known.name if known else {"zh-CN": cid, "en": cid},
+                "due": c["due"],
+                "on_time": c["on_time"],
+                "late": c["late"],
+                "open": c["open"],
+                "on_time_rate": _ratio(c["on_time"], c["on_time"] + c["late"]),
+            }
+        )
+    return out
 
 
 def _between(column: Any, period: Period) -> Any:
@@ -608,7 +659,9 @@ def gather(
         "problems": problems(
             settings=settings, session=session, principal=principal, period=period
         ),
-        "commitments": commitments(settings=settings, principal=principal, period=period),
+        "commitments": commitments(
+            settings=settings, principal=principal, period=period, session=session
+        ),
         "satisfaction": satisfaction(settings=settings, principal=principal),
         "churn": churn(settings=settings, principal=principal),
         "work_orders": work_orders(session=session, principal=principal, period=period),

@@ -611,19 +611,21 @@ def _commitments(f: dict[str, Any], w: Words) -> Section:
     c = f["commitments"]
     s = Section("commitments", w.t("report.section.commitments"))
     rules = [r for r in c["rules"] if r["checked"] or r["pending"]]
-    if not rules:
+    orders: list[dict[str, Any]] = c.get("orders") or []
+    if not rules and not orders:
         s.paragraphs.append(w.t("report.text.no_commitments"))
         return s
-    s.paragraphs.append(
-        w.t(
-            "report.text.commitments",
-            checked=fmt_int(c["checked"]),
-            ok=fmt_int(c["ok"]),
-            rate=fmt_pct(c["rate"]),
-            violations=fmt_int(c["violations"]),
-            pending=fmt_int(c["pending"]),
+    if rules:
+        s.paragraphs.append(
+            w.t(
+                "report.text.commitments",
+                checked=fmt_int(c["checked"]),
+                ok=fmt_int(c["ok"]),
+                rate=fmt_pct(c["rate"]),
+                violations=fmt_int(c["violations"]),
+                pending=fmt_int(c["pending"]),
+            )
         )
-    )
     rated = [r for r in rules if r["compliance_rate"] is not None]
     if rated:
         worst = min(rated, key=lambda r: (r["compliance_rate"], r["rule"]))
@@ -635,16 +637,36 @@ def _commitments(f: dict[str, Any], w: Words) -> Section:
                 violations=fmt_int(worst["violations"]),
             )
         )
+    if orders:
+        due = sum(o["due"] for o in orders)
+        on_time = sum(o["on_time"] for o in orders)
+        late = sum(o["late"] for o in orders)
+        s.paragraphs.append(
+            w.t(
+                "report.text.commitment_orders",
+                n=fmt_int(len(orders)),
+                due=fmt_int(due),
+                on_time=fmt_int(on_time),
+                late=fmt_int(late),
+                rate=fmt_pct(on_time / (on_time + late) if on_time + late else None),
+            )
+        )
+    events, tickets = w.t("report.source.events"), w.t("report.source.orders")
+    labels = [f"{r['rule']} {r['name'][w.lang]}" for r in rated]
+    labels += [f"{tickets}: {o['name'][w.lang]}" for o in orders if o["on_time_rate"] is not None]
+    values = [round(100 * r["compliance_rate"], 1) for r in rated]
+    values += [round(100 * o["on_time_rate"], 1) for o in orders if o["on_time_rate"] is not None]
     s.chart = Chart(
         "barh",
         w.t("report.chart.commitments"),
-        [f"{r['rule']} {r['name'][w.lang]}" for r in rated],
-        {w.t("report.col.on_time"): [round(100 * r["compliance_rate"], 1) for r in rated]},
+        labels,
+        {w.t("report.col.on_time"): values},
         percent=True,
     )
     s.table = Table(
         [
             w.t("report.col.rule"),
+            w.t("report.col.measured"),
             w.t("report.col.checked"),
             w.t("report.col.on_time"),
             w.t("report.col.violations"),
@@ -653,12 +675,24 @@ def _commitments(f: dict[str, Any], w: Words) -> Section:
         [
             [
                 f"{r['rule']} {r['name'][w.lang]}",
+                f"{events} {r['rule']}",
                 fmt_int(r["checked"]),
                 fmt_pct(r["compliance_rate"]),
                 fmt_int(r["violations"]),
                 fmt_int(r["pending"]),
             ]
             for r in rules
+        ]
+        + [
+            [
+                o["name"][w.lang],
+                tickets,
+                fmt_int(o["due"]),
+                fmt_pct(o["on_time_rate"]),
+                fmt_int(o["late"]),
+                fmt_int(o["open"]),
+            ]
+            for o in orders
         ],
     )
     return s
