@@ -34,7 +34,10 @@ def test_churn_reasons_read_as_sentences() -> None:
         "3 months over the plan's allowance"
     )
     assert churn_reason("segment", "family", lang="zh-CN") == "客户群为家庭客户"
-    assert churn_reason("days_since_voice", 1.5, lang="en") == "last contact 1.5 days ago"
+    assert churn_reason("days_since_voice", 3.08, lang="en") == "last contact 3 days ago"
+    assert churn_reason("days_since_voice", 0.2, lang="zh-CN") == "最近一天内联系过我们"
+    assert churn_reason("event complaint_opened", 1.0, lang="en") == "1 complaint opened"
+    assert churn_reason("event complaint_first_response", 2.0, lang="zh-CN") == "投诉首次响应2次"
     assert churn_reason("nps_last", None, lang="en") == "last NPS score unknown"
     assert churn_reason("arpu/tenure_months", 4.25, lang="en") == "ARPU per tenure: 4.25"
     # An operator's own column is worded generically, never dropped.

@@ -137,6 +137,16 @@ def _num(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
 
 
+def _singular(name: str) -> str:
+    """Return an event name for one occurrence: its first plural word made singular."""
+    words = name.split(" ")
+    for i, word in enumerate(words):
+        if word.endswith("s") and not word.endswith("'s"):
+            words[i] = word[:-1]
+            break
+    return " ".join(words)
+
+
 def _as_float(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None if value is None else float(value)
@@ -210,18 +220,19 @@ def churn_reason(feature: str, value: Any, *, lang: str, window_days: int = 30) 
         kind = feature[len("event ") :]
         zh_name, en_name = EVENT_NAMES.get(kind, (kind, kind.replace("_", " ")))
         n = round(number)
-        return f"{zh_name}{n}次" if k == 0 else f"{n} {en_name}"
+        return f"{zh_name}{n}次" if k == 0 else f"{n} {_singular(en_name) if n == 1 else en_name}"
     if feature == "plan_is_5g":
         yes = str(value).strip().lower() in _TRUE
         return (("使用5G套餐", "on a 5G plan"), ("未使用5G套餐", "not on a 5G plan"))[not yes][k]
     if feature in _MEASURES and number is not None:
         zh_noun, en_noun, zh_unit, en_unit = _MEASURES[feature]
         if feature == "days_since_voice":
-            return (
-                f"距最近一次联系已{_num(number)}天"
-                if k == 0
-                else f"last contact {_num(number)} days ago"
-            )
+            days = round(number)
+            if days < 1:
+                return ("最近一天内联系过我们", "contacted us within the last day")[k]
+            if days == 1:
+                return ("距最近一次联系已1天", "last contact 1 day ago")[k]
+            return f"距最近一次联系已{days}天" if k == 0 else f"last contact {days} days ago"
         return (
             f"{zh_noun}{_num(number)}{zh_unit}" if k == 0 else f"{en_noun} {_num(number)}{en_unit}"
         )
