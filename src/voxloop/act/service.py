@@ -779,8 +779,16 @@ def on_new_voice_for_problem(
     )
 
 
-def problems_with_orders(*, session: Session, problem_ids: Sequence[str]) -> set[str]:
-    """Return which of ``problem_ids`` have work orders (cheap check before linking)."""
+def problems_with_orders(*, session: Session, problem_ids: Sequence[str] | None) -> set[str]:
+    """Return which of ``problem_ids`` (``None``: any problem) have work orders."""
+    if problem_ids is None:
+        return {
+            ref
+            for ref in session.scalars(
+                select(WorkOrder.source_ref).where(WorkOrder.source_kind == "problem").distinct()
+            )
+            if ref
+        }
     found: set[str] = set()
     ids = list(dict.fromkeys(problem_ids))
     for start in range(0, len(ids), 500):

@@ -229,6 +229,7 @@ def _settle_pending(folder: Path, committed: str | None) -> None:
 
 
 def _detect_stage_locked(settings: Settings, engine: Engine) -> dict[str, Any]:
+    run_started = datetime.now(UTC)
     sessions = make_sessionmaker(engine)
     with sessions() as session:
         state = _load_state(session)
@@ -278,7 +279,7 @@ def _detect_stage_locked(settings: Settings, engine: Engine) -> dict[str, Any]:
     # Every run retries what earlier runs could not deliver, not only this run's alerts.
     delivery = deliver_outbox(sessions=sessions)
     with sessions() as session:
-        reopened = link_to_problem_orders(session=session, voices=voices)
+        reopened = link_to_problem_orders(session=session, voices=voices, since=run_started)
     return {
         "voices": int(voices.num_rows),
         "series": len(detector.series_),
@@ -289,29 +290,38 @@ def _detect_stage_locked(settings: Settings, engine: Engine) -> dict[str, Any]:
     }
 
 
-def link_to_problem_orders(*, session: Session, voices: pa.Table) -> list[str]:
+def link_to_problem_orders(
+    *, session: Session, voices: pa.Table, since: datetime | None = None
+) -> list[str]:
     """Link newly grouped voices to their problem's work orders; reopen fixed ones (regression).
 
     Runs after the stage's commit (the act domain commits its own unit of work): a voice
     that arrives after a problem's order was resolved reopens it as regressed.  Returns
-    the ids of the orders reopened.
+    the ids of the orders reopened.  ``since`` (the run's start) skips memberships made
+    earlier, i.e. voices grouped by an earlier run.
     """
     from voxloop.act.service import on_new_voices_for_problems, problems_with_orders
 
     if voices.num_rows == 0:
         return []
-    ids = voices["id"].to_pylist()
-    members: dict[str, str] = {}
-    for start in range(0, len(ids), 500):
-        for vid, pid in session.execute(
-            select(ProblemMember.voice_id, ProblemMember.problem_id).where(
-                ProblemMember.voice_id.in_(ids[start : start + 500])
-            )
-        ).all():
-            members[vid] = pid
-    with_orders = problems_with_orders(session=session, problem_ids=list(members.values()))
+    with_orders = problems_with_orders(session=session, problem_ids=None)
     if not with_orders:
         return []
+    ids = voices["id"].to_pylist()
+    batch_ids = set(ids)
+    members: dict[str, str] = {}
+    # Problems with orders are few; their members are read per problem, not per voice, so
+    # a bulk ingest of millions of voices costs a handful of queries here.
+    refs = sorted(with_orders)
+    for start in range(0, len(refs), 200):
+        query = select(ProblemMember.voice_id, ProblemMember.problem_id).where(
+            ProblemMember.problem_id.in_(refs[start : start + 200])
+        )
+        if since is not None:
+            query = query.where(ProblemMember.assigned_at >= since)
+        for vid, pid in session.execute(query).all():
+            if vid in batch_ids:
+                members[vid] = pid
     customers = voices["customer_id"].to_pylist()
     received = voices["received_at"].to_pylist()
     batch = [
