@@ -34,7 +34,9 @@ ACCOUNT_OP = re.compile(
     r"|requested|already changed)|plan is changed|changed it to|change your plan|plan change",
     re.I,
 )
-PROHIBITED = re.compile(r"不知道|不归我管|你自己|爱投诉|don't know|not my job|yourself|complain if")
+PROHIBITED = re.compile(
+    r"不知道|不归我管|你自己|爱投诉|don't know|not my job|yourself|complain if", re.I
+)
 PROMISE = re.compile(r"保证|肯定|绝对|guarantee|definitely|never happen|i promise", re.I)
 EMPATHY = re.compile(r"抱歉|不好意思|理解您|别着急|sorry|apologise|understand how", re.I)
 SOLUTION = re.compile(

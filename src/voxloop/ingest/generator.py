@@ -598,7 +598,8 @@ class _Composer:
         self.rnd = rnd
         self._anger_cues = {
             lang: re.compile(
-                "|".join(re.escape(str(w)) for w in lexicon[lang]["dialogue"]["anger_cues"])
+                "|".join(re.escape(str(w)) for w in lexicon[lang]["dialogue"]["anger_cues"]),
+                re.IGNORECASE,
             )
             for lang in ("zh", "en")
         }
@@ -955,7 +956,7 @@ class _Composer:
             hear(r.choice(cust_lines["ack"]))
 
         if demand:
-            hear(demand + end_zh(angry), mad=angry)
+            hear(demand + (end_zh(True) if angry else r.choice(("。", ""))), mad=angry)
         if "solution_offered" in violations:
             say(r.choice(d["no_solution"]))
         else:
