@@ -116,8 +116,9 @@ def _plan_agreement(settings: Any, truth: dict[str, Any]) -> list[str]:
 
 def session_section(*, turns: int = 300, customers: int = 3000) -> str:
     """Replay generated transcripts through the session API; return Markdown with p50/p95."""
-    from tests.conftest import admin_client
+    from fastapi.testclient import TestClient
 
+    from voxloop.act.access import add_user, create_token
     from voxloop.api.app import create_app
     from voxloop.assist.kb import import_kb
     from voxloop.config import Settings
@@ -144,7 +145,11 @@ def session_section(*, turns: int = 300, customers: int = 3000) -> str:
             result = import_kb(settings=settings, path=FAQ)
             kb_note = f"knowledge base: the real Jiangsu FAQ ({result.read} entries)"
         app = create_app(settings)
-        client = admin_client(app)
+        with app.state.sessionmaker.begin() as db:
+            add_user(session=db, username="bench.agent", role="agent", actor="bench")
+        with app.state.sessionmaker.begin() as db:
+            token = create_token(session=db, username="bench.agent", actor="bench")
+        client = TestClient(app, headers={"Authorization": f"Bearer {token}"})
         convs = _conversations(root / "operator" / "voices.jsonl", turns)
 
         wall: list[float] = []
