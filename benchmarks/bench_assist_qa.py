@@ -159,12 +159,12 @@ def qa_section() -> str:
         )
     lines += [
         "",
-        "- `empathy_when_angry` disagrees with the generator by definition: the pack reads "
-        "anger with the understand lexicon (which counts a threat to complain, 投诉/曝光, "
-        "as anger) and expects an apology within two turns, while the generator plants the "
-        "violation only in conversations it scripted as angry.",
-        "- `solicit_good_rating` (诱导好评) is not planted by the generator: its row shows "
-        "false positives only.",
+        "- `empathy_when_angry` reads anger and distress with the understand lexicon (a "
+        "threat to complain, 投诉/曝光, counts as anger) plus impatience cues, and expects "
+        "an apology or empathy within two turns; the generator plants the violation only "
+        "where it scripted an upset customer, so the two definitions differ at the margin.",
+        "- `solicit_good_rating` (诱导好评) is not planted by the generator: its row can only "
+        "show false positives.",
     ]
     return "\n".join(lines)
 
