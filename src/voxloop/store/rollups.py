@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import uuid
 from pathlib import Path
 from typing import Any, Final
 
@@ -26,21 +28,39 @@ from voxloop.store.service import part_files, table_dir, writer_lock
 TABLE: Final = "voice_rollup"
 DIMENSIONS: Final = ("day", "province", "city", "district", "channel", "scenario", "sentiment")
 MEASURES: Final = ("n", "read", "review", "escalation", "pii", "pii_voices")
+#: Cubes kept besides the full one (every cube also has ``day``).  A query reads the
+#: smallest cube holding every dimension it filters or groups by (an "aggregate
+#: navigator", Kimball & Ross, *The Data Warehouse Toolkit*, 3rd ed., 2013, ch. 20):
+#: the overview of a whole lake reads a few thousand rows, not one per voice.
+CUBES: Final[dict[str, tuple[str, ...]]] = {
+    "full": ("province", "city", "district", "channel", "scenario", "sentiment"),
+    "city": ("province", "city", "channel", "scenario", "sentiment"),
+    "province": ("province", "channel", "scenario", "sentiment"),
+    "region_channel": ("province", "city", "district", "channel"),
+    "region_mood": ("province", "city", "district", "scenario", "sentiment"),
+    "city_channel": ("province", "city", "channel"),
+    "province_mood": ("province", "scenario", "sentiment"),
+    "province_channel": ("province", "channel"),
+}
 
 
 def _state_path(settings: Settings) -> Path:
     return table_dir(settings, TABLE) / "_state.json"
 
 
-def _load_state(settings: Settings) -> dict[str, list[str]]:
+def _load_state(settings: Settings) -> dict[str, Any]:
     path = _state_path(settings)
     if not path.exists():
-        return {"voices": [], "readings": []}
-    data: dict[str, list[str]] = json.loads(path.read_text(encoding="utf-8"))
+        return {"voices": [], "readings": [], "cubes": {}}
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
 
 
-def _save_state(settings: Settings, state: dict[str, list[str]]) -> None:
+def _cube_dir(settings: Settings, cube: str) -> Path:
+    return table_dir(settings, TABLE) / cube
+
+
+def _save_state(settings: Settings, state: dict[str, Any]) -> None:
     path = _state_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -60,8 +80,6 @@ def update_rollups(*, settings: Settings) -> dict[str, Any]:
     import duckdb
     import pyarrow as pa
 
-    from voxloop.store.service import write_part
-
     with writer_lock(settings, TABLE):
         state = _load_state(settings)
         voices = part_files(settings, "voices")
@@ -71,9 +89,10 @@ def update_rollups(*, settings: Settings) -> dict[str, Any]:
         rebuilt = False
         if not set(state["voices"]) <= names_v or not set(state["readings"]) <= names_r:
             # A folded part is gone (compaction): start again from the current parts.
-            for old in part_files(settings, TABLE):
-                old.unlink()
-            state, rebuilt = {"voices": [], "readings": []}, True
+            for cube in CUBES:
+                for old in _cube_dir(settings, cube).glob("part-*.parquet"):
+                    old.unlink()
+            state, rebuilt = {"voices": [], "readings": [], "cubes": {}}, True
         done_v, done_r = set(state["voices"]), set(state["readings"])
         new_v = [p for p in voices if p.name not in done_v]
         old_v = [p for p in voices if p.name in done_v]
@@ -160,34 +179,103 @@ def update_rollups(*, settings: Settings) -> dict[str, Any]:
             ).to_arrow_table()
         finally:
             con.close()
-        if delta.num_rows:
-            write_part(settings, TABLE, pa.table(delta))
         summary["rows"] = delta.num_rows
+        cubes: dict[str, Any] = {}
+        stale: list[Path] = []
+        for cube, dims in CUBES.items():
+            folder = _cube_dir(settings, cube)
+            parts = list(state.get("cubes", {}).get(cube, {"parts": []})["parts"])
+            if delta.num_rows:
+                parts.append(_write(settings, cube, _group(delta, dims, sort=not parts)))
+            if len(parts) > 1:
+                # Compacted into one part sorted by region and day: readers then scan it
+                # with no grouping, and region filters skip row groups by statistics.
+                stale += [folder / p for p in parts]
+                parts = [_write(settings, cube, _group(_read(folder, parts), dims, sort=True))]
+            cubes[cube] = {"parts": parts, "rows": sum(pq_rows(folder / p) for p in parts)}
         _save_state(
             settings,
             {
                 "voices": sorted(done_v | {p.name for p in new_v}),
                 "readings": sorted(done_r | {p.name for p in new_r}),
+                "cubes": cubes,
             },
         )
+        for path in stale:
+            # Readers take the part list from the state file saved above; one that still
+            # holds the old list fails to open these once and answers from the lake scan.
+            path.unlink(missing_ok=True)
         return summary
+
+
+def pq_rows(path: Path) -> int:
+    """Return the number of rows of one Parquet file (from its footer)."""
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def _read(folder: Path, parts: list[str]) -> Any:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetDataset([str(folder / p) for p in parts]).read()
+
+
+def _group(table: Any, dims: tuple[str, ...], *, sort: bool) -> Any:
+    import duckdb
+
+    keys = ", ".join(("day", *dims))
+    sums = ", ".join(f"CAST(sum({m}) AS BIGINT) AS {m}" for m in MEASURES)
+    order = f" ORDER BY {', '.join((*dims, 'day'))}" if sort else ""
+    con = duckdb.connect(":memory:")
+    try:
+        con.register("t", table)
+        return con.sql(
+            f"SELECT {keys}, {sums} FROM t GROUP BY ALL "
+            f"HAVING {' OR '.join(f'sum({m}) <> 0' for m in MEASURES)}{order}"
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
+def _write(settings: Settings, cube: str, table: Any) -> str:
+    import pyarrow.parquet as pq
+
+    folder = _cube_dir(settings, cube)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+    tmp = folder / f".{name}.tmp"
+    pq.write_table(table, tmp, compression="zstd", row_group_size=100_000)
+    os.replace(tmp, folder / name)
+    return name
 
 
 def rollup_is_current(*, settings: Settings) -> bool:
     """Return whether every voice and reading part of the lake is folded into the rollup."""
-    if not part_files(settings, TABLE):
-        return False
     state = _load_state(settings)
+    cubes = state.get("cubes", {})
+    if set(cubes) != set(CUBES) or not all(c["parts"] for c in cubes.values()):
+        return False
     return {p.name for p in part_files(settings, "voices")} == set(state["voices"]) and {
         p.name for p in part_files(settings, "readings")
     } == set(state["readings"])
 
 
-def rollup_sql(settings: Settings) -> str:
-    """Return SQL for the current rollup cells (signed deltas summed, empty cells dropped)."""
-    glob = str(table_dir(settings, TABLE) / "part-*.parquet").replace("'", "''")
+def rollup_source(settings: Settings, dims: set[str] | frozenset[str]) -> str:
+    """Return SQL for the cells of the smallest cube holding every dimension in ``dims``."""
+    cubes = _load_state(settings).get("cubes", {})
+    fits = [c for c, d in CUBES.items() if set(dims) - {"day"} <= set(d) and c in cubes]
+    if not fits:
+        raise ValueError(f"no rollup cube holds {sorted(dims)}")
+    cube = min(fits, key=lambda c: (int(cubes[c]["rows"]), len(CUBES[c])))
+    paths = [_cube_dir(settings, cube) / p for p in cubes[cube]["parts"]]
+    if len(paths) == 1:
+        return f"(SELECT * FROM read_parquet({_glob_list(paths)}))"
+    keys = ", ".join(("day", *CUBES[cube]))
     sums = ", ".join(f"CAST(sum({m}) AS BIGINT) AS {m}" for m in MEASURES)
-    return (
-        f"SELECT {', '.join(DIMENSIONS)}, {sums} FROM read_parquet('{glob}') "
-        "GROUP BY ALL HAVING sum(n) <> 0"
-    )
+    return f"(SELECT {keys}, {sums} FROM read_parquet({_glob_list(paths)}) GROUP BY ALL)"
+
+
+def rollup_sql(settings: Settings) -> str:
+    """Return SQL for the cells of the full cube (every dimension)."""
+    return "SELECT * FROM " + rollup_source(settings, set(DIMENSIONS))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal, TypeVar
 
 from voxloop.config import Settings
@@ -134,7 +134,19 @@ def _latest_match(reading: list[tuple[str, str, Any]]) -> tuple[str, list[Any]]:
     return sql, [value for _, _, value in reading] * 2
 
 
-def _rows(con: Any, sql: str, params: list[Any], *, with_readings: bool) -> list[VoiceRow]:
+#: Readings are made after a voice arrives; this margin allows for skewed source clocks
+#: when a page looks only at readings newer than its voices (see ``_window_where``).
+READ_MARGIN = timedelta(days=1)
+
+
+def _rows(
+    con: Any,
+    sql: str,
+    params: list[Any],
+    *,
+    with_readings: bool,
+    read_after: datetime | None = None,
+) -> list[VoiceRow]:
     rows = [
         VoiceRow(
             id=v[0],
@@ -153,11 +165,12 @@ def _rows(con: Any, sql: str, params: list[Any], *, with_readings: bool) -> list
         # A page is a few dozen voices: look their readings up by id (Parquet min/max
         # statistics prune most row groups) instead of joining against every reading.
         marks = ", ".join("?" for _ in rows)
+        after = "" if read_after is None else " AND read_at >= ?"
         found = con.execute(
             f"SELECT voice_id, {', '.join(_READING_FIELDS)} FROM readings "
-            f"WHERE voice_id IN ({marks}) "
+            f"WHERE voice_id IN ({marks}){after} "
             "QUALIFY row_number() OVER (PARTITION BY voice_id ORDER BY read_at DESC) = 1",
-            [r.id for r in rows],
+            [r.id for r in rows] + ([] if read_after is None else [read_after]),
         ).fetchall()
         by_id = {f[0]: f[1:] for f in found}
         for row in rows:
@@ -380,29 +393,38 @@ def _rollup_usable(settings: Settings, filters: PageFilters) -> bool:
     return rollup_is_current(settings=settings)
 
 
-def _rollup_cells(con: Any, settings: Settings, filters: PageFilters) -> None:
-    """Create the temp table ``cells``: the rollup rows inside the bar's filters."""
-    from voxloop.store.rollups import rollup_sql
+_CELL_DIMS = ("province", "city", "district", "channel", "scenario", "sentiment")
+
+
+def _filter_dims(filters: PageFilters) -> set[str]:
+    """Return the rollup dimensions ``filters`` restricts."""
+    return {col for col in _CELL_DIMS if getattr(filters, col)}
+
+
+def _cells(settings: Settings, filters: PageFilters, dims: set[str] | None = None) -> str:
+    """Return SQL for the rollup cells inside ``filters``, from the smallest cube that
+    holds the filtered dimensions and ``dims`` (the ones the caller groups by)."""
+    from voxloop.store.rollups import rollup_source
 
     clauses: list[str] = []
-    params: list[Any] = []
-    for col in ("province", "city", "district", "channel", "scenario", "sentiment"):
+    for col in _CELL_DIMS:
         value = getattr(filters, col)
         if value:
-            clauses.append(f"{col} = ?")
-            params.append(value)
+            clauses.append(f"{col} = {_sql_literal(value)}")
     if filters.date_from:
-        clauses.append("day >= ?")
-        params.append(filters.date_from)
+        clauses.append(f"day >= {_sql_literal(filters.date_from)}")
     if filters.date_to:
-        clauses.append("day <= ?")
-        params.append(filters.date_to)
+        clauses.append(f"day <= {_sql_literal(filters.date_to)}")
     where = " AND ".join(clauses) or "TRUE"
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE cells AS SELECT * FROM ({rollup_sql(settings)}) "
-        f"WHERE {where}",
-        params,
-    )
+    source = rollup_source(settings, _filter_dims(filters) | (dims or set()))
+    return f"(SELECT * FROM {source} WHERE {where})"
+
+
+def _sql_literal(value: Any) -> str:
+    # Views cannot take parameters: values are quoted here (a quote is doubled).
+    if isinstance(value, date):
+        return f"DATE '{value.isoformat()}'"
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _newest(
@@ -413,15 +435,19 @@ def _newest(
     offset: int,
     limit: int,
     with_readings: bool,
+    per_day: list[tuple[date, int]] | None = None,
 ) -> list[VoiceRow]:
     """Return matching voices ``offset`` .. ``offset + limit`` (newest first) via ``cells``.
 
-    The rollup's exact count per local day says which days hold the wanted rows, so only
-    those days of the lake are read (Parquet statistics skip the rest).
+    The rollup's exact count per local day (``per_day``, newest first; read from ``cells``
+    when not given) says which days hold the wanted rows, so only those days of the lake
+    are read (Parquet statistics skip the rest).
     """
-    per_day = con.execute(
-        "SELECT day, sum(n) FROM cells GROUP BY day HAVING sum(n) > 0 ORDER BY day DESC"
-    ).fetchall()
+    if per_day is None:
+        per_day = con.execute(
+            f"SELECT day, sum(n) FROM {_cells(settings, filters)} GROUP BY day "
+            "HAVING sum(n) > 0 ORDER BY day DESC"
+        ).fetchall()
     newer = in_window = 0
     first_day = last_day = None
     for day, count in per_day:
@@ -446,6 +472,7 @@ def _newest(
         "ORDER BY v.received_at DESC, v.id LIMIT ? OFFSET ?",
         [tz, *params, limit, offset - newer],
         with_readings=with_readings,
+        read_after=_window_start(window, tz),
     )
 
 
@@ -461,12 +488,21 @@ def _window_where(window: PageFilters, tz: str) -> tuple[str, list[Any]]:
     base, base_params, _ = _filter_where(
         window.model_copy(update={"scenario": None, "sentiment": None, "review": None}), tz
     )
+    # Readings older than the window's voices cannot be theirs: the bound lets Parquet
+    # statistics skip the older reading parts.
+    after = _window_start(window, tz)
     where += (
         f" AND v.id IN (SELECT voice_id FROM (SELECT voice_id, arg_max(struct_pack({fields}), "
-        "read_at) AS x FROM readings WHERE voice_id IN "
+        "read_at) AS x FROM readings WHERE read_at >= ? AND voice_id IN "
         f"(SELECT v.id FROM voices v WHERE {base}) GROUP BY voice_id) WHERE {match})"
     )
-    return where, [*params, *base_params, *(value for _, _, value in reading)]
+    return where, [*params, after, *base_params, *(value for _, _, value in reading)]
+
+
+def _window_start(window: PageFilters, tz: str) -> datetime:
+    """Return the earliest ``read_at`` a reading of a voice in ``window`` can have."""
+    assert window.date_from is not None  # windows always start on a day of the rollup
+    return _local_midnight(window.date_from, tz) - READ_MARGIN
 
 
 def _overview_from_rollup(
@@ -482,29 +518,60 @@ def _overview_from_rollup(
 
     Daily buckets only: a span of under five days (hourly buckets) is left to the scan.
     """
-    _rollup_cells(con, settings, scope)
-    total = con.execute(
-        "SELECT coalesce(sum(n), 0), min(day) FILTER (WHERE n > 0), max(day) FILTER (WHERE n > 0), "
-        "coalesce(sum(pii), 0), coalesce(sum(pii_voices), 0) FROM cells"
-    ).fetchone()
+    level: Literal["province", "city", "district"] = (
+        "district" if scope.city else "city" if scope.province else "province"
+    )
+
+    def cells(*dims: str) -> str:
+        return _cells(settings, scope, set(dims))
+
+    # Each chart reads the smallest cube holding its dimensions and the filtered ones.
+    grouped: list[tuple[Any, ...]] = [
+        ("d", r[0], None, None, None, None, r[1], 0, 0, 0, r[2], r[3])
+        for r in con.execute(
+            f"SELECT day, sum(n), sum(pii), sum(pii_voices) FROM {cells()} GROUP BY day"
+        ).fetchall()
+    ]
+    grouped += [
+        ("c", r[0], r[1], None, None, None, r[2], 0, 0, 0, 0, 0)
+        for r in con.execute(
+            f"SELECT day, channel, sum(n) FROM {cells('channel')} GROUP BY ALL"
+        ).fetchall()
+    ]
+    grouped += [
+        ("r", r[0], None, r[1], None, None, r[2], 0, 0, 0, 0, 0)
+        for r in con.execute(
+            f"SELECT day, {level}, sum(n) FROM {cells(level)} GROUP BY ALL"
+        ).fetchall()
+    ]
+    if has_readings:
+        grouped += [
+            ("s", r[0], None, None, r[1], r[2], 0, r[3], r[4], r[5], 0, 0)
+            for r in con.execute(
+                "SELECT day, coalesce(scenario, '?'), sentiment, sum(read), sum(review), "
+                f"sum(escalation) FROM {cells('scenario', 'sentiment')} GROUP BY ALL"
+            ).fetchall()
+        ]
+    per_day = sorted(((r[1], int(r[6])) for r in grouped if r[0] == "d" and r[6]), reverse=True)
     k = result.kpis
-    if not total or int(total[0]) == 0:
+    if not per_day:
         return True  # nothing matches: the empty result is exact
-    first_day, last_day = total[1], total[2]
+    last_day, first_day = per_day[0][0], per_day[-1][0]
     if (last_day - first_day).days < 5:
         return False
-    k.voices, k.pii_masked, k.pii_voices = int(total[0]), int(total[3]), int(total[4])
+    k.voices = sum(n for _, n in per_day)
+    k.pii_masked = sum(int(r[10]) for r in grouped if r[0] == "d")
+    k.pii_voices = sum(int(r[11]) for r in grouped if r[0] == "d")
     k.first_at = datetime(first_day.year, first_day.month, first_day.day)
     k.last_at = datetime(last_day.year, last_day.month, last_day.day)
     result.bucket = "day"
     step = timedelta(days=1)
     start, end = k.first_at, k.last_at
 
-    def fetch(sql: str) -> list[tuple[Any, ...]]:
-        rows: list[tuple[Any, ...]] = con.execute(sql).fetchall()
-        return [(datetime(r[0].year, r[0].month, r[0].day), *r[1:]) for r in rows]
+    def when(day: date) -> datetime:
+        return datetime(day.year, day.month, day.day)
 
-    rows = fetch("SELECT day, channel, sum(n) FROM cells GROUP BY ALL HAVING sum(n) <> 0")
+    rows = [(when(r[1]), r[2], int(r[6])) for r in grouped if r[0] == "c" and r[6]]
     totals: dict[str, int] = {}
     for _, ch, n in rows:
         totals[ch] = totals.get(ch, 0) + int(n)
@@ -518,14 +585,8 @@ def _overview_from_rollup(
     result.by_channel = _series_fill(
         [(b, ch, n) for (b, ch), n in merged.items()], start=start, end=end, step=step, keys=keys
     )
-    level: Literal["province", "city", "district"] = (
-        "district" if scope.city else "city" if scope.province else "province"
-    )
     result.region_level = level
-    region_rows = [
-        (r[1], r[0], r[2])
-        for r in fetch(f"SELECT day, {level}, sum(n) FROM cells GROUP BY ALL HAVING sum(n) <> 0")
-    ]
+    region_rows = [(r[3], when(r[1]), int(r[6])) for r in grouped if r[0] == "r" and r[6]]
     region_totals: dict[str | None, int] = {}
     for name, _, n in region_rows:
         region_totals[name] = region_totals.get(name, 0) + int(n)
@@ -544,10 +605,11 @@ def _overview_from_rollup(
     result.region_trend = {name: [n for _, n in filled[str(i)]] for name, i in index.items()}
     result.has_readings = has_readings
     if has_readings:
-        agg = fetch(
-            "SELECT day, coalesce(scenario, '?'), sentiment, sum(read), sum(review), "
-            "sum(escalation) FROM cells GROUP BY ALL HAVING sum(read) <> 0"
-        )
+        agg = [
+            (when(r[1]), r[4], r[5], int(r[7]), int(r[8]), int(r[9]))
+            for r in grouped
+            if r[0] == "s" and r[7]
+        ]
         by_scen: dict[str, dict[str, int]] = {}
         trend: list[tuple[datetime, str, int]] = []
         negative = 0
@@ -589,7 +651,13 @@ def _overview_from_rollup(
     ).fetchone()
     k.voices_last_day = int(found[0]) if found else 0
     result.latest = _newest(
-        con, settings, scope, offset=0, limit=latest_limit, with_readings=has_readings
+        con,
+        settings,
+        scope,
+        offset=0,
+        limit=latest_limit,
+        with_readings=has_readings,
+        per_day=per_day,
     )
     return True
 
@@ -598,6 +666,13 @@ def _trunc(ts: datetime, bucket: Literal["day", "hour"]) -> datetime:
     if bucket == "day":
         return ts.replace(hour=0, minute=0, second=0, microsecond=0)
     return ts.replace(minute=0, second=0, microsecond=0)
+
+
+def _local_midnight(day: date, tz: str) -> datetime:
+    """Return the UTC instant at which local calendar ``day`` starts in zone ``tz``."""
+    from zoneinfo import ZoneInfo
+
+    return datetime.combine(day, time(), ZoneInfo(tz)).astimezone(UTC)
 
 
 def _filter_where(
@@ -611,12 +686,14 @@ def _filter_where(
         if value:
             clauses.append(f"v.{col} = ?")
             params.append(value)
+    # Local calendar days become UTC instants here, so the comparison is on the stored
+    # column itself and Parquet min/max statistics can skip whole row groups.
     if filters.date_from:
-        clauses.append("timezone(?, v.received_at) >= CAST(? AS TIMESTAMP)")
-        params += [tz, filters.date_from.isoformat()]
+        clauses.append("v.received_at >= ?")
+        params.append(_local_midnight(filters.date_from, tz))
     if filters.date_to:
-        clauses.append("timezone(?, v.received_at) < CAST(? AS TIMESTAMP) + INTERVAL 1 DAY")
-        params += [tz, filters.date_to.isoformat()]
+        clauses.append("v.received_at < ?")
+        params.append(_local_midnight(filters.date_to + timedelta(days=1), tz))
     q = getattr(filters, "q", None)
     if q:
         clauses.append("contains(lower(v.text), lower(?))")
@@ -653,9 +730,14 @@ def _list_voices(*, settings: Settings, filters: VoiceFilters) -> VoicePage:
         if "voices" not in tables:
             return page
         if _rollup_usable(settings, filters):
-            _rollup_cells(con, settings, filters)
-            found = con.execute("SELECT coalesce(sum(n), 0) FROM cells").fetchone()
-            page.total = int(found[0]) if found else 0
+            per_day = [
+                (day, int(n))
+                for day, n in con.execute(
+                    f"SELECT day, sum(n) FROM {_cells(settings, filters)} GROUP BY day "
+                    "HAVING sum(n) > 0 ORDER BY day DESC"
+                ).fetchall()
+            ]
+            page.total = sum(n for _, n in per_day)
             page.has_readings = has_readings
             page.rows = _newest(
                 con,
@@ -664,6 +746,7 @@ def _list_voices(*, settings: Settings, filters: VoiceFilters) -> VoicePage:
                 offset=(filters.page - 1) * filters.per_page,
                 limit=filters.per_page,
                 with_readings=has_readings,
+                per_day=per_day,
             )
             return page
         tz = settings.timezone
@@ -779,14 +862,33 @@ def _facets(*, settings: Settings, province: str | None, city: str | None) -> Fa
             ).fetchall()
             return [str(r[0]) for r in rows]
 
-        out.channels = distinct("channel")
         out.kinds = distinct("kind")
-        out.provinces = distinct("province")
+        from voxloop.store.rollups import rollup_is_current, rollup_source
+
+        rolled = rollup_is_current(settings=settings)
+
+        def values(col: str, where: str = "TRUE", params: list[Any] | None = None) -> list[str]:
+            if not rolled:
+                return distinct(col, where, params)
+            # Every voice is in the rollup: its small cubes hold the same distinct values.
+            dims = {col} | {c for c in ("province", "city") if f"{c} = ?" in where}
+            rows = con.execute(
+                f"SELECT DISTINCT {col} FROM {rollup_source(settings, dims)} "
+                f"WHERE {col} IS NOT NULL AND {where} ORDER BY 1 LIMIT 500",
+                params or [],
+            ).fetchall()
+            return [str(r[0]) for r in rows]
+
+        out.channels = values("channel")
+        out.provinces = values("province")
         if province:
-            out.cities = distinct("city", "province = ?", [province])
+            out.cities = values("city", "province = ?", [province])
         if province and city:
-            out.districts = distinct("district", "province = ? AND city = ?", [province, city])
-        if _has_readings(con, tables):
+            out.districts = values("district", "province = ? AND city = ?", [province, city])
+        if rolled:
+            found = set(values("scenario"))
+            out.scenarios = [s for s in SCENARIOS if s in found] + sorted(found - set(SCENARIOS))
+        elif _has_readings(con, tables):
             found = {
                 str(r[0])
                 for r in con.execute(
