@@ -279,6 +279,8 @@ class Table:
 
     columns: list[str]
     rows: list[list[str]]
+    #: Relative column widths in the PDF (default: the first column twice the others).
+    widths: list[int] | None = None
 
 
 @dataclass
@@ -603,6 +605,7 @@ def _problems(f: dict[str, Any], w: Words) -> Section:
             ]
             for x in shown
         ],
+        widths=[3, 1, 1, 2, 5],
     )
     return s
 
@@ -694,6 +697,7 @@ def _commitments(f: dict[str, Any], w: Words) -> Section:
             ]
             for o in orders
         ],
+        widths=[4, 2, 1, 1, 1, 1],
     )
     return s
 
@@ -981,7 +985,11 @@ def render_pdf(facts: dict[str, Any], lang: str) -> bytes:
                     "chart": image,
                     "table": None
                     if sec.table is None
-                    else {"columns": sec.table.columns, "rows": sec.table.rows},
+                    else {
+                        "columns": sec.table.columns,
+                        "rows": sec.table.rows,
+                        "widths": sec.table.widths or [2, *([1] * (len(sec.table.columns) - 1))],
+                    },
                     "note": sec.note,
                 }
             )
