@@ -461,3 +461,17 @@ def test_cli_writes_the_report_and_refuses_a_bad_month(demo: Settings, tmp_path:
     )
     assert bad.returncode == 2 and "period '2026-13'" in bad.stderr
     assert not (tmp_path / "x.pdf").exists()
+
+
+@needs_font
+def test_report_of_an_empty_store_says_there_is_no_data(settings: Settings) -> None:
+    from voxloop.store.service import migrate
+
+    migrate(settings)
+    facts = _facts(settings, PERIOD, region="江苏/南京")
+    assert facts["volumes"]["voices"] == 0 and facts["region"] == "江苏/南京"
+    assert report_data.available_periods(settings=settings) == []
+    html = report_render.render(facts, lang="en", fmt="html").decode("utf-8")
+    assert "There are no customer voices for 江苏 · 南京 in October 2026." in html
+    assert "No surge was detected this month." in html
+    assert "No data: the lake holds no survey responses" in html

@@ -151,6 +151,9 @@ def volumes(*, settings: Settings, principal: Principal, period: Period) -> dict
         "escalated_channels": 0,
         "escalated_channels_prev": 0,
         "daily": {},
+        "negative_share": None,
+        "negative_share_prev": None,
+        "change": None,
     }
     con = lake_connection(settings, ("voices", "readings"))
     try:
