@@ -1312,11 +1312,12 @@ def _usage(
 ) -> tuple[FloatArr, FloatArr, IntArr]:
     """Draw each customer's average monthly data (GB) and voice (minutes) use.
 
-    Most use 30-95 % of their allowance; customers with an over-plan usage event and a
-    few others exceed it; a planted 5 % on plans of 58 yuan or more use what a plan at
-    most 40 % of their fee covers (套餐适配不合理). Background draws that would meet the
-    overpaying criterion by chance are raised, so the planted group is exactly the set of
-    customers whose cheapest covering plan costs at most ``OVERPAY_FEE_SHARE`` of theirs.
+    Most use 30-95 % of their allowance; half the customers with an over-plan usage
+    event and a few others exceed it on average; a planted 5 % on plans of 58 yuan or
+    more use what a plan at most 40 % of their fee covers (套餐适配不合理). Background
+    draws that would meet the overpaying criterion by chance are raised, so the planted
+    group is exactly the set of customers whose cheapest covering plan costs at most
+    ``OVERPAY_FEE_SHARE`` of theirs.
     """
     n = cust.n
     data_allow = np.asarray([p.data_gb for p in PLANS], dtype=np.float64)[cust.plan]
@@ -1327,12 +1328,18 @@ def _usage(
     # Pay-per-minute plans (no minutes included) still see calls.
     payg = voice_allow == 0
     voice[payg] = rng.gamma(2.0, 25.0, int(payg.sum()))
-    exceed_d = rng.random(n) < 0.03
-    exceed_d[over_data] = True
-    exceed_v = (rng.random(n) < 0.02) & ~payg
+    # Half of those who went over their plan in some month also average above it; the
+    # others average just under it.
+    had_event = np.zeros(n, dtype=bool)
+    had_event[over_data] = True
+    exceed_d = rng.random(n) < 0.02
+    exceed_d[over_data[rng.random(len(over_data)) < 0.5]] = True
+    near = had_event & ~exceed_d
+    exceed_v = (rng.random(n) < 0.015) & ~payg
+    data[near] = data_allow[near] * rng.uniform(0.9, 1.0, int(near.sum()))
     data[exceed_d] = data_allow[exceed_d] * rng.uniform(1.05, 1.6, int(exceed_d.sum()))
     voice[exceed_v] = voice_allow[exceed_v] * rng.uniform(1.05, 1.5, int(exceed_v.sum()))
-    cand = np.flatnonzero((fee >= 58) & ~exceed_d & ~exceed_v)
+    cand = np.flatnonzero((fee >= 58) & ~had_event & ~exceed_d & ~exceed_v)
     picked = np.sort(rng.choice(cand, size=min(len(cand), round(0.05 * n)), replace=False))
     for i, p in enumerate(PLANS):
         rows = picked[cust.plan[picked] == i]
