@@ -550,3 +550,20 @@ def test_link_resolve_regress_on_sqlite_and_postgresql(act_db: Any) -> None:
         view = service.verification_summary(session=s, orders=orders)
         assert view["summary"]["regressed"] == 2 and view["summary"]["voices_after_fix"] == 2
         assert all(o["state"] == "reopened" for o in view["orders"])
+
+
+def test_order_description_in_the_callers_language(grouped: tuple[Any, TestClient, str]) -> None:
+    _app, admin, pid = grouped
+    zh = admin.post(f"/api/v1/problems/{pid}/work-orders", params={"lang": "zh-CN"}, json={})
+    assert zh.status_code == 201 and "典型案例" in zh.json()["description"]
+    assert (
+        admin.post(
+            f"/api/v1/problems/{pid}/work-orders", params={"lang": "fr"}, json={}
+        ).status_code
+        == 422
+    )
+    closed = admin.post(
+        f"/api/v1/work-orders/{zh.json()['id']}/transition",
+        json={"to": "closed", "version": 1, "reason": "duplicate"},
+    )
+    assert closed.status_code == 200, closed.text

@@ -529,6 +529,7 @@ def problem_work_order(
     session: Session = Depends(get_session),
     settings: Settings = SETTINGS,
     idempotency_key: str | None = Header(default=None, max_length=200),
+    lang: Literal["zh-CN", "en"] = Query(default="en", description="Language of the description."),
 ) -> dict[str, Any]:
     """Open a routed work order for the problem's voices in the caller's region."""
     source = _problem_source(settings, session, principal, problem_id)
@@ -539,7 +540,7 @@ def problem_work_order(
         source=source,
         body=body,
         idempotency_key=idempotency_key,
-        lang="en",
+        lang=lang,
     )
     if not created:
         response.status_code = 200
@@ -600,6 +601,7 @@ def alert_work_order(
     session: Session = Depends(get_session),
     settings: Settings = SETTINGS,
     idempotency_key: str | None = Header(default=None, max_length=200),
+    lang: Literal["zh-CN", "en"] = Query(default="en", description="Language of the description."),
 ) -> dict[str, Any]:
     """Open a routed work order for the alert's voices (root cause, its windows, your region)."""
     source = _alert_source(settings, session, principal, alert_id)
@@ -610,7 +612,7 @@ def alert_work_order(
         source=source,
         body=body,
         idempotency_key=idempotency_key,
-        lang="en",
+        lang=lang,
     )
     if not created:
         response.status_code = 200
