@@ -567,3 +567,37 @@ def test_order_description_in_the_callers_language(grouped: tuple[Any, TestClien
         json={"to": "closed", "version": 1, "reason": "duplicate"},
     )
     assert closed.status_code == 200, closed.text
+
+
+def test_alert_typical_cases_are_distinct() -> None:
+    import pyarrow as pa
+
+    from voxloop.detect.service import typical_cases
+
+    at = [START + timedelta(minutes=5 * i) for i in range(6)]
+    texts = ["话费乱扣", "话费乱扣！", "话费乱扣", "账单看不懂", "话费乱扣了", "套餐被改了"]
+    voices = pa.table(
+        {
+            "id": [f"a{i}" for i in range(6)],
+            "received_at": pa.array(at, pa.timestamp("us", tz="UTC")),
+            "text": texts,
+            "province": ["江苏"] * 6,
+        }
+    )
+    bucket = int((START.timestamp() + 8 * 3600) // 3600)
+    surge = SurgeAlert(
+        root_cause="province=江苏",
+        values={"province": "江苏"},
+        share=1.0,
+        anchor="province=江苏",
+        first_bucket=bucket,
+        last_bucket=bucket,
+        actual=6.0,
+        expected=1.0,
+        pvalue=1e-4,
+    )
+    cases = typical_cases(voices, surge)
+    assert len(cases) == 3
+    assert len({normalised(c["text"]) for c in cases}) == 3
+    # Latest first among the picks.
+    assert [c["voice_id"] for c in cases] == sorted((c["voice_id"] for c in cases), reverse=True)

@@ -139,7 +139,12 @@ def _save_state(session: Session, state: dict[str, Any]) -> None:
 def typical_cases(
     voices: pa.Table, alert: SurgeAlert, *, granularity: str = STAGE_GRANULARITY, limit: int = 3
 ) -> list[dict[str, Any]]:
-    """Return up to ``limit`` voices of the alert's root cause and windows (latest first)."""
+    """Return up to ``limit`` distinct voices of the alert's root cause and windows.
+
+    The pool is the latest ``TYPICAL_POOL`` voices of the surge; duplicates are dropped
+    and diverse representatives picked (``voxloop.detect.problems.distinct_cases``),
+    listed latest first.
+    """
     if voices.num_rows == 0:
         return []
     values = alert.values
@@ -151,10 +156,11 @@ def typical_cases(
         if dim in voices.column_names:
             col = np.asarray(voices[dim].to_pylist(), dtype=object)
             mask &= col == (None if value == "?" else value)
-    idx = np.flatnonzero(mask)[-limit:][::-1]
+    pool = np.flatnonzero(mask)[-TYPICAL_POOL:][::-1]
     ids = voices["id"].to_pylist()
     texts = voices["text"].to_pylist()
-    return [{"voice_id": ids[i], "text": texts[i]} for i in idx]
+    picked = distinct_cases([texts[i] or "" for i in pool], k=limit)
+    return [{"voice_id": ids[pool[j]], "text": texts[pool[j]]} for j in sorted(picked)]
 
 
 def update_series(
