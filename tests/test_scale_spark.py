@@ -98,12 +98,13 @@ def test_spark_local_matches_in_process(tmp_path: Path, spark: Any) -> None:
     assert len(readings) == len(spread) == result.stored
     for mine, theirs in zip(readings, spread, strict=True):
         # Labels are identical; scores may differ in the last float32 bits, because the
-        # encoder's matrix products see other batch compositions on the executors.
+        # encoder's matrix products see other batch compositions on the executors (sums of
+        # 512 float32 products: a few 1e-6 relative, measured up to 1.3e-6).
         assert [v for v in mine if not isinstance(v, float)] == [
             v for v in theirs if not isinstance(v, float)
         ]
         floats = [v for v in theirs if isinstance(v, float)]
-        assert [v for v in mine if isinstance(v, float)] == pytest.approx(floats, rel=1e-6)
+        assert [v for v in mine if isinstance(v, float)] == pytest.approx(floats, rel=1e-5)
 
     expected = count_voices(read_voices(settings=local, files=part_files(local, "voices")))
     got = spark_counts(spark=spark, settings=dist)
