@@ -119,11 +119,16 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
                 "verification": service.evaluate_verification(session=session, at=when),
             }
         from voxloop.config import load_settings
+        from voxloop.errors import VoxloopError
         from voxloop.web.report import run_scheduled_reports
 
-        # The monthly report rides on the same tick (a no-op unless report_schedule is set).
-        reports = run_scheduled_reports(settings=load_settings(), at=when)
-        result["reports"] = [entry.id for entry in reports]
+        # The monthly report rides on the same tick (a no-op unless report_schedule is set);
+        # a report that cannot render (no CJK font) must not stop the SLA clock.
+        try:
+            reports = run_scheduled_reports(settings=load_settings(), at=when)
+            result["reports"] = [entry.id for entry in reports]
+        except VoxloopError as exc:
+            result["reports_error"] = str(exc)
         _echo_json(result)
 
     @act_app.command("supervise")
