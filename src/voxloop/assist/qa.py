@@ -138,8 +138,9 @@ def qa_stage(*, settings: Settings) -> dict[str, Any]:
     started = perf_counter()
     if not part_files(settings, "voices"):
         return {"inspected": 0, "pack_version": None}
-    engine = inspector(settings)
-    version = engine.pack.version
+    # The pack is parsed here; compiling it (and the lexicon import) waits for new work.
+    version = rule_pack(settings).version
+    engine: Inspector | None = None
     run_id = uuid.uuid4().hex[:12]
     at = datetime.now(UTC)
     seen = inspected = hits = failed = 0
@@ -156,6 +157,7 @@ def qa_stage(*, settings: Settings) -> dict[str, Any]:
         for batch in reader:
             if batch.num_rows == 0:
                 continue
+            engine = engine or inspector(settings)
             convs, found = inspect_table(
                 pa.Table.from_batches([batch]), inspector=engine, run_id=run_id, inspected_at=at
             )
