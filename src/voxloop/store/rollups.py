@@ -87,7 +87,12 @@ def update_rollups(*, settings: Settings) -> dict[str, Any]:
         names_v = {p.name for p in voices}
         names_r = {p.name for p in readings}
         rebuilt = False
-        if not set(state["voices"]) <= names_v or not set(state["readings"]) <= names_r:
+        if (
+            not set(state["voices"]) <= names_v
+            or not set(state["readings"]) <= names_r
+            or state.get("timezone", settings.timezone) != settings.timezone
+        ):
+            # Days are local days of ``settings.timezone``: another zone means other cells.
             # A folded part is gone (compaction): start again from the current parts.
             for cube in CUBES:
                 for old in _cube_dir(settings, cube).glob("part-*.parquet"):
@@ -199,6 +204,7 @@ def update_rollups(*, settings: Settings) -> dict[str, Any]:
                 "voices": sorted(done_v | {p.name for p in new_v}),
                 "readings": sorted(done_r | {p.name for p in new_r}),
                 "cubes": cubes,
+                "timezone": settings.timezone,
             },
         )
         for path in stale:
@@ -255,6 +261,8 @@ def rollup_is_current(*, settings: Settings) -> bool:
     state = _load_state(settings)
     cubes = state.get("cubes", {})
     if set(cubes) != set(CUBES) or not all(c["parts"] for c in cubes.values()):
+        return False
+    if state.get("timezone") != settings.timezone:
         return False
     return {p.name for p in part_files(settings, "voices")} == set(state["voices"]) and {
         p.name for p in part_files(settings, "readings")

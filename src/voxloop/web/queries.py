@@ -14,11 +14,14 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal, TypeVar
 
+import duckdb
+
 from voxloop.config import Settings
 from voxloop.store.service import lake_connection, part_files
 from voxloop.understand.taxonomy import SCENARIO_CODES
 from voxloop.web.schemas import (
     Facets,
+    KPIs,
     Overview,
     PageFilters,
     ReadingRow,
@@ -231,10 +234,23 @@ def _overview(*, settings: Settings, scope: Scope, latest_limit: int) -> Overvie
             return result
         tz = settings.timezone
         has_readings = _has_readings(con, tables)
-        if _rollup_usable(settings, scope) and _overview_from_rollup(
-            con, settings, scope, result, has_readings=has_readings, latest_limit=latest_limit
-        ):
-            return result
+        if _rollup_usable(settings, scope):
+            rolled = Overview(kpis=KPIs(quarantined=result.kpis.quarantined))
+            rolled.quarantine_by_kind = result.quarantine_by_kind
+            try:
+                done = _overview_from_rollup(
+                    con,
+                    settings,
+                    scope,
+                    rolled,
+                    has_readings=has_readings,
+                    latest_limit=latest_limit,
+                )
+            except duckdb.IOException:
+                # update_rollups compacted the cube meanwhile: the scan answers this once.
+                done = False
+            if done:
+                return rolled
         where, params = _scope_where(scope, tz, has_readings=has_readings)
         scoped = (
             "WITH scoped AS (SELECT v.id, v.received_at, v.channel, v.province, v.city, "
@@ -730,25 +746,10 @@ def _list_voices(*, settings: Settings, filters: VoiceFilters) -> VoicePage:
         if "voices" not in tables:
             return page
         if _rollup_usable(settings, filters):
-            per_day = [
-                (day, int(n))
-                for day, n in con.execute(
-                    f"SELECT day, sum(n) FROM {_cells(settings, filters)} GROUP BY day "
-                    "HAVING sum(n) > 0 ORDER BY day DESC"
-                ).fetchall()
-            ]
-            page.total = sum(n for _, n in per_day)
-            page.has_readings = has_readings
-            page.rows = _newest(
-                con,
-                settings,
-                filters,
-                offset=(filters.page - 1) * filters.per_page,
-                limit=filters.per_page,
-                with_readings=has_readings,
-                per_day=per_day,
-            )
-            return page
+            try:
+                return _list_from_rollup(con, settings, filters, page, has_readings=has_readings)
+            except duckdb.IOException:
+                pass  # the cube was compacted meanwhile: the scan answers this once
         tz = settings.timezone
         where, params, reading = _filter_where(filters, tz)
         if reading and not has_readings:
@@ -837,16 +838,47 @@ def iter_voices(
         con.close()
 
 
-def facets(*, settings: Settings, province: str | None, city: str | None) -> Facets:
-    """Return the distinct channels, kinds, regions and scenarios for the filter form."""
+def _list_from_rollup(
+    con: Any, settings: Settings, filters: VoiceFilters, page: VoicePage, *, has_readings: bool
+) -> VoicePage:
+    """Fill ``page`` from the rollup: the exact total, then only the days holding the page."""
+    per_day = [
+        (day, int(n))
+        for day, n in con.execute(
+            f"SELECT day, sum(n) FROM {_cells(settings, filters)} GROUP BY day "
+            "HAVING sum(n) > 0 ORDER BY day DESC"
+        ).fetchall()
+    ]
+    page.total = sum(n for _, n in per_day)
+    page.has_readings = has_readings
+    page.rows = _newest(
+        con,
+        settings,
+        filters,
+        offset=(filters.page - 1) * filters.per_page,
+        limit=filters.per_page,
+        with_readings=has_readings,
+        per_day=per_day,
+    )
+    return page
+
+
+def facets(
+    *, settings: Settings, province: str | None, city: str | None, kinds: bool = True
+) -> Facets:
+    """Return the distinct channels, kinds, regions and scenarios for the filter form.
+
+    ``kinds=False`` leaves ``kinds`` empty: the filter bar does not offer them, and they
+    are the one list that needs a scan of the voices when the rollup is current.
+    """
     return _cached(
         settings,
-        ("facets", province, city),
-        lambda: _facets(settings=settings, province=province, city=city),
+        ("facets", province, city, kinds),
+        lambda: _facets(settings=settings, province=province, city=city, kinds=kinds),
     )
 
 
-def _facets(*, settings: Settings, province: str | None, city: str | None) -> Facets:
+def _facets(*, settings: Settings, province: str | None, city: str | None, kinds: bool) -> Facets:
     out = Facets()
     con = lake_connection(settings)
     try:
@@ -862,7 +894,8 @@ def _facets(*, settings: Settings, province: str | None, city: str | None) -> Fa
             ).fetchall()
             return [str(r[0]) for r in rows]
 
-        out.kinds = distinct("kind")
+        if kinds:
+            out.kinds = distinct("kind")
         from voxloop.store.rollups import rollup_is_current, rollup_source
 
         rolled = rollup_is_current(settings=settings)

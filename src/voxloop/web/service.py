@@ -201,7 +201,7 @@ def filter_bar(
         values = PageFilters(province=principal.province, city=principal.city)
     settings = request.app.state.settings
     try:
-        found = facets(settings=settings, province=values.province, city=values.city)
+        found = facets(settings=settings, province=values.province, city=values.city, kinds=False)
     except Exception:  # a lake that cannot be read must not take every page down
         from voxloop.web.schemas import Facets
 

@@ -312,6 +312,6 @@ def filter_regions(
         return {"cities": [], "districts": []}
     if principal.city is not None and city not in (None, "", principal.city):
         return {"cities": [], "districts": []}
-    found = facets(settings=settings, province=province or None, city=city or None)
+    found = facets(settings=settings, province=province or None, city=city or None, kinds=False)
     cities = [principal.city] if principal.city else found.cities
     return {"cities": cities, "districts": found.districts}
