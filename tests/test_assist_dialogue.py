@@ -136,3 +136,5 @@ def test_lake_conversations_get_a_dissatisfaction_table(settings: Settings, tmp_
     con = lake_connection(settings, ("dialogue_satisfaction",))
     got = dict(con.execute("SELECT voice_id, satisfaction FROM dialogue_satisfaction").fetchall())
     assert got["c0"] == "dissatisfied" and got["c1"] != "dissatisfied" and "c2" not in got
+    # A second run scores only what is new: nothing here.
+    assert write_dissatisfaction(settings=settings)["scored"] == 0

@@ -454,18 +454,19 @@ def score_conversations(
 
 
 def dissatisfaction_scores(
-    *, settings: Settings, voice_ids: Sequence[str] | None = None
+    *, settings: Settings, voice_ids: Sequence[str] | None = None, only_new: bool = False
 ) -> pa.Table:
     """Score the lake's call transcripts and chats (or ``voice_ids``); return SCORE_SCHEMA rows.
 
     ``p_dissatisfied`` feeds problems and churn: join on ``voice_id`` (or aggregate per
     ``customer_id``). The USS model is used when one was trained
-    (:func:`train_dialogue_model`); otherwise, and for Chinese, the rules.
+    (:func:`train_dialogue_model`); otherwise, and for Chinese, the rules. ``only_new``
+    skips voices already in the ``dialogue_satisfaction`` table.
     """
     from voxloop.store.service import lake_connection
     from voxloop.understand.service import load_bundle
 
-    con = lake_connection(settings, ("voices",))
+    con = lake_connection(settings, ("voices", TABLE))
     views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
     if "voices" not in views:
         return SCORE_SCHEMA.empty_table()
@@ -473,6 +474,8 @@ def dissatisfaction_scores(
     if voice_ids is not None:
         con.register("wanted", pa.table({"vid": pa.array(list(voice_ids), pa.string())}))
         where = "id IN (SELECT vid FROM wanted)"
+    if only_new and TABLE in views:
+        where += f" AND id NOT IN (SELECT voice_id FROM {TABLE})"
     rows = con.execute(
         f"SELECT id, customer_id, text FROM (SELECT * FROM voices "
         f"QUALIFY row_number() OVER (PARTITION BY id) = 1) WHERE {where} ORDER BY id"
@@ -499,12 +502,15 @@ def dissatisfaction_scores(
 
 
 def write_dissatisfaction(
-    *, settings: Settings, voice_ids: Sequence[str] | None = None
+    *, settings: Settings, voice_ids: Sequence[str] | None = None, only_new: bool = True
 ) -> dict[str, Any]:
-    """Score conversations and append them to the lake table ``dialogue_satisfaction``."""
+    """Score conversations not scored yet; append them to the lake table ``dialogue_satisfaction``.
+
+    Usable as a post-ingest stage: ``write_dissatisfaction(settings=settings)``.
+    """
     from voxloop.store.service import write_part, writer_lock
 
-    table = dissatisfaction_scores(settings=settings, voice_ids=voice_ids)
+    table = dissatisfaction_scores(settings=settings, voice_ids=voice_ids, only_new=only_new)
     with writer_lock(settings, TABLE):
         path = write_part(settings, TABLE, table)
     methods = table.column("method").to_pylist() if table.num_rows else []
