@@ -249,11 +249,10 @@ def run_spark(
 
                 # The analyses fit models on aggregates: they run on the driver.
                 out[stage] = analysis_stage(settings=settings)
-            print(
-                f"spark {stage}: {time.perf_counter() - started:.1f} s {out[stage]}",
-                file=sys.stderr,
-                flush=True,
-            )
+            elapsed = time.perf_counter() - started
+            rows = out[stage].get("read") if isinstance(out[stage], dict) else None
+            rate = f" ({rows / max(elapsed, 1e-9):,.0f} rows/s)" if isinstance(rows, int) else ""
+            print(f"spark {stage}: {elapsed:.1f} s{rate} {out[stage]}", file=sys.stderr, flush=True)
     finally:
         if spark is None:
             session.stop()
