@@ -693,9 +693,11 @@ def evaluate_qa(
 ) -> dict[str, Any]:
     """Report per-rule precision/recall against QA labels, or a ground-truth file.
 
-    With labels, a confirmed hit is a true positive, an overturned hit a false positive
-    and a reported miss a false negative. With ``truth``, every inspected conversation
-    it lists counts: a rule hit that the truth lists is a true positive, and so on.
+    With labels, a verdict says whether the rule is truly violated (confirm, missed) or
+    not (overturn); it is compared with what the latest inspection finds, so a changed
+    rule pack is measured against every verdict given so far. With ``truth``, every
+    inspected conversation it lists counts: a rule hit that the truth lists is a true
+    positive, and so on.
     """
     pack = rule_pack(settings)
     per_rule: dict[str, list[int]] = {r.id: [0, 0, 0] for r in pack.rules}
@@ -724,11 +726,21 @@ def evaluate_qa(
     else:
         if session is None:
             raise UnusableInputError("evaluate_qa needs a session to read labels, or a truth file")
+        # Verdicts say what is true; the latest inspection says what the engine finds now,
+        # so a changed pack is measured against every verdict given so far.
+        _convs, predicted = _latest_results(settings)
         n_labels = 0
-        for rule_id, verdict in session.execute(select(QaLabel.rule_id, QaLabel.verdict)):
+        query = select(QaLabel.voice_id, QaLabel.rule_id, QaLabel.verdict)
+        for voice_id, rule_id, verdict in session.execute(query):
             n_labels += 1
-            if rule_id in per_rule:
-                per_rule[rule_id][VERDICTS.index(verdict)] += 1
+            if rule_id not in per_rule:
+                continue
+            found = rule_id in predicted.get(voice_id, set())
+            violation = verdict in ("confirm", "missed")
+            if found:
+                per_rule[rule_id][0 if violation else 1] += 1
+            elif violation:
+                per_rule[rule_id][2] += 1
         out.update(source="labels", labels=n_labels)
     rules = [{"rule_id": rid, **_prf(*counts)} for rid, counts in per_rule.items()]
     totals = [sum(c[i] for c in per_rule.values()) for i in range(3)]
