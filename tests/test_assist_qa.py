@@ -594,3 +594,21 @@ def test_stage_reads_intents_from_the_latest_readings(settings: Settings) -> Non
     intents = dict(con.execute(f"SELECT id, intent FROM ({sql})").fetchall())
     con.close()
     assert intents["q1"] == "complain" and intents["q2"] is None
+
+
+def test_pack_file_version_follows_its_content(tmp_path: Path) -> None:
+    path = tmp_path / "pack.yaml"
+    path.write_text(PACK, encoding="utf-8")
+    first = load_pack(path)
+    assert first.name == "test" and first.version.startswith("1+")
+    path.write_text(PACK.replace("score: 5", "score: 6", 1), encoding="utf-8")
+    import os
+
+    os.utime(path, ns=(1, 1))  # a new mtime even on a coarse clock
+    second = load_pack(path)
+    assert second.version != first.version and second.rule("two_of").score == 6
+    with pytest.raises(QaRuleError, match="does not exist"):
+        load_pack(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("rules: [", encoding="utf-8")
+    with pytest.raises(QaRuleError, match="not valid YAML"):
+        load_pack(tmp_path / "bad.yaml")
