@@ -22,6 +22,12 @@ def test_churn_reasons_read_as_sentences() -> None:
     assert churn_reason("unresolved_complaints", 2.0, lang="en") == "2 unresolved complaints"
     assert churn_reason("unresolved_complaints", 2.0, lang="zh-CN") == "有2次投诉答复后仍未解决"
     assert churn_reason("unresolved_complaints", 1.0, lang="en") == "1 unresolved complaint"
+    recent = churn_reason("unresolved_complaints_recent", 2.0, lang="en", window_days=30)
+    assert recent == "2 unresolved complaints in the last 30 days"
+    assert (
+        churn_reason("unresolved_complaints_recent", 2.0, lang="zh-CN", window_days=30)
+        == "近30天有2次投诉答复后仍未解决"
+    )
     assert churn_reason("events_recent", 7.0, lang="en") == "7 account events in the last 30 days"
     assert churn_reason("events_recent", 7.0, lang="zh-CN", window_days=14) == (
         "近14天有7次业务办理或服务事件"

@@ -352,6 +352,11 @@ def churn_frame(
             ", e AS (SELECT e.customer_id, "
             "count(*) FILTER (WHERE e.type = 'complaint_replied' "
             "AND map_extract(e.attributes, 'resolved')[1] = 'false') AS unresolved_complaints, "
+            # Recent unresolved complaints weigh differently from old ones (and read as
+            # "2 unresolved complaints in the last 30 days" in a churn reason).
+            "count(*) FILTER (WHERE e.type = 'complaint_replied' "
+            "AND map_extract(e.attributes, 'resolved')[1] = 'false' "
+            f"AND e.occurred_at >= r.ref_at - {win}) AS unresolved_complaints_recent, "
             f"count(*) FILTER (WHERE e.occurred_at >= r.ref_at - {win}) AS events_recent"
             f"{counts} FROM events e JOIN ref r ON r.id = e.customer_id "
             f"WHERE e.occurred_at < r.ref_at AND e.type NOT IN ({churn_types}) "
@@ -359,6 +364,7 @@ def churn_frame(
         )
         selects.append(
             "coalesce(e.unresolved_complaints, 0) AS unresolved_complaints, "
+            "coalesce(e.unresolved_complaints_recent, 0) AS unresolved_complaints_recent, "
             "coalesce(e.events_recent, 0) AS events_recent"
             + "".join(f', coalesce(e."event {t}", 0) AS "event {t}"' for t in event_types)
         )

@@ -43,6 +43,11 @@ _COUNTS: dict[str, tuple[str, str, str]] = {
         "{n} unresolved complaints",
         "1 unresolved complaint",
     ),
+    "unresolved_complaints_recent": (
+        "近{w}天有{n}次投诉答复后仍未解决",
+        "{n} unresolved complaints in the last {w} days",
+        "1 unresolved complaint in the last {w} days",
+    ),
     "events_recent": (
         "近{w}天有{n}次业务办理或服务事件",
         "{n} account events in the last {w} days",
@@ -184,6 +189,10 @@ def noun(feature: str, *, lang: str) -> str:
             "voices_escalation_risk": ("有升级风险的声音数", "voices at risk of escalation"),
             "surveys": ("调查参与次数", "surveys answered"),
             "unresolved_complaints": ("未解决投诉次数", "unresolved complaints"),
+            "unresolved_complaints_recent": (
+                "近期未解决投诉次数",
+                "recent unresolved complaints",
+            ),
             "events_recent": ("近期业务事件数", "recent account events"),
             "count of yes flags": ("“是”标记数", "yes-flags"),
         }[feature][k]
