@@ -221,6 +221,11 @@ def session_section(*, turns: int = 300, customers: int = 3000) -> str:
         return "\n".join(lines) + "\n"
 
 
+def run() -> str:
+    """Return the agent-assist latency section of ``make bench``."""
+    return session_section()
+
+
 def main() -> None:
     """Print the section (``--turns`` turns replayed)."""
     parser = argparse.ArgumentParser(description=__doc__)

@@ -18,11 +18,14 @@ SECTIONS = [
     "ingest",
     "understand",
     "understand_encoder",
+    "understand_methods",
     "detect",
     "analyze",
     "act",
     "web",
     "assist",
+    "assist_qa",
+    "assist_session",
     "scale",
 ]
 
