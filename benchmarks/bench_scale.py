@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-ROWS = int(os.environ.get("VOXLOOP_BENCH_SCALE_ROWS", "200000"))
+ROWS = int(os.environ.get("VOXLOOP_BENCH_SCALE_ROWS", "1000000"))
 NATS_ROWS = int(os.environ.get("VOXLOOP_BENCH_SCALE_NATS_ROWS", "50000"))
 NATS_BATCH = int(os.environ.get("VOXLOOP_BENCH_SCALE_NATS_BATCH", "5000"))
 FILES = 4
