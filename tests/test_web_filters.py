@@ -6,6 +6,7 @@ import re
 from datetime import timedelta
 from html import unescape
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -390,11 +391,26 @@ def test_pages_read_from_the_rollup_exactly(tmp_path: Path) -> None:
                 out.append(asdict(list_voices(settings=settings, filters=filters)))
         return out
 
+    from voxloop.web.queries import facets
+
+    def options() -> list[dict[str, Any]]:
+        return [
+            asdict(facets(settings=settings, province=p, city=c))
+            for p, c in ((None, None), ("江苏", None), ("江苏", "南京"))
+        ]
+
     scanned = snapshot()
+    scanned_options = options()
     assert update_rollups(settings=settings)["rows"] > 0
     clear_cache()
     assert _rollup_usable(settings, Scope())
     rolled = snapshot()
+    # Filter bar and kind options from the rollup: the same, except that scenarios are
+    # those of the latest readings (a scenario only an older model said matches nothing).
+    rolled_options = options()
+    for a, b in zip(scanned_options, rolled_options, strict=True):
+        assert {**a, "scenarios": None} == {**b, "scenarios": None}
+        assert set(b["scenarios"]) == set(expected_latest().values())
     for params, a, b in zip(
         [p for p in ROLLUP_SCOPES for _ in range(4)], scanned, rolled, strict=True
     ):

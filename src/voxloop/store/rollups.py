@@ -91,6 +91,7 @@ def update_rollups(*, settings: Settings) -> dict[str, Any]:
             not set(state["voices"]) <= names_v
             or not set(state["readings"]) <= names_r
             or state.get("timezone", settings.timezone) != settings.timezone
+            or (state["voices"] and "kinds" not in state)
         ):
             # Days are local days of ``settings.timezone``: another zone means other cells.
             # A folded part is gone (compaction): start again from the current parts.
@@ -114,11 +115,12 @@ def update_rollups(*, settings: Settings) -> dict[str, Any]:
         con = duckdb.connect(":memory:")
         try:
             tz = settings.timezone.replace("'", "''")
-            cols = "id, received_at, province, city, district, channel, pii_counts"
+            cols = "id, received_at, province, city, district, channel, kind, pii_counts"
             empty_v = (
                 "SELECT NULL::VARCHAR AS id, NULL::TIMESTAMPTZ AS received_at, "
                 "NULL::VARCHAR AS province, NULL::VARCHAR AS city, NULL::VARCHAR AS district, "
-                "NULL::VARCHAR AS channel, NULL::MAP(VARCHAR, INTEGER) AS pii_counts WHERE FALSE"
+                "NULL::VARCHAR AS channel, NULL::VARCHAR AS kind, "
+                "NULL::MAP(VARCHAR, INTEGER) AS pii_counts WHERE FALSE"
             )
             empty_r = (
                 "SELECT NULL::VARCHAR AS voice_id, NULL::TIMESTAMPTZ AS read_at, "
@@ -171,6 +173,15 @@ def update_rollups(*, settings: Settings) -> dict[str, Any]:
             con.execute(
                 f"CREATE TEMP TABLE latest_old AS {latest.format(src='SELECT * FROM old_r')}"
             )
+            # The voice kinds seen so far, for the voices page's filter (not a dimension).
+            kinds = sorted(
+                set(state.get("kinds", []))
+                | {
+                    str(r[0])
+                    for r in con.execute("SELECT DISTINCT kind FROM new_v").fetchall()
+                    if r[0]
+                }
+            )
             delta: pa.Table = con.sql(
                 f"SELECT {', '.join(DIMENSIONS)}, "
                 + ", ".join(f"CAST(sum({m}) AS BIGINT) AS {m}" for m in MEASURES)
@@ -205,6 +216,7 @@ def update_rollups(*, settings: Settings) -> dict[str, Any]:
                 "readings": sorted(done_r | {p.name for p in new_r}),
                 "cubes": cubes,
                 "timezone": settings.timezone,
+                "kinds": kinds,
             },
         )
         for path in stale:
@@ -262,7 +274,7 @@ def rollup_is_current(*, settings: Settings) -> bool:
     cubes = state.get("cubes", {})
     if set(cubes) != set(CUBES) or not all(c["parts"] for c in cubes.values()):
         return False
-    if state.get("timezone") != settings.timezone:
+    if state.get("timezone") != settings.timezone or "kinds" not in state:
         return False
     return {p.name for p in part_files(settings, "voices")} == set(state["voices"]) and {
         p.name for p in part_files(settings, "readings")
@@ -282,6 +294,11 @@ def rollup_source(settings: Settings, dims: set[str] | frozenset[str]) -> str:
     keys = ", ".join(("day", *CUBES[cube]))
     sums = ", ".join(f"CAST(sum({m}) AS BIGINT) AS {m}" for m in MEASURES)
     return f"(SELECT {keys}, {sums} FROM read_parquet({_glob_list(paths)}) GROUP BY ALL)"
+
+
+def rollup_kinds(settings: Settings) -> list[str]:
+    """Return the distinct voice kinds of every folded voice part, sorted."""
+    return list(_load_state(settings).get("kinds", []))
 
 
 def rollup_sql(settings: Settings) -> str:

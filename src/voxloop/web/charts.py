@@ -100,6 +100,8 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
 
 def _nice(x: float, *, round_: bool) -> float:
+    # Below 1e-300, 10**exp underflows to zero (subnormal spans): no chart needs finer.
+    x = max(x, 1e-300)
     exp = math.floor(math.log10(x))
     frac = x / 10**exp
     if round_:

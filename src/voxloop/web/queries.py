@@ -894,11 +894,11 @@ def _facets(*, settings: Settings, province: str | None, city: str | None, kinds
             ).fetchall()
             return [str(r[0]) for r in rows]
 
-        if kinds:
-            out.kinds = distinct("kind")
-        from voxloop.store.rollups import rollup_is_current, rollup_source
+        from voxloop.store.rollups import rollup_is_current, rollup_kinds, rollup_source
 
         rolled = rollup_is_current(settings=settings)
+        if kinds:
+            out.kinds = rollup_kinds(settings) if rolled else distinct("kind")
 
         def values(col: str, where: str = "TRUE", params: list[Any] | None = None) -> list[str]:
             if not rolled:
