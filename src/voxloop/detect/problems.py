@@ -51,6 +51,8 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z'\-]{2,}")
 # An agent's turn in a transcript: from its speaker label up to the next customer label.
 _AGENT_TURN = re.compile(r"(?:坐席|客服|Agent)\s*[：:].*?(?=(?:客户|Customer)\s*[：:]|\Z)", re.S)
 _SPEAKER = re.compile(r"(?:客户|Customer)\s*[：:]")
+# Turn timings of timed transcripts ("[12.5-18.0] 客户：…") would read as codes.
+_TIMING = re.compile(r"^\[\d+(?:\.\d+)?-\d+(?:\.\d+)?\]\s*", re.M)
 # Tokens that name a specific thing: numbers, amounts, codes, versions, latin words.
 _TOKEN = re.compile(r"[A-Za-z]*\d+(?:[.\-]\d+)*[A-Za-z]*|[A-Za-z]{2,}")
 _PLACEHOLDER = re.compile(r"<[A-Z]{2,12}>")
@@ -185,6 +187,7 @@ def _signs64(cols: npt.NDArray[np.int32]) -> npt.NDArray[np.float32]:
 
 def _customer_part(text: str) -> str:
     """Return a transcript's customer turns only (other texts unchanged)."""
+    text = _TIMING.sub("", text)
     if not _SPEAKER.search(text):
         return text
     return _SPEAKER.sub(" ", _AGENT_TURN.sub(" ", text)).strip()

@@ -39,12 +39,15 @@ def _alternation(words: Sequence[str]) -> str:
 
 
 #: An agent's turn in a transcript, up to the next customer turn (RE2 syntax).
+TURN_TIMING = r"(?m)^\[\d+(?:\.\d+)?-\d+(?:\.\d+)?\]\s*"
 AGENT_TURN = r"(?s)(?:坐席|客服|agent)[:：].*?(客户[:：]|用户[:：]|customer:|$)"
 
 
 def customer_side(texts: pa.Array) -> pa.Array:
     """Drop agents' turns from transcripts so their courtesy phrases are not read as mood."""
-    return pc.replace_substring_regex(texts, AGENT_TURN, r"\1")
+    # Turn timings of timed transcripts ("[12.5-18.0] 客户：…") are not words either.
+    untimed = pc.replace_substring_regex(texts, TURN_TIMING, "")
+    return pc.replace_substring_regex(untimed, AGENT_TURN, r"\1")
 
 
 def _as_array(texts: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
