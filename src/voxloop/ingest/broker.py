@@ -403,6 +403,8 @@ class _Pull:
     open: bool = False
     left: int = 0
     last: float = 0.0
+    #: After a 409 (request refused: consumer deleted, limits, leader change) wait a little.
+    retry_at: float = 0.0
 
 
 async def _nats_loop(
@@ -429,8 +431,10 @@ async def _nats_loop(
         except NotFoundError:
             await js.add_stream(name=stream, subjects=[subject])
         try:
-            await js.consumer_info(stream, durable)
+            existing = await js.consumer_info(stream, durable)
         except NotFoundError:
+            existing = None
+        if existing is None:
             config = ConsumerConfig(
                 durable_name=durable,
                 ack_policy=AckPolicy.EXPLICIT,
@@ -442,6 +446,19 @@ async def _nats_loop(
                 max_ack_pending=2 * size,
             )
             await js.add_consumer(stream, config)
+        else:
+            limit = int(existing.config.max_ack_pending or 0)
+            if 0 < limit < 2 * size:
+                # Made by an earlier run with smaller batches: the server refuses pull
+                # requests larger than its max_ack_pending, so the batches shrink to fit.
+                logger.warning(
+                    "consumer %s allows %d unacknowledged messages: batches of %d, not %d",
+                    durable,
+                    limit,
+                    max(1, limit // 2),
+                    size,
+                )
+                size = max(1, limit // 2)
         loop = asyncio.get_running_loop()
         pull = _Pull()
         buf: list[Any] = []
@@ -457,6 +474,8 @@ async def _nats_loop(
                 pull.open = pull.left > 0
             elif status != "100":  # 404 nothing pending, 408 expired, 409: request ended
                 pull.open = False
+                if status == "409":
+                    pull.retry_at = loop.time() + 0.5
             pull.last = loop.time()
             wake.set()
 
@@ -481,7 +500,7 @@ async def _nats_loop(
                 len(buf) + (len(storing[1]) if storing else 0) + (len(ready[2]) if ready else 0)
             )
             want = min(size - len(buf), 2 * size - in_hand)
-            if subscribed and not pull.open and want > 0:
+            if subscribed and not pull.open and want > 0 and loop.time() >= pull.retry_at:
                 request = {"batch": want, "expires": int(_PULL_EXPIRES_S * 1e9)}
                 await nc.publish(next_subject, json.dumps(request).encode(), reply=inbox)
                 pull.open, pull.left = True, want
