@@ -155,12 +155,10 @@ def structure_features(dialogue: Dialogue) -> list[float]:
     user = [t for r, t in dialogue if r == "user"]
     last_s = system[-1] if system else ""
     last_u = user[-1] if user else ""
-    prev_u = user[-2] if len(user) > 1 else ""
-    a, b = _words(last_u), _words(prev_u)
-    repeats = [
-        len(_words(x) & _words(y)) / max(len(_words(x) | _words(y)), 1)
-        for x, y in itertools.pairwise(user)
-    ]
+    sets = [_words(t) for t in user]
+    a = sets[-1] if sets else set()
+    b = sets[-2] if len(sets) > 1 else set()
+    repeats = [len(x & y) / max(len(x | y), 1) for x, y in itertools.pairwise(sets)]
     return [
         float(len(dialogue)),
         float(len(user)),
@@ -208,12 +206,14 @@ class DialogueSatisfaction(PersistMixin):
         self.max_features = max_features
         self.C = C
 
-    def _matrix(self, dialogues: Sequence[Dialogue]) -> Any:
+    def _matrix(self, dialogues: Sequence[Dialogue], dense: np.ndarray | None = None) -> Any:
         from scipy import sparse
 
         text = self.vectorizer_.transform([_view(d, self.context_turns) for d in dialogues])
-        dense = (np.asarray([structure_features(d) for d in dialogues]) - self.mean_) / self.scale_
-        return sparse.hstack([text, sparse.csr_matrix(dense)]).tocsr()
+        if dense is None:
+            dense = np.asarray([structure_features(d) for d in dialogues])
+        scaled = (dense - self.mean_) / self.scale_
+        return sparse.hstack([text, sparse.csr_matrix(scaled)]).tocsr()
 
     def fit(self, dialogues: Sequence[Dialogue], labels: Sequence[str]) -> Self:
         """Learn the vocabulary, feature scaling and classifier from labelled dialogues."""
@@ -238,7 +238,7 @@ class DialogueSatisfaction(PersistMixin):
         self.mean_ = dense.mean(axis=0)
         self.scale_ = np.where(dense.std(axis=0) > 0, dense.std(axis=0), 1.0)
         self.model_ = LogisticRegression(C=self.C, class_weight="balanced", max_iter=2_000).fit(
-            self._matrix(dialogues), y
+            self._matrix(dialogues, dense), y
         )
         self.classes_ = np.asarray(self.model_.classes_)
         return self
