@@ -31,7 +31,7 @@ import numpy as np
 
 ROWS = int(os.environ.get("VOXLOOP_BENCH_SCALE_ROWS", "1000000"))
 NATS_ROWS = int(os.environ.get("VOXLOOP_BENCH_SCALE_NATS_ROWS", "50000"))
-NATS_BATCH = int(os.environ.get("VOXLOOP_BENCH_SCALE_NATS_BATCH", "5000"))
+NATS_BATCH = int(os.environ.get("VOXLOOP_BENCH_SCALE_NATS_BATCH", "10000"))
 FILES = 4
 SECRET = "bench-secret-key"
 
