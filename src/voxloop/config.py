@@ -86,7 +86,7 @@ class Settings(BaseSettings):
         "the question to a human.",
     )
     broker_batch_size: int = Field(
-        default=2_000, ge=1, description="Messages a broker consumer stores per batch."
+        default=10_000, ge=1, description="Messages a broker consumer stores per batch."
     )
     assist_plans_path: Path | None = Field(
         default=None,
