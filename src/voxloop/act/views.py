@@ -277,14 +277,25 @@ def answer_verification_task(
 
 @router.post("/act/tick")
 def act_tick(
-    principal: Principal = OPERATE, session: Session = Depends(get_session)
+    principal: Principal = OPERATE,
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings),
 ) -> dict[str, Any]:
-    """Run the SLA reminders/escalations and the verification check now."""
+    """Run the SLA reminders/escalations, the verification check and due reports now."""
+    from voxloop.errors import VoxloopError
+    from voxloop.web.report import run_scheduled_reports
+
     now = datetime.now(UTC)
-    return {
+    out: dict[str, Any] = {
         "sla": service.tick(session=session, at=now),
         "verification": service.evaluate_verification(session=session, at=now),
     }
+    # A report that cannot render (no CJK font) must not fail the SLA tick.
+    try:
+        out["reports"] = [e.id for e in run_scheduled_reports(settings=settings, at=now)]
+    except VoxloopError as exc:
+        out["reports_error"] = str(exc)
+    return out
 
 
 def _events_connection(settings: Settings, principal: Principal) -> Any:
