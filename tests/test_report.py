@@ -475,3 +475,42 @@ def test_report_of_an_empty_store_says_there_is_no_data(settings: Settings) -> N
     assert "There are no customer voices for 江苏 · 南京 in October 2026." in html
     assert "No surge was detected this month." in html
     assert "No data: the lake holds no survey responses" in html
+
+
+@needs_font
+def test_scheduler_tick_renders_the_monthly_report(demo: Settings, tmp_path: Path) -> None:
+    import json
+    import os
+    import sys
+
+    env = {
+        **os.environ,
+        "VOXLOOP_HOME": str(demo.home),
+        "VOXLOOP_ENV": "test",
+        "VOXLOOP_SECRET_KEY": "test-secret-key",
+        "VOXLOOP_UNDERSTAND_ENCODER": "local:none",
+        "VOXLOOP_REPORT_SCHEDULE": "monthly",
+    }
+    env.pop("VOXLOOP_DATABASE_URL", None)
+    cli = [sys.executable, "-c", "from voxloop.cli.main import main; main()", "act", "tick"]
+
+    def tick() -> dict[str, Any]:
+        # The first tick of December renders November, the month the demo's callbacks land in.
+        done = subprocess.run(
+            [*cli, "--at", "2026-12-01T09:00:00+08:00"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr
+        out: dict[str, Any] = json.loads(done.stdout)
+        return out
+
+    first = tick()
+    assert "sla" in first and len(first["reports"]) == 2, first
+    listed = report.list_reports(settings=demo, principal=report_data.region_principal(None))
+    november = [e for e in listed if e.id in first["reports"]]
+    assert {(e.period, e.scheduled) for e in november} == {("2026-11", True)}
+    assert tick()["reports"] == []  # a later tick of the month renders nothing again
