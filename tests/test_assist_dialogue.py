@@ -128,6 +128,8 @@ def test_lake_conversations_get_a_dissatisfaction_table(settings: Settings, tmp_
             ]
         )
     ]
+    # A later voice, so the calls lie before the customers' feature cut-off (the newest record).
+    rows[2]["received_at"] = "2026-09-05T10:00:00+08:00"
     path = tmp_path / "voices.jsonl"
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), "utf-8")
     ingest_path(settings=settings, path=path, kind=None, mapping=None)
@@ -138,3 +140,12 @@ def test_lake_conversations_get_a_dissatisfaction_table(settings: Settings, tmp_
     assert got["c0"] == "dissatisfied" and got["c1"] != "dissatisfied" and "c2" not in got
     # A second run scores only what is new: nothing here.
     assert write_dissatisfaction(settings=settings)["scored"] == 0
+    # The churn features read it: the mean predicted dissatisfaction of a customer's calls.
+    from voxloop.analyze.service import churn_frame
+    from voxloop.ingest.service import ingest_records
+
+    customers = [{"id": f"cust{i}", "region": {"province": "江苏"}} for i in range(3)]
+    assert ingest_records(settings=settings, kind="customer", records=customers).stored == 3
+    frame = churn_frame(settings=settings)
+    values = frame.sort_values("dialogue_dissatisfaction")["dialogue_dissatisfaction"].tolist()
+    assert values[0] < values[1] and values[2] != values[2]  # the complaint-only customer: NaN

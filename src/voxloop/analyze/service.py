@@ -243,7 +243,10 @@ def churn_frame(
     """
     from voxloop.store.service import lake_connection
 
-    con = lake_connection(settings, ("customers", "voices", "surveys", "events", "readings"))
+    con = lake_connection(
+        settings,
+        ("customers", "voices", "surveys", "events", "readings", "dialogue_satisfaction"),
+    )
     tables = _tables(con)
     if "customers" not in tables:
         raise NotFoundError("the lake holds no customer profiles; ingest customers first")
@@ -305,6 +308,16 @@ def churn_frame(
                 ", coalesce(v.voices_negative, 0) AS voices_negative, v.urgency_max, "
                 "coalesce(v.voices_escalation_risk, 0) AS voices_escalation_risk"
             )
+        if "dialogue_satisfaction" in tables:
+            # Predicted dissatisfaction of the customer's calls and chats (assist domain):
+            # the mean over their conversations, NULL for customers who never called.
+            parts.append(
+                ", ds AS (SELECT voice_id, arg_max(p_dissatisfied, scored_at) AS p_dissatisfied "
+                "FROM dialogue_satisfaction GROUP BY voice_id)"
+            )
+            read_cols += ", avg(ds.p_dissatisfied) AS dialogue_dissatisfaction"
+            read_join += " LEFT JOIN ds ON ds.voice_id = v.id"
+            read_selects += ", v.dialogue_dissatisfaction"
         parts.append(
             ", v AS (SELECT v.customer_id, count(*) AS voices_total, "
             f"count(*) FILTER (WHERE v.received_at >= r.ref_at - {win}) AS voices_recent, "

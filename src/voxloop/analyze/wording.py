@@ -93,6 +93,12 @@ _MEASURES: dict[str, tuple[str, str, str, str]] = {
     "arpu": ("ARPU", "ARPU", "元", " yuan"),
     "days_since_voice": ("距最近一次联系", "days since the last contact", "天", ""),
     "urgency_max": ("最高紧急度", "highest urgency", "", ""),
+    "dialogue_dissatisfaction": (
+        "通话/在线对话预测不满意概率",
+        "predicted dissatisfaction of their calls and chats",
+        "",
+        "",
+    ),
     "overall_mean": ("平均满意度", "mean satisfaction", "分", "/10"),
     "overall_min": ("最低满意度", "lowest satisfaction", "分", "/10"),
     "nps_last": ("最近一次推荐度（NPS）打分", "last NPS score", "分", "/10"),

@@ -14,6 +14,7 @@ Stage = Callable[..., dict[str, Any]]
 def pipeline_stages() -> list[tuple[str, Stage]]:
     """Return the post-ingest stages in the order they run."""
     from voxloop.analyze.service import analysis_stage
+    from voxloop.assist.dialogue import write_dissatisfaction
     from voxloop.assist.qa import qa_stage
     from voxloop.detect.service import detect_stage
     from voxloop.store.rollups import update_rollups
@@ -26,6 +27,8 @@ def pipeline_stages() -> list[tuple[str, Stage]]:
         ("understand", read_new_voices),
         ("rollups", update_rollups),
         ("qa", qa_stage),
+        # Predicted dissatisfaction of calls and chats feeds the churn features.
+        ("dissatisfaction", write_dissatisfaction),
         ("detect", detect_stage),
         ("analyze", analysis_stage),
     ]
