@@ -2,51 +2,26 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser_support import BROWSER_MARKS, chromium, screenshot_path, serve, sign_in
 from tests.test_web_pages import local_days, populate_lake
 from voxloop.config import Settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-        reason="needs Debian chromium and chromium-driver (/usr/bin/chromium, "
-        "/usr/bin/chromedriver); install them with `make browser`",
-    ),
-]
-
+pytestmark = BROWSER_MARKS
 
 USERNAME = "browser.analyst"
 PASSWORD = "correct horse battery staple"
 
 
-def free_port() -> int:
-    """Return a free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Run ``voxloop serve`` over a small populated home; yield its base URL."""
-    root = tmp_path_factory.mktemp("browser")
-    home = root / "home"
+    home = tmp_path_factory.mktemp("browser") / "home"
     settings = Settings(home=home, env="test", secret_key="browser-test-key")
     populate_lake(settings)
     # Outside dev mode every page needs a login: the browser signs in as this analyst.
@@ -58,102 +33,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with make_sessionmaker(engine).begin() as session:
         add_user(session=session, username=USERNAME, role="analyst", password=PASSWORD)
     engine.dispose()
-    port = free_port()
-    env = {
-        **os.environ,
-        "VOXLOOP_HOME": str(home),
-        "VOXLOOP_ENV": "test",
-        "VOXLOOP_SECRET_KEY": "browser-test-key",
-    }
-    env.pop("VOXLOOP_DATABASE_URL", None)
-    log = (root / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from voxloop.cli.main import main; main()",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=root,  # no voxloop.toml from the repository
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"voxloop serve exited with {proc.returncode}: "
-                    + (root / "server.log").read_text()
-                )
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("voxloop serve did not answer /healthz within 60 s")
-            time.sleep(0.3)
+    with serve(home, secret_key="browser-test-key") as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def browser(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Start headless Chromium with a fresh profile and sign in through the login page."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1440,2600",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(60)
-    try:
-        from selenium.webdriver.common.by import By
-        from selenium.webdriver.support.ui import WebDriverWait
-
-        driver.get(f"{server}/")
-        assert "/login" in driver.current_url, "an anonymous visitor must be sent to /login"
-        driver.find_element(By.ID, "username").send_keys(USERNAME)
-        driver.find_element(By.ID, "password").send_keys(PASSWORD)
-        driver.find_element(By.CSS_SELECTOR, "form.login-form button[type=submit]").click()
-        WebDriverWait(driver, 30).until(lambda d: "/login" not in d.current_url)
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
+        sign_in(driver, server, username=USERNAME, password=PASSWORD)
         yield driver
-    finally:
-        driver.quit()
-
-
-def screenshot_path(tmp_path: Path, name: str) -> Path:
-    """Where to save a screenshot: ``$VOXLOOP_SCREENSHOTS`` if set, else the test's tmp dir."""
-    folder = Path(os.environ.get("VOXLOOP_SCREENSHOTS", tmp_path))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / name
 
 
 def test_overview_in_chromium(server: str, browser: Any, tmp_path: Path) -> None:

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,19 +10,12 @@ from typing import Any
 
 import pytest
 
+from tests.browser_support import BROWSER_MARKS, chromium, screenshot_path, serve, sign_in
 from tests.conftest import admin_client, shared_file
 from tests.test_assist_session import GD_CUSTOMER, JS_CUSTOMER, customers
-from tests.test_browser import CHROMEDRIVER, CHROMIUM, free_port, screenshot_path
 from voxloop.config import Settings
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-        reason="needs Debian chromium and chromium-driver (/usr/bin/chromium, "
-        "/usr/bin/chromedriver); install them with `make browser`",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 USERNAME = "console.agent"
 PASSWORD = "correct horse battery staple"
@@ -79,84 +68,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     with app.state.sessionmaker.begin() as session:
         token = create_token(session=session, username=USERNAME)
     app.state.engine.dispose()
-    port = free_port()
-    env = {**os.environ, "VOXLOOP_HOME": str(home), "VOXLOOP_ENV": "test"}
-    env["VOXLOOP_SECRET_KEY"] = KEY
-    env.pop("VOXLOOP_DATABASE_URL", None)
-    log = (root / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from voxloop.cli.main import main; main()",
-            "serve",
-            *("--host", "127.0.0.1", "--port", str(port)),
-        ],
-        cwd=root,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"voxloop serve exited: {(root / 'server.log').read_text()}")
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("voxloop serve did not answer /healthz within 60 s")
-            time.sleep(0.3)
+    with serve(home, secret_key=KEY) as base:
         yield {"base": base, "token": token}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def browser(server: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Headless Chromium signed in as the Jiangsu agent."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1440,2200",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-console')}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(60)
-    try:
-        driver.get(f"{server['base']}/assist")
-        assert "/login" in driver.current_url
-        driver.find_element(By.ID, "username").send_keys(USERNAME)
-        driver.find_element(By.ID, "password").send_keys(PASSWORD)
-        driver.find_element(By.CSS_SELECTOR, "form.login-form button[type=submit]").click()
-        WebDriverWait(driver, 30).until(lambda d: "/login" not in d.current_url)
+    profile = tmp_path_factory.mktemp("chromium-console")
+    with chromium(profile, window="1440,2200") as driver:
+        sign_in(driver, server["base"], username=USERNAME, password=PASSWORD, path="/assist")
         yield driver
-    finally:
-        driver.quit()
 
 
 def _attr(browser: Any, css: str, name: str) -> str:

@@ -13,16 +13,15 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from tests.browser_support import BROWSER_MARKS, chromium, screenshot_path, sign_in
 from tests.test_browser import (
-    CHROMEDRIVER,
-    CHROMIUM,
     PASSWORD,
     USERNAME,
-    pytestmark,  # noqa: F401 - same skip reason as the other browser tests
-    screenshot_path,
     server,  # noqa: F401 - the real `voxloop serve` fixture
 )
 from tests.test_web_pages import voice_rows
+
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
@@ -34,48 +33,10 @@ def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def chrome(server: str, downloads: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:  # noqa: F811
     """Headless Chromium that saves downloads without asking, signed in as the analyst."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1440,2000",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-filters')}",
-    ):
-        options.add_argument(flag)
-    options.add_experimental_option(
-        "prefs",
-        {
-            "download.default_directory": str(downloads),
-            "download.prompt_for_download": False,
-            "safebrowsing.enabled": False,
-        },
-    )
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(60)
-    try:
-        driver.execute_cdp_cmd(
-            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
-        )
-        driver.get(f"{server}/login")
-        driver.find_element(By.ID, "username").send_keys(USERNAME)
-        driver.find_element(By.ID, "password").send_keys(PASSWORD)
-        driver.find_element(By.CSS_SELECTOR, "form.login-form button[type=submit]").click()
-        WebDriverWait(driver, 30).until(lambda d: "/login" not in d.current_url)
+    profile = tmp_path_factory.mktemp("chromium-filters")
+    with chromium(profile, downloads=downloads, window="1440,2000") as driver:
+        sign_in(driver, server, username=USERNAME, password=PASSWORD)
         yield driver
-    finally:
-        driver.quit()
 
 
 def _local_day(row: dict[str, object]) -> str:

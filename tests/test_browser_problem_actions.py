@@ -8,11 +8,6 @@ sees the re-survey of every affected customer in the verification panel.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,17 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.test_browser import CHROMEDRIVER, CHROMIUM, free_port, screenshot_path
+from tests.browser_support import BROWSER_MARKS, chromium, screenshot_path, serve, sign_in
 from voxloop.config import Settings
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-        reason="needs Debian chromium and chromium-driver (/usr/bin/chromium, "
-        "/usr/bin/chromedriver); install them with `make browser`",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 USERNAME = "browser.supervisor"
 PASSWORD = "correct horse battery staple"
@@ -93,88 +81,16 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
         problem = max(session.scalars(select(Problem)), key=lambda p: p.n_voices)
         problem_id = problem.id
     engine.dispose()
-    port = free_port()
-    env = {**os.environ, "VOXLOOP_HOME": str(home), "VOXLOOP_ENV": "test"}
-    env["VOXLOOP_SECRET_KEY"] = SECRET
-    env.pop("VOXLOOP_DATABASE_URL", None)
-    log = (root / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from voxloop.cli.main import main; main()",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=root,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"voxloop serve exited: {(root / 'server.log').read_text()}")
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("voxloop serve did not answer /healthz within 60 s")
-            time.sleep(0.3)
+    with serve(home, secret_key=SECRET) as base:
         yield base, problem_id
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def browser(served: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Headless Chromium signed in as the supervisor through the login page."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1440,2600",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-actions')}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(60)
-    try:
-        base, _ = served
-        driver.get(f"{base}/problems")
-        assert "/login" in driver.current_url
-        driver.find_element(By.ID, "username").send_keys(USERNAME)
-        driver.find_element(By.ID, "password").send_keys(PASSWORD)
-        driver.find_element(By.CSS_SELECTOR, "form.login-form button[type=submit]").click()
-        WebDriverWait(driver, 30).until(lambda d: "/login" not in d.current_url)
+    with chromium(tmp_path_factory.mktemp("chromium-actions")) as driver:
+        sign_in(driver, served[0], username=USERNAME, password=PASSWORD, path="/problems")
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_create_link_resolve_from_a_problem_in_chromium(

@@ -2,46 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser_support import BROWSER_MARKS, chromium, screenshot_path, serve, sign_in
 from tests.test_assist_qa import conversations
-from tests.test_browser import CHROMEDRIVER, CHROMIUM, free_port, screenshot_path
 from voxloop.config import Settings
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-        reason="needs Debian chromium and chromium-driver (/usr/bin/chromium, "
-        "/usr/bin/chromedriver); install them with `make browser`",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 USERNAME = "qa.reviewer"
 PASSWORD = "correct horse battery staple"
-# Serve the app with the QA routes mounted even before app.py registers them.
-SERVE = """
-import sys, uvicorn
-from fastapi import Depends
-from voxloop.api.app import create_app
-from voxloop.api.service import get_principal, require_page_login
-from voxloop.assist import qa_views
-from voxloop.config import load_settings
-app = create_app(load_settings())
-if "/api/v1/qa/scores" not in {getattr(r, "path", "") for r in app.routes}:
-    app.include_router(qa_views.router, prefix="/api/v1", dependencies=[Depends(get_principal)])
-    app.include_router(qa_views.pages, dependencies=[Depends(require_page_login)])
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
-"""
 
 
 @pytest.fixture(scope="module")
@@ -62,82 +36,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with make_sessionmaker(engine).begin() as session:
         add_user(session=session, username=USERNAME, role="supervisor", password=PASSWORD)
     engine.dispose()
-    port = free_port()
-    env = {
-        **os.environ,
-        "VOXLOOP_HOME": str(home),
-        "VOXLOOP_ENV": "test",
-        "VOXLOOP_SECRET_KEY": "browser-test-key",
-    }
-    env.pop("VOXLOOP_DATABASE_URL", None)
-    log = (root / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVE, str(port)],
-        cwd=root,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {(root / 'server.log').read_text()}")
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not answer /healthz within 60 s")
-            time.sleep(0.3)
+    with serve(home, secret_key="browser-test-key") as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def browser(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Start headless Chromium and sign in as the QA reviewer."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1440,2200",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-qa')}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(60)
-    try:
-        driver.get(f"{server}/qa")
-        assert "/login" in driver.current_url, "an anonymous visitor must be sent to /login"
-        driver.find_element(By.ID, "username").send_keys(USERNAME)
-        driver.find_element(By.ID, "password").send_keys(PASSWORD)
-        driver.find_element(By.CSS_SELECTOR, "form.login-form button[type=submit]").click()
-        WebDriverWait(driver, 30).until(lambda d: "/login" not in d.current_url)
+    with chromium(tmp_path_factory.mktemp("chromium-qa"), window="1440,2200") as driver:
+        sign_in(driver, server, username=USERNAME, password=PASSWORD, path="/qa")
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_qa_scores_drill_down_and_verdict_in_chromium(

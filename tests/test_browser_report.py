@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,38 +9,15 @@ from typing import Any
 
 import pytest
 
-from tests.test_browser import CHROMEDRIVER, CHROMIUM, free_port, screenshot_path
+from tests.browser_support import BROWSER_MARKS, chromium, screenshot_path, serve, sign_in
 from tests.test_web_pages import populate_lake
 from voxloop.config import Settings
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-        reason="needs Debian chromium and chromium-driver (/usr/bin/chromium, "
-        "/usr/bin/chromedriver); install them with `make system-deps`",
-    ),
-]
+pytestmark = [*BROWSER_MARKS, pytest.mark.slow]
 
 USERNAME = "report.analyst"
 PASSWORD = "correct horse battery staple"
 PERIOD = "2026-09"  # populate_lake writes 240 voices from 2026-09-01 over 20 days
-
-# ``voxloop serve`` itself; the report routes are added to the app it creates unless the
-# app factory already registers them (then this is a no-op).
-SERVE = """
-import voxloop.api.app as factory
-from voxloop.web.report_views import include_routes
-make = factory.create_app
-def create_app(settings, **kw):
-    app = make(settings, **kw)
-    include_routes(app)
-    return app
-factory.create_app = create_app
-from voxloop.cli.main import main
-main()
-"""
 
 
 @pytest.fixture(scope="module")
@@ -62,83 +35,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with make_sessionmaker(engine).begin() as session:
         add_user(session=session, username=USERNAME, role="analyst", password=PASSWORD)
     engine.dispose()
-    port = free_port()
-    env = {
-        **os.environ,
-        "VOXLOOP_HOME": str(home),
-        "VOXLOOP_ENV": "test",
-        "VOXLOOP_SECRET_KEY": "browser-report-key",
-    }
-    env.pop("VOXLOOP_DATABASE_URL", None)
-    log_path = root / "server.log"
-    log = log_path.open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVE, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=root,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"voxloop serve exited: {log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("voxloop serve did not answer /healthz within 60 s")
-            time.sleep(0.3)
+    with serve(home, secret_key="browser-report-key") as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def browser(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Headless Chromium signed in through the login page."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1440,1400",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-report')}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(120)
-    try:
-        driver.get(f"{server}/reports")
-        assert "/login" in driver.current_url, "an anonymous visitor must be sent to /login"
-        driver.find_element(By.ID, "username").send_keys(USERNAME)
-        driver.find_element(By.ID, "password").send_keys(PASSWORD)
-        driver.find_element(By.CSS_SELECTOR, "form.login-form button[type=submit]").click()
-        WebDriverWait(driver, 30).until(lambda d: "/login" not in d.current_url)
+    profile = tmp_path_factory.mktemp("chromium-report")
+    with chromium(profile, window="1440,1400", page_load_timeout=120) as driver:
+        sign_in(driver, server, username=USERNAME, password=PASSWORD, path="/reports")
         yield driver
-    finally:
-        driver.quit()
 
 
 def _download(browser: Any, url: str) -> tuple[str, bytes]:
