@@ -64,7 +64,10 @@ def _generate(browser: Any, *, lang: str, fmt: str) -> Any:
     Select(browser.find_element(By.ID, "r-lang")).select_by_value(lang)
     Select(browser.find_element(By.ID, "r-format")).select_by_value(fmt)
     browser.find_element(By.ID, "r-submit").click()
-    WebDriverWait(browser, 120).until(lambda d: "created=" in d.current_url)
+    # The URL changes on the redirect before the new page is there: wait for the element.
+    WebDriverWait(browser, 120).until(
+        lambda d: "created=" in d.current_url and d.find_elements(By.ID, "report-created")
+    )
     return browser.find_element(By.ID, "report-created")
 
 
