@@ -76,17 +76,62 @@ def run_demo(
         f"{act['escalated']} escalated, {act['verification'].get('verified', 0)} verified, "
         f"{act['regressed']} regressed"
     )
+    extras = _demo_assist_and_report(settings=settings, say=say)
     summary: dict[str, Any] = {
         "home": str(settings.home.resolve()),
         "generated": generated,
         "ingested": ingested.model_dump(),
         "stages": stages,
         "act": act,
+        **extras,
         "status": store_status(settings=settings),
         "seconds": round(time.perf_counter() - started, 1),
     }
     say(f"done in {summary['seconds']} s")
     return summary
+
+
+def _demo_assist_and_report(*, settings: Settings, say: Callable[[str], None]) -> dict[str, Any]:
+    """Give the demo's console a knowledge base and its Reports page the last month's report."""
+    from datetime import UTC, datetime, timedelta
+
+    from voxloop.errors import VoxloopError
+    from voxloop.store.service import lake_connection
+    from voxloop.web.report import run_scheduled_reports
+
+    out: dict[str, Any] = {}
+    faq = (
+        settings.understand_corpora / "jiangsu_mobile_faq" / "qa.json"
+        if settings.understand_corpora is not None
+        else None
+    )
+    if faq is not None and faq.is_file():
+        from voxloop.assist.kb import import_kb
+
+        say(f"knowledge base: importing {faq}")
+        out["kb"] = import_kb(settings=settings, path=faq).model_dump()
+    else:
+        out["kb"] = {"skipped": "no jiangsu_mobile_faq/qa.json under VOXLOOP_UNDERSTAND_CORPORA"}
+    newest = (
+        lake_connection(settings, ("voices",))
+        .execute("SELECT max(received_at) FROM voices")
+        .fetchone()
+    )
+    if newest is None or newest[0] is None:
+        return out
+    # The month of the newest voice, as the scheduler renders it on the next month's first tick.
+    last: datetime = newest[0]
+    first_of_next = (last.replace(day=1) + timedelta(days=32)).replace(day=1)
+    say(f"monthly report of {last:%Y-%m}")
+    try:
+        entries = run_scheduled_reports(
+            settings=settings.model_copy(update={"report_schedule": "monthly"}),
+            at=first_of_next.replace(hour=12, tzinfo=last.tzinfo or UTC),
+        )
+        out["reports"] = [e.model_dump(mode="json") for e in entries]
+    except VoxloopError as exc:
+        out["reports"] = {"error": str(exc)}
+    return out
 
 
 def store_status(*, settings: Settings) -> dict[str, Any]:
