@@ -182,6 +182,47 @@ def _rows(
     return rows
 
 
+def _fold_readings(
+    result: Overview,
+    k: KPIs,
+    agg: list[tuple[datetime, str, str | None, int, int, int]],
+    *,
+    start: datetime,
+    end: datetime,
+    step: timedelta,
+) -> None:
+    """Fold (bucket, scenario, sentiment, n, needs review, escalation) rows into the overview."""
+    by_scen: dict[str, dict[str, int]] = {}
+    trend: list[tuple[datetime, str, int]] = []
+    negative = 0
+    for b, scen, sent, n, review, escalation in agg:
+        k.read += int(n)
+        k.needs_review += int(review)
+        k.escalation_risk += int(escalation)
+        cell = by_scen.setdefault(scen, {})
+        mood = sent if sent in SENTIMENTS else "neutral"
+        cell[mood] = cell.get(mood, 0) + int(n)
+        if sent in SENTIMENTS:
+            trend.append((b, str(sent), int(n)))
+        negative += int(n) if sent == "negative" else 0
+    k.negative_share = negative / k.read if k.read else None
+    order = {code: i for i, code in enumerate(SCENARIOS)}
+    result.by_scenario = dict(
+        sorted(by_scen.items(), key=lambda kv: (-sum(kv[1].values()), order.get(kv[0], 99)))
+    )
+    summed: dict[tuple[datetime, str], int] = {}
+    for b, sent_, n in trend:
+        summed[(b, sent_)] = summed.get((b, sent_), 0) + n
+    present = [x for x in SENTIMENTS if any(key[1] == x for key in summed)]
+    result.sentiment_trend = _series_fill(
+        [(b, sent_, n) for (b, sent_), n in summed.items()],
+        start=start,
+        end=end,
+        step=step,
+        keys=present,
+    )
+
+
 def _series_fill(
     rows: list[tuple[datetime, str, int]],
     *,
@@ -356,35 +397,7 @@ def _overview(*, settings: Settings, scope: Scope, latest_limit: int) -> Overvie
                 "JOIN latest_agg l ON l.voice_id = s.id GROUP BY ALL",
                 [tz],
             )
-            by_scen: dict[str, dict[str, int]] = {}
-            trend: list[tuple[datetime, str, int]] = []
-            negative = 0
-            for b, scen, sent, n, review, escalation in agg:
-                k.read += int(n)
-                k.needs_review += int(review)
-                k.escalation_risk += int(escalation)
-                cell = by_scen.setdefault(scen, {})
-                mood = sent if sent in SENTIMENTS else "neutral"
-                cell[mood] = cell.get(mood, 0) + int(n)
-                if sent in SENTIMENTS:
-                    trend.append((b, sent, int(n)))
-                negative += int(n) if sent == "negative" else 0
-            k.negative_share = negative / k.read if k.read else None
-            order = {code: i for i, code in enumerate(SCENARIOS)}
-            result.by_scenario = dict(
-                sorted(by_scen.items(), key=lambda kv: (-sum(kv[1].values()), order.get(kv[0], 99)))
-            )
-            summed: dict[tuple[datetime, str], int] = {}
-            for b, sent, n in trend:
-                summed[(b, sent)] = summed.get((b, sent), 0) + n
-            present = [x for x in SENTIMENTS if any(key[1] == x for key in summed)]
-            result.sentiment_trend = _series_fill(
-                [(b, sent, n) for (b, sent), n in summed.items()],
-                start=start,
-                end=end,
-                step=step,
-                keys=present,
-            )
+            _fold_readings(result, k, agg, start=start, end=end, step=step)
 
         result.latest = _rows(
             con,
@@ -626,35 +639,7 @@ def _overview_from_rollup(
             for r in grouped
             if r[0] == "s" and r[7]
         ]
-        by_scen: dict[str, dict[str, int]] = {}
-        trend: list[tuple[datetime, str, int]] = []
-        negative = 0
-        for b, scen, sent, n, review, escalation in agg:
-            k.read += int(n)
-            k.needs_review += int(review)
-            k.escalation_risk += int(escalation)
-            cell = by_scen.setdefault(scen, {})
-            mood = sent if sent in SENTIMENTS else "neutral"
-            cell[mood] = cell.get(mood, 0) + int(n)
-            if sent in SENTIMENTS:
-                trend.append((b, sent, int(n)))
-            negative += int(n) if sent == "negative" else 0
-        k.negative_share = negative / k.read if k.read else None
-        order = {code: i for i, code in enumerate(SCENARIOS)}
-        result.by_scenario = dict(
-            sorted(by_scen.items(), key=lambda kv: (-sum(kv[1].values()), order.get(kv[0], 99)))
-        )
-        summed: dict[tuple[datetime, str], int] = {}
-        for b, sent, n in trend:
-            summed[(b, sent)] = summed.get((b, sent), 0) + n
-        present = [x for x in SENTIMENTS if any(key[1] == x for key in summed)]
-        result.sentiment_trend = _series_fill(
-            [(b, sent, n) for (b, sent), n in summed.items()],
-            start=start,
-            end=end,
-            step=step,
-            keys=present,
-        )
+        _fold_readings(result, k, agg, start=start, end=end, step=step)
     # The last 24 hours and the newest voices lie in the last local days: read only those.
     recent = scope.model_copy(
         update={"date_from": max(first_day, last_day - timedelta(days=1)), "date_to": last_day}
