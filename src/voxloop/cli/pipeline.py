@@ -93,11 +93,11 @@ def run_demo(
 
 def _demo_assist_and_report(*, settings: Settings, say: Callable[[str], None]) -> dict[str, Any]:
     """Give the demo's console a knowledge base and its Reports page the last month's report."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
 
     from voxloop.errors import VoxloopError
     from voxloop.store.service import lake_connection
-    from voxloop.web.report import run_scheduled_reports
 
     out: dict[str, Any] = {}
     faq = (
@@ -119,18 +119,29 @@ def _demo_assist_and_report(*, settings: Settings, say: Callable[[str], None]) -
     )
     if newest is None or newest[0] is None:
         return out
-    # The month of the newest voice, as the scheduler renders it on the next month's first tick.
+    # The month of the newest voice, rendered ad hoc by the system user (the scheduler's own
+    # monthly run stays independent of the demo).
+    from voxloop.act.access import SYSTEM
+    from voxloop.store.service import make_engine, make_sessionmaker
+    from voxloop.web.report import ReportRequest, generate_report
+
     last: datetime = newest[0]
-    first_of_next = (last.replace(day=1) + timedelta(days=32)).replace(day=1)
-    say(f"monthly report of {last:%Y-%m}")
+    period = f"{last.astimezone(ZoneInfo(settings.timezone)):%Y-%m}"
+    say(f"monthly report of {period}")
+    engine = make_engine(settings)
     try:
-        entries = run_scheduled_reports(
-            settings=settings.model_copy(update={"report_schedule": "monthly"}),
-            at=first_of_next.replace(hour=12, tzinfo=last.tzinfo or UTC),
-        )
-        out["reports"] = [e.model_dump(mode="json") for e in entries]
+        with make_sessionmaker(engine)() as session:
+            entry = generate_report(
+                settings=settings,
+                session=session,
+                principal=SYSTEM,
+                request=ReportRequest(period=period, lang="zh-CN", format="pdf"),
+            )
+        out["reports"] = [entry.model_dump(mode="json")]
     except VoxloopError as exc:
         out["reports"] = {"error": str(exc)}
+    finally:
+        engine.dispose()
     return out
 
 
