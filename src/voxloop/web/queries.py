@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal, TypeVar
 
@@ -182,6 +182,57 @@ def _rows(
     return rows
 
 
+def _fold_channels(
+    result: Overview,
+    rows: Sequence[tuple[datetime, str, int]],
+    *,
+    start: datetime,
+    end: datetime,
+    step: timedelta,
+) -> None:
+    """Fold (bucket, channel, n) rows into the top channels' series plus "other"."""
+    totals: dict[str, int] = {}
+    for _, ch, n in rows:
+        totals[ch] = totals.get(ch, 0) + int(n)
+    ranked = sorted(totals, key=lambda c: (-totals[c], c))
+    top = ranked[:TOP_CHANNELS]
+    merged: dict[tuple[datetime, str], int] = {}
+    for b, ch, n in rows:
+        key = (b, ch if ch in top else "other")
+        merged[key] = merged.get(key, 0) + int(n)
+    keys = top + (["other"] if len(ranked) > TOP_CHANNELS else [])
+    result.by_channel = _series_fill(
+        [(b, ch, n) for (b, ch), n in merged.items()], start=start, end=end, step=step, keys=keys
+    )
+
+
+def _fold_regions(
+    result: Overview,
+    region_rows: Sequence[tuple[str | None, datetime, int]],
+    *,
+    start: datetime,
+    end: datetime,
+    step: timedelta,
+) -> None:
+    """Fold (region, bucket, n) rows into the region ranking and the top regions' trends."""
+    region_totals: dict[str | None, int] = {}
+    for name, _, n in region_rows:
+        region_totals[name] = region_totals.get(name, 0) + int(n)
+    result.by_region = sorted(
+        region_totals.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or "")
+    )[:REGION_LIMIT]
+    shown = {name for name, _ in result.by_region[:REGION_TRENDS]}
+    index = {name: i for i, name in enumerate(shown)}
+    filled = _series_fill(
+        [(b, str(index[name]), int(n)) for name, b, n in region_rows if name in shown],
+        start=start,
+        end=end,
+        step=step,
+        keys=[str(i) for i in range(len(index))],
+    )
+    result.region_trend = {name: [n for _, n in filled[str(i)]] for name, i in index.items()}
+
+
 def _fold_readings(
     result: Overview,
     k: KPIs,
@@ -336,23 +387,7 @@ def _overview(*, settings: Settings, scope: Scope, latest_limit: int) -> Overvie
             "FROM scoped GROUP BY ALL",
             [tz],
         )
-        totals: dict[str, int] = {}
-        for _, ch, n in rows:
-            totals[ch] = totals.get(ch, 0) + int(n)
-        ranked = sorted(totals, key=lambda c: (-totals[c], c))
-        top = ranked[:TOP_CHANNELS]
-        merged: dict[tuple[datetime, str], int] = {}
-        for b, ch, n in rows:
-            key = (b, ch if ch in top else "other")
-            merged[key] = merged.get(key, 0) + int(n)
-        keys = top + (["other"] if len(ranked) > TOP_CHANNELS else [])
-        result.by_channel = _series_fill(
-            [(b, ch, n) for (b, ch), n in merged.items()],
-            start=start,
-            end=end,
-            step=step,
-            keys=keys,
-        )
+        _fold_channels(result, rows, start=start, end=end, step=step)
 
         level: Literal["province", "city", "district"] = (
             "district" if scope.city else "city" if scope.province else "province"
@@ -363,22 +398,7 @@ def _overview(*, settings: Settings, scope: Scope, latest_limit: int) -> Overvie
             "FROM scoped GROUP BY ALL",
             [tz],
         )
-        region_totals: dict[str | None, int] = {}
-        for name, _, n in region_rows:
-            region_totals[name] = region_totals.get(name, 0) + int(n)
-        result.by_region = sorted(
-            region_totals.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or "")
-        )[:REGION_LIMIT]
-        shown = {name for name, _ in result.by_region[:REGION_TRENDS]}
-        index = {name: i for i, name in enumerate(shown)}
-        filled = _series_fill(
-            [(b, str(index[name]), int(n)) for name, b, n in region_rows if name in shown],
-            start=start,
-            end=end,
-            step=step,
-            keys=[str(i) for i in range(len(index))],
-        )
-        result.region_trend = {name: [n for _, n in filled[str(i)]] for name, i in index.items()}
+        _fold_regions(result, region_rows, start=start, end=end, step=step)
 
         result.has_readings = has_readings
         if result.has_readings:
@@ -601,37 +621,10 @@ def _overview_from_rollup(
         return datetime(day.year, day.month, day.day)
 
     rows = [(when(r[1]), r[2], int(r[6])) for r in grouped if r[0] == "c" and r[6]]
-    totals: dict[str, int] = {}
-    for _, ch, n in rows:
-        totals[ch] = totals.get(ch, 0) + int(n)
-    ranked = sorted(totals, key=lambda c: (-totals[c], c))
-    top = ranked[:TOP_CHANNELS]
-    merged: dict[tuple[datetime, str], int] = {}
-    for b, ch, n in rows:
-        key = (b, ch if ch in top else "other")
-        merged[key] = merged.get(key, 0) + int(n)
-    keys = top + (["other"] if len(ranked) > TOP_CHANNELS else [])
-    result.by_channel = _series_fill(
-        [(b, ch, n) for (b, ch), n in merged.items()], start=start, end=end, step=step, keys=keys
-    )
+    _fold_channels(result, rows, start=start, end=end, step=step)
     result.region_level = level
     region_rows = [(r[3], when(r[1]), int(r[6])) for r in grouped if r[0] == "r" and r[6]]
-    region_totals: dict[str | None, int] = {}
-    for name, _, n in region_rows:
-        region_totals[name] = region_totals.get(name, 0) + int(n)
-    result.by_region = sorted(
-        region_totals.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or "")
-    )[:REGION_LIMIT]
-    shown = {name for name, _ in result.by_region[:REGION_TRENDS]}
-    index = {name: i for i, name in enumerate(shown)}
-    filled = _series_fill(
-        [(b, str(index[name]), int(n)) for name, b, n in region_rows if name in shown],
-        start=start,
-        end=end,
-        step=step,
-        keys=[str(i) for i in range(len(index))],
-    )
-    result.region_trend = {name: [n for _, n in filled[str(i)]] for name, i in index.items()}
+    _fold_regions(result, region_rows, start=start, end=end, step=step)
     result.has_readings = has_readings
     if has_readings:
         agg = [
