@@ -298,7 +298,7 @@ def _supervision_section(tmp: Path) -> str:
     """Time the commitment rules on a generated operator and score them against its truth."""
     from voxloop.act import supervision
     from voxloop.config import Settings
-    from voxloop.ingest.generator import generate_operator
+    from voxloop.demo.generator import generate_operator
     from voxloop.ingest.service import ingest_file
     from voxloop.store.service import lake_connection
 

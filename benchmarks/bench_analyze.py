@@ -127,7 +127,7 @@ def _telco() -> str:
 def _operator() -> str:
     from voxloop.analyze.evaluation import evaluate_operator
     from voxloop.config import Settings
-    from voxloop.ingest.generator import generate_operator
+    from voxloop.demo.generator import generate_operator
     from voxloop.ingest.service import ingest_path
 
     with tempfile.TemporaryDirectory() as tmp:

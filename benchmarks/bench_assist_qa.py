@@ -36,7 +36,7 @@ def _one_core() -> None:
 
 
 def _generated(folder: Path) -> list[dict[str, Any]]:
-    from voxloop.ingest.generator import generate_operator
+    from voxloop.demo.generator import generate_operator
 
     generate_operator(customers=CUSTOMERS, days=DAYS, seed=HELD_OUT_SEED, out_dir=folder)
     truth = json.loads((folder / "ground_truth.json").read_text(encoding="utf-8"))

@@ -122,7 +122,7 @@ def session_section(*, turns: int = 300, customers: int = 3000) -> str:
     from voxloop.api.app import create_app
     from voxloop.assist.kb import import_kb
     from voxloop.config import Settings
-    from voxloop.ingest.generator import generate_operator
+    from voxloop.demo.generator import generate_operator
     from voxloop.ingest.service import ingest_file
     from voxloop.understand.service import train
 

@@ -260,7 +260,7 @@ def _comcast() -> list[str]:
 
 def run() -> str:
     """Run every detect benchmark; return Markdown."""
-    from voxloop.ingest.generator import generate_operator
+    from voxloop.demo.generator import generate_operator
 
     out = ["## detect", ""]
     out += _nab()

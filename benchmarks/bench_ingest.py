@@ -101,7 +101,7 @@ _CHILD = """
 import collections, json, sys, time
 import voxloop.ingest.readers as readers
 import voxloop.ingest.service as service
-import voxloop.understand.pii as pii
+import voxloop.ingest.pii as pii
 from voxloop.config import Settings
 
 cpu = collections.Counter()

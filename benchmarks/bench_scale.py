@@ -100,7 +100,7 @@ def _in_process(paths: list[Path], home: Path) -> dict[str, float]:
 
 
 def _spark(paths: list[Path], home: Path) -> dict[str, float]:
-    from voxloop.store.spark import run_spark, spark_counts, spark_session
+    from voxloop.pipeline.spark import run_spark, spark_counts, spark_session
 
     t = time.perf_counter()
     spark = spark_session("local[2]", app_name="voxloop-bench", local_ip=True)

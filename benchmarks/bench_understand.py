@@ -135,8 +135,8 @@ def _en_sentences() -> list[str]:
 
 def bench_pii() -> str:
     """Precision/recall per PII type on real sentences with PII inserted at known spans."""
+    from voxloop.ingest.pii import mask_array
     from voxloop.understand import pii_eval
-    from voxloop.understand.pii import mask_array
 
     lines = [
         "## PII masking",
@@ -433,8 +433,8 @@ def bench_speed(tmp: Path | None = None) -> str:
 
 
 def _generated(seed: int, folder: Path) -> tuple[list[str], list[str]]:
-    from voxloop.ingest.generator import generate_operator
-    from voxloop.understand.pii import mask_array
+    from voxloop.demo.generator import generate_operator
+    from voxloop.ingest.pii import mask_array
 
     out = folder / f"gen{seed}"
     generate_operator(customers=20_000, days=30, seed=seed, out_dir=out)
@@ -460,7 +460,7 @@ def bench_scenario() -> str:
     lines = [
         "## Scenario reading on generated operator voices",
         "",
-        "`voxloop.ingest.generator.generate_operator(customers=20000, days=30)`; voices carry "
+        "`voxloop.demo.generator.generate_operator(customers=20000, days=30)`; voices carry "
         "their true scenario in `attributes.scenario`. Train = seed 11, test = seed 12 (a "
         "separate generation, PII-masked as ingest does). Scores are of the full reading "
         "(operator rules > model > uncertain), `scenario` column vs truth. The generator "
@@ -627,8 +627,8 @@ def _generated_readings(bundle: Any) -> str:
     """The generator has no sentiment truth: report what the pipeline reads on its voices."""
     import tempfile
 
-    from voxloop.ingest.generator import generate_operator
-    from voxloop.understand.pii import mask_array
+    from voxloop.demo.generator import generate_operator
+    from voxloop.ingest.pii import mask_array
 
     out = Path(tempfile.mkdtemp()) / "gen"
     generate_operator(customers=2_000, days=30, seed=5, out_dir=out)

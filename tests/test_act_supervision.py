@@ -156,7 +156,7 @@ def test_generated_operator_violations_found_exactly(tmp_path):
     import json
 
     from voxloop.config import Settings
-    from voxloop.ingest.generator import generate_operator
+    from voxloop.demo.generator import generate_operator
     from voxloop.ingest.service import ingest_file
     from voxloop.store.service import lake_connection
 

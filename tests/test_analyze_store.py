@@ -17,7 +17,7 @@ from voxloop.errors import NotFoundError
 @pytest.fixture(scope="module")
 def operator(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
     """Generate and ingest a small operator once for this module."""
-    generator = pytest.importorskip("voxloop.ingest.generator")
+    generator = pytest.importorskip("voxloop.demo.generator")
     from voxloop.ingest.service import ingest_path
 
     root = tmp_path_factory.mktemp("analyze_op")

@@ -17,8 +17,8 @@ from voxloop.assist.plans import (
     recommend_plan,
 )
 from voxloop.config import Settings
+from voxloop.demo.generator import PLANS
 from voxloop.errors import UnusableInputError
-from voxloop.ingest.generator import PLANS
 
 
 def profile(plan: str, data: str | None, voice: str | None, **extra: Any) -> dict[str, Any]:
@@ -200,7 +200,7 @@ def test_pseudonym_is_the_one_ingest_stores(settings: Settings) -> None:
 def test_generated_overpaying_customers_are_found(settings: Settings, tmp_path: Path) -> None:
     import pyarrow as pa
 
-    from voxloop.ingest.generator import generate_operator
+    from voxloop.demo.generator import generate_operator
     from voxloop.ingest.service import ingest_file, pseudonymise
     from voxloop.store.service import lake_connection
 

@@ -6,11 +6,11 @@ from sqlalchemy import func, select
 
 from voxloop.act import supervision
 from voxloop.act.access import SYSTEM
-from voxloop.act.demo import demo_loop
 from voxloop.act.kpis import lake_kpis, order_kpis
 from voxloop.act.models import WorkOrder
-from voxloop.cli.pipeline import run_demo
 from voxloop.config import Settings
+from voxloop.demo.loop import demo_loop
+from voxloop.demo.service import run_demo
 from voxloop.store.service import lake_connection, make_engine, make_sessionmaker
 
 

@@ -114,7 +114,7 @@ def test_problem_states() -> None:
 
 @pytest.fixture(scope="module")
 def operator(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from voxloop.ingest.generator import generate_operator
+    from voxloop.demo.generator import generate_operator
 
     out = tmp_path_factory.mktemp("op")
     generate_operator(customers=8000, days=30, seed=3, out_dir=out)

@@ -17,7 +17,7 @@ from voxloop.store.service import make_engine, make_sessionmaker
 
 @pytest.fixture(scope="module")
 def voices_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from voxloop.ingest.generator import generate_operator
+    from voxloop.demo.generator import generate_operator
 
     out = tmp_path_factory.mktemp("op")
     generate_operator(customers=1500, days=14, seed=5, out_dir=out)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from voxloop.cli.generate import register
 from voxloop.config import Settings
-from voxloop.ingest.generator import (
+from voxloop.demo.generator import (
     FACTORS,
     HOLIDAY_FACTOR,
     LARGE_DATA_PLANS,
@@ -137,7 +137,7 @@ def test_files_use_canonical_columns_and_validate(small: tuple[Path, dict[str, A
 def test_resident_ids_have_valid_check_digits() -> None:
     import random
 
-    from voxloop.understand.pii import id_checksum_ok
+    from voxloop.ingest.pii import id_checksum_ok
 
     rnd = random.Random(3)
     assert all(id_checksum_ok(resident_id(rnd, "江苏")) for _ in range(50))

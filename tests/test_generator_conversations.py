@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from voxloop.ingest.generator import PLANS, QA_RULE_IDS, generate_operator
+from voxloop.demo.generator import PLANS, QA_RULE_IDS, generate_operator
 
 CUSTOMERS, DAYS, SEED = 8000, 30, 5
 LINE = re.compile(r"^\[(\d+\.\d)-(\d+\.\d)\] (坐席|客户|Agent|Customer)(?:：|: )(.+)$")

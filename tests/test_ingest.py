@@ -530,7 +530,7 @@ def test_lake_schemas_are_written_as_declared(settings):
 
 
 def test_generator_output_ingests_cleanly_and_pseudonymises(tmp_path, settings):
-    from voxloop.ingest.generator import generate_operator
+    from voxloop.demo.generator import generate_operator
 
     out = tmp_path / "gen"
     generate_operator(customers=300, days=14, seed=3, out_dir=out)

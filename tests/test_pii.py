@@ -8,8 +8,8 @@ import pyarrow as pa
 import pytest
 
 from tests.conftest import shared_file
+from voxloop.ingest.pii import COUNTS_TYPE, id_checksum_ok, luhn_ok, mask_array, mask_text
 from voxloop.understand import pii_eval
-from voxloop.understand.pii import COUNTS_TYPE, id_checksum_ok, luhn_ok, mask_array, mask_text
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import admin_client
 from tests.test_ingest import _voice
-from voxloop.cli.pipeline import pipeline_stages
 from voxloop.config import Settings
+from voxloop.pipeline.service import pipeline_stages
 from voxloop.store.service import lake_connection
 
 
@@ -65,8 +65,8 @@ def test_stage_worker_recovers_from_a_dying_run(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run killed by a BaseException must not leave later pushes without a worker."""
-    from voxloop.api.service import StageRunner
-    from voxloop.cli import pipeline
+    from voxloop.pipeline import service as pipeline
+    from voxloop.pipeline.service import StageRunner
 
     go = threading.Event()
 

@@ -52,7 +52,7 @@ needs_poppler = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A small demo operator (ingested, understood, detected, analysed, loop closed)."""
-    from voxloop.cli.pipeline import run_demo
+    from voxloop.demo.service import run_demo
 
     # No sentence encoder: the report reads readings, it does not test the encoder.
     settings = Settings(

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
-    from voxloop.store.spark import spark_session
+    from voxloop.pipeline.spark import spark_session
 
     session = spark_session("local[2]", app_name="voxloop-tests", local_ip=True)
     yield session
@@ -29,7 +29,7 @@ def spark() -> Iterator[Any]:
 
 
 def _input(tmp: Path) -> Path:
-    from voxloop.ingest.generator import generate_operator
+    from voxloop.demo.generator import generate_operator
 
     generate_operator(customers=1000, days=14, out_dir=tmp / "gen")
     lines = (tmp / "gen" / "voices.jsonl").read_text(encoding="utf-8").splitlines()
@@ -54,8 +54,8 @@ def test_spark_local_matches_in_process(tmp_path: Path, spark: Any) -> None:
     from voxloop.detect.series import count_voices
     from voxloop.detect.service import read_voices
     from voxloop.ingest.service import ingest_file
+    from voxloop.pipeline.spark import run_spark, spark_counts
     from voxloop.store.service import part_files
-    from voxloop.store.spark import run_spark, spark_counts
     from voxloop.understand.service import models_dir, read_new_voices
 
     source = _input(tmp_path)

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from voxloop import __version__
-from voxloop.api.service import StageRunner, get_principal, require_page_login
+from voxloop.api.service import get_principal, require_page_login
 from voxloop.config import Settings
 from voxloop.errors import (
     ConflictError,
@@ -21,6 +21,7 @@ from voxloop.errors import (
     UnusableInputError,
     VoxloopError,
 )
+from voxloop.pipeline.service import StageRunner
 from voxloop.store.service import make_engine, make_sessionmaker, migrate
 
 #: Seconds a stopping server waits for a running post-ingest pass.

@@ -7,10 +7,7 @@ authentication rules (bearer API token, signed session cookie, dev mode).
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
@@ -113,71 +110,3 @@ def require_page_login(
             headers={"Location": f"/login?next={quote(request.url.path)}"},
         )
     return principal
-
-
-logger = logging.getLogger(__name__)
-
-
-class StageRunner:
-    """Run the post-ingest stages in one background thread after HTTP pushes.
-
-    A push marks the store dirty; the worker runs the stages until no push arrived during
-    its last run, so a burst of pushes costs one or two runs, not one per push. The
-    stages take their own locks, so a CLI ingest running at the same time is safe.
-    """
-
-    def __init__(self, *, settings: Settings) -> None:
-        self.settings = settings
-        self._lock = threading.Lock()
-        self._dirty = False
-        self._thread: threading.Thread | None = None
-        self._idle = threading.Event()
-        self._idle.set()
-        self.runs = 0
-        self.last_summary: dict[str, Any] | None = None
-        self.last_error: str | None = None
-
-    def request(self) -> None:
-        """Ask for a run; start the worker unless one is already running."""
-        with self._lock:
-            self._dirty = True
-            self._idle.clear()
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._work, name="voxloop-stages", daemon=True
-                )
-                self._thread.start()
-
-    def _work(self) -> None:
-        from voxloop.cli.pipeline import run_stages
-
-        try:
-            while True:
-                with self._lock:
-                    if not self._dirty:
-                        return
-                    self._dirty = False
-                try:
-                    self.last_summary = run_stages(settings=self.settings)
-                    self.last_error = None
-                except Exception as exc:  # the worker must survive; the next push retries
-                    logger.exception("post-ingest stages failed")
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                self.runs += 1
-        finally:
-            # Also on BaseException: a dead worker must not leave later pushes waiting.
-            with self._lock:
-                self._thread = None
-                self._idle.set()
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block until no run is pending or running; return False on timeout."""
-        return self._idle.wait(timeout)
-
-    def status(self) -> dict[str, Any]:
-        """Report whether a run is pending, how many ran, and the last error."""
-        return {
-            "running": not self._idle.is_set(),
-            "runs": self.runs,
-            "last_error": self.last_error,
-        }

@@ -21,7 +21,7 @@ from typing import Any
 from voxloop.assist.summary_schemas import ConversationSummary, Turn
 from voxloop.config import Settings
 from voxloop.errors import ConfigError, VoxloopError
-from voxloop.understand.pii import mask_text
+from voxloop.ingest.pii import mask_text
 
 #: Seconds to wait for the endpoint before falling back to the template.
 DEFAULT_TIMEOUT = 15.0

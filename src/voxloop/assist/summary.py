@@ -42,7 +42,7 @@ from voxloop.assist.summary_schemas import (
 )
 from voxloop.config import Settings
 from voxloop.errors import PermissionDeniedError, UnusableInputError
-from voxloop.understand.pii import mask_text
+from voxloop.ingest.pii import mask_text
 from voxloop.understand.reading import ReadingBundle, read_table
 
 # --------------------------------------------------------------------------- transcripts

@@ -26,7 +26,7 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
         as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     ) -> None:
         """Generate a demo operator: customers, voices, surveys, events and ground truth."""
-        from voxloop.ingest.generator import DEFAULT_START, generate_operator
+        from voxloop.demo.generator import DEFAULT_START, generate_operator
 
         try:
             first = datetime.fromisoformat(start) if start else DEFAULT_START

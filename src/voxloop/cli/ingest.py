@@ -31,9 +31,9 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
         ] = True,
     ) -> None:
         """Ingest CSV/JSONL/Parquet/XLSX files; every row is stored, quarantined or a duplicate."""
-        from voxloop.cli.pipeline import run_stages
         from voxloop.ingest.schemas import RecordKind
         from voxloop.ingest.service import ingest_path
+        from voxloop.pipeline.service import run_stages
 
         settings = load_settings()
         try:

@@ -31,7 +31,7 @@ def init() -> None:
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Print what the store holds."""
-    from voxloop.cli.pipeline import store_status
+    from voxloop.pipeline.service import store_status
 
     summary = store_status(settings=load_settings())
     if as_json:
@@ -67,7 +67,7 @@ def demo(
     seed: Annotated[int, typer.Option()] = 7,
 ) -> None:
     """Generate a demo operator, ingest it, run every pipeline stage, then serve."""
-    from voxloop.cli.pipeline import run_demo
+    from voxloop.demo.service import run_demo
 
     settings = load_settings()
     summary = run_demo(

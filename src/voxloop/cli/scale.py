@@ -30,7 +30,7 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
         ] = None,
     ) -> None:
         """Run the stage functions over the Parquet lake on Spark (mapInArrow)."""
-        from voxloop.store.spark import run_spark
+        from voxloop.pipeline.spark import run_spark
 
         settings = load_settings(**({"home": lake} if lake else {}))
         result = run_spark(
@@ -72,9 +72,11 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
         """Consume voices from a broker into the lake; acknowledge only what is stored."""
         from voxloop.ingest.broker import consume_kafka, consume_nats
         from voxloop.ingest.schemas import RecordKind
+        from voxloop.pipeline.service import StageRunner
 
         settings = load_settings()
         record_kind = RecordKind(kind)
+        runner = StageRunner(settings=settings) if stages and settings.stages_after_push else None
         if url.startswith("kafka://"):
             stats = consume_kafka(
                 settings=settings,
@@ -83,7 +85,7 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
                 group=durable,
                 kind=record_kind,
                 batch_size=batch,
-                stages=stages and settings.stages_after_push,
+                stages=runner,
                 idle_exit=idle_exit,
                 progress=progress,
             )
@@ -96,7 +98,7 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
                 durable=durable,
                 kind=record_kind,
                 batch_size=batch,
-                stages=stages and settings.stages_after_push,
+                stages=runner,
                 idle_exit=idle_exit,
                 progress=progress,
                 ack_wait=ack_wait,

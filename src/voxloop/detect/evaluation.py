@@ -267,7 +267,7 @@ def evaluate_problems(*, data_dir: Path, batch: int | None = None) -> dict[str, 
     from sklearn.metrics import adjusted_rand_score
 
     from voxloop.detect.problems import ProblemGrouper, block_keys, context_tokens
-    from voxloop.understand.pii import mask_array
+    from voxloop.ingest.pii import mask_array
 
     truth = json.loads((data_dir / "ground_truth.json").read_text(encoding="utf-8"))
     table = pj.read_json(data_dir / "voices.jsonl")

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -249,19 +249,37 @@ def ingest_messages(
         return store_messages(session=own, batch=batch, skipped=skipped)
 
 
+class StageScheduler(Protocol):
+    """What the consumer needs of the post-ingest stage runner.
+
+    The caller passes one in (``voxloop.pipeline.service.StageRunner``), so ingestion does
+    not import the stages that sit above it.
+    """
+
+    def request(self) -> None:
+        """Ask for a run of the stages."""
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no run is pending; return False on timeout."""
+
+
 class _Runner:
     """Shared loop state: stop flag, stage runner, progress line, stats file."""
 
     def __init__(
-        self, *, settings: Settings, stats: ConsumeStats, stages: bool, progress: float
+        self,
+        *,
+        settings: Settings,
+        stats: ConsumeStats,
+        stages: StageScheduler | None,
+        progress: float,
     ) -> None:
-        from voxloop.api.service import StageRunner
         from voxloop.store.service import make_engine
 
         self.settings = settings
         self.stats = stats
         self.stop = threading.Event()
-        self.stages = StageRunner(settings=settings) if stages else None
+        self.stages = stages
         self.engine = make_engine(settings)
         self._session: IngestSession | None = None
         self.progress = progress
@@ -348,7 +366,7 @@ def consume_nats(
     durable: str = "voxloop",
     kind: RecordKind = RecordKind.voice,
     batch_size: int | None = None,
-    stages: bool = True,
+    stages: StageScheduler | None = None,
     idle_exit: float | None = None,
     progress: float = 5.0,
     stop: threading.Event | None = None,
@@ -571,7 +589,7 @@ def consume_kafka(
     group: str = "voxloop",
     kind: RecordKind = RecordKind.voice,
     batch_size: int | None = None,
-    stages: bool = True,
+    stages: StageScheduler | None = None,
     idle_exit: float | None = None,
     progress: float = 5.0,
     stop: threading.Event | None = None,

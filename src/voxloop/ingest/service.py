@@ -425,7 +425,7 @@ def _stored_hits(con: Any, src: str, keys: pa.Table) -> np.ndarray:
 
 
 def _mask_json(raw: list[str]) -> list[str]:
-    from voxloop.understand.pii import mask_array
+    from voxloop.ingest.pii import mask_array
 
     masked, _ = mask_array(pa.array(raw, pa.string()))
     return [str(v) for v in masked.to_pylist()]
@@ -490,7 +490,7 @@ def _lake_table(
     source_file: str,
     now: dt.datetime,
 ) -> pa.Table:
-    from voxloop.understand.pii import mask_array
+    from voxloop.ingest.pii import mask_array
 
     _, schema = LAKE_TABLES[kind]
     n = good.num_rows

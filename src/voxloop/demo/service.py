@@ -1,4 +1,4 @@
-"""Run the pipeline stages that follow ingestion, and summarise the store."""
+"""Run the demo: generate an operator, ingest it, run every stage and close the loop."""
 
 from __future__ import annotations
 
@@ -6,37 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from voxloop.config import Settings
-
-#: A stage reads what is new in the store and writes its results; returns a summary.
-Stage = Callable[..., dict[str, Any]]
-
-
-def pipeline_stages() -> list[tuple[str, Stage]]:
-    """Return the post-ingest stages in the order they run."""
-    from voxloop.analyze.service import analysis_stage
-    from voxloop.assist.dialogue import write_dissatisfaction
-    from voxloop.assist.qa import qa_stage
-    from voxloop.detect.service import detect_stage
-    from voxloop.store.rollups import update_rollups
-    from voxloop.understand.service import read_new_voices
-
-    # Detection slices series by scenario, so it runs after the readings are written;
-    # the analyses read readings too and are cached on disk for the dashboard. The rollups
-    # group by the reading's scenario and sentiment; quality inspection reads the emotion.
-    return [
-        ("understand", read_new_voices),
-        ("rollups", update_rollups),
-        ("qa", qa_stage),
-        # Predicted dissatisfaction of calls and chats feeds the churn features.
-        ("dissatisfaction", write_dissatisfaction),
-        ("detect", detect_stage),
-        ("analyze", analysis_stage),
-    ]
-
-
-def run_stages(*, settings: Settings) -> dict[str, Any]:
-    """Run every post-ingest stage and collect their summaries."""
-    return {name: stage(settings=settings) for name, stage in pipeline_stages()}
+from voxloop.pipeline.service import run_stages, store_status
 
 
 def run_demo(
@@ -50,7 +20,7 @@ def run_demo(
     """Generate a demo operator under ``home/demo-input``, ingest it and run every stage."""
     import time
 
-    from voxloop.ingest.generator import generate_operator
+    from voxloop.demo.generator import generate_operator
     from voxloop.ingest.service import ingest_path
     from voxloop.store.service import migrate
 
@@ -68,7 +38,7 @@ def run_demo(
     say("running pipeline stages")
     stages = run_stages(settings=settings)
     say("closing the loop: work orders, SLA clock, resolution and verification")
-    from voxloop.act.demo import demo_loop
+    from voxloop.demo.loop import demo_loop
 
     act = demo_loop(settings=settings)
     say(
@@ -143,19 +113,3 @@ def _demo_assist_and_report(*, settings: Settings, say: Callable[[str], None]) -
     finally:
         engine.dispose()
     return out
-
-
-def store_status(*, settings: Settings) -> dict[str, Any]:
-    """Count the records in every lake table."""
-    from voxloop.store.service import lake_connection
-
-    con = lake_connection(settings)
-    tables = [
-        row[0]
-        for row in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
-    ]
-    summary: dict[str, Any] = {"home": str(settings.home.resolve())}
-    for table in sorted(tables):
-        row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
-        summary[table] = int(row[0]) if row else 0
-    return summary

@@ -298,7 +298,7 @@ OVERPAY_FEE_SHARE = 0.5
 def load_lexicon() -> dict[str, Any]:
     """Load the generator's phrase material shipped with the package."""
     text = (
-        resources.files("voxloop.ingest")
+        resources.files("voxloop.demo")
         .joinpath("generator_lexicon.yaml")
         .read_text(encoding="utf-8")
     )

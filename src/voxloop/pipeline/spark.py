@@ -260,13 +260,13 @@ def run_spark(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point for ``spark-submit -m``-style runs: ``python -m voxloop.store.spark``."""
+    """Entry point for ``spark-submit -m``-style runs: ``python -m voxloop.pipeline.spark``."""
     import argparse
     import json
 
     from voxloop.config import load_settings
 
-    parser = argparse.ArgumentParser(prog="voxloop.store.spark")
+    parser = argparse.ArgumentParser(prog="voxloop.pipeline.spark")
     # Unset: the master spark-submit was given (--master there), else Spark's default.
     parser.add_argument("--master", default=None)
     parser.add_argument("--stages", default=",".join(SPARK_STAGES))

@@ -1,0 +1,1 @@
+"""Generate a realistic demo operator and play the whole closed loop on it."""

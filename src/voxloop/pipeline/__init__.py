@@ -1,0 +1,1 @@
+"""Run the stages in order: in-process after ingest, in a background worker, or on Spark."""
