@@ -46,16 +46,24 @@ def serve(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
 ) -> None:
-    """Serve the API and dashboard."""
+    """Serve the API and dashboard (dev mode without users: loopback addresses only)."""
     import uvicorn
 
-    from voxloop.api.app import create_app
+    from voxloop.api.app import check_bind, create_app
+    from voxloop.errors import ConfigError
 
     settings = load_settings()
     bind_host = host or settings.host
     bind_port = port or settings.port
+    web_app = create_app(settings)
+    try:
+        check_bind(web_app, host=bind_host)
+    except ConfigError as exc:
+        web_app.state.engine.dispose()
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
     typer.echo(f"voxloop dashboard: http://{bind_host}:{bind_port}/")
-    uvicorn.run(create_app(settings), host=bind_host, port=bind_port, log_level="info")
+    uvicorn.run(web_app, host=bind_host, port=bind_port, log_level="info")
 
 
 @app.command()
