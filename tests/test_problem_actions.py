@@ -15,6 +15,7 @@ from sqlalchemy import select
 from tests.conftest import admin_client
 from voxloop.act.access import add_user, create_token
 from voxloop.act.models import AuditEntry, WorkOrder
+from voxloop.act.sources import link_to_problem_orders
 from voxloop.api.app import create_app
 from voxloop.config import Settings
 from voxloop.detect.alerts import SurgeAlert
@@ -215,7 +216,8 @@ def test_work_order_from_problem_is_routed_linked_and_verified(
     # A new voice of the problem after the fix: the detect stage reopens the order.
     late = _voice(90, DOWNGRADE[1], "江苏", "南京", datetime.now(UTC) + timedelta(minutes=1))
     assert admin.post("/api/v1/ingest/voice", json=[late]).json()["stored"] == 1
-    assert detect_stage(settings=settings)["orders_reopened"] == 1
+    summary = detect_stage(settings=settings, link_orders=link_to_problem_orders)
+    assert summary["orders_reopened"] == 1
     after = admin.get(f"/api/v1/problems/{pid}/actions").json()
     assert after["regressed"] is True
     assert after["orders"][0]["state"] == "reopened" and after["orders"][0]["regressed"]

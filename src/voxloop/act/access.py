@@ -19,76 +19,55 @@ import hmac
 import json
 import secrets
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, and_, func, select, true
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from voxloop.act.models import ApiToken, AuditEntry, User
 from voxloop.errors import ConflictError, NotFoundError, PermissionDeniedError
+from voxloop.store.access import (
+    DEV_ADMIN,
+    PERMISSIONS,
+    ROLES,
+    SYSTEM,
+    Principal,
+    parse_region,
+    require,
+    scope_filter,
+)
 
-ROLES: Final = ("admin", "supervisor", "analyst", "agent")
-
-#: What each role may do; checked by ``require``.
-PERMISSIONS: Final[dict[str, frozenset[str]]] = {
-    "admin": frozenset({"read", "write", "assign", "manage_users", "operate"}),
-    "supervisor": frozenset({"read", "write", "assign", "operate"}),
-    "analyst": frozenset({"read"}),
-    "agent": frozenset({"read", "write"}),
-}
+__all__ = [
+    "DEV_ADMIN",
+    "PERMISSIONS",
+    "ROLES",
+    "SESSION_COOKIE",
+    "SYSTEM",
+    "InvalidCredentialError",
+    "Principal",
+    "add_user",
+    "authenticate_password",
+    "authenticate_token",
+    "create_token",
+    "get_user",
+    "has_users",
+    "make_session_cookie",
+    "parse_region",
+    "principal_from_cookie",
+    "principal_of",
+    "read_session_cookie",
+    "request_principal",
+    "require",
+    "revoke_token",
+    "scope_filter",
+]
 
 SESSION_COOKIE: Final = "voxloop_session"
 SESSION_SECONDS: Final = 12 * 3600
 TOKEN_PREFIX: Final = "vx_"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: user, role and region scope (``None`` = every region)."""
-
-    user_id: int | None
-    username: str
-    role: str
-    province: str | None = None
-    city: str | None = None
-
-    def can(self, permission: str) -> bool:
-        """Return whether the role grants ``permission``."""
-        return permission in PERMISSIONS.get(self.role, frozenset())
-
-    def sees(self, province: str | None, city: str | None) -> bool:
-        """Return whether a record in ``province``/``city`` lies inside this scope."""
-        if self.province is None:
-            return True
-        if province != self.province:
-            return False
-        return self.city is None or city == self.city
-
-
-def require(principal: Principal, permission: str) -> None:
-    """Raise ``PermissionDeniedError`` unless ``principal`` holds ``permission``."""
-    if not principal.can(permission):
-        raise PermissionDeniedError(
-            f"role {principal.role!r} of {principal.username!r} may not {permission}"
-        )
-
-
-def scope_filter(principal: Principal, province_col: Any, city_col: Any) -> ColumnElement[bool]:
-    """Return a SQL condition restricting rows to the principal's region subtree."""
-    if principal.province is None:
-        return true()
-    cond: ColumnElement[bool] = province_col == principal.province
-    if principal.city is not None:
-        cond = and_(cond, city_col == principal.city)
-    return cond
-
-
-DEV_ADMIN: Final = Principal(user_id=None, username="dev-admin", role="admin")
-SYSTEM: Final = Principal(user_id=None, username="system", role="admin")
 
 
 def _audit(session: Session, actor: str, action: str, user_id: str, detail: dict[str, Any]) -> None:
@@ -152,16 +131,6 @@ def add_user(
         {"username": username, "role": role, "province": province, "city": city},
     )
     return user
-
-
-def parse_region(region: str | None) -> tuple[str | None, str | None]:
-    """Split ``"province/city"`` (or ``"province"``, or empty for all) into its parts."""
-    if not region:
-        return None, None
-    parts = [p.strip() for p in region.split("/") if p.strip()]
-    if len(parts) > 2:
-        raise ValueError(f"region {region!r}: expected 'province' or 'province/city'")
-    return parts[0], parts[1] if len(parts) > 1 else None
 
 
 def get_user(*, session: Session, username: str) -> User:
@@ -294,3 +263,41 @@ def principal_from_cookie(*, session: Session, secret_key: str, value: str) -> P
     if user is None or not user.active:
         return None
     return principal_of(user)
+
+
+class InvalidCredentialError(PermissionDeniedError):
+    """A bearer token was sent but is not a valid, unrevoked token of an active user."""
+
+
+def request_principal(
+    *,
+    session: Session,
+    secret_key: str,
+    dev_mode: bool,
+    authorization: str | None,
+    cookie: str | None,
+) -> Principal | None:
+    """Return the caller from a bearer token or session cookie, the dev admin, or ``None``.
+
+    A bearer token that is present but invalid raises ``InvalidCredentialError`` rather
+    than falling back to the cookie or dev mode, so a bad credential never silently works.
+    ``dev_mode`` is ``settings.env == "dev"``: then, until the first user exists, a caller
+    without credentials is the dev admin.
+    """
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        principal = (
+            authenticate_token(session=session, token=token.strip())
+            if scheme.lower() == "bearer"
+            else None
+        )
+        if principal is None:
+            raise InvalidCredentialError("invalid or revoked API token")
+        return principal
+    if cookie:
+        principal = principal_from_cookie(session=session, secret_key=secret_key, value=cookie)
+        if principal is not None:
+            return principal
+    if dev_mode and not has_users(session=session):
+        return DEV_ADMIN
+    return None

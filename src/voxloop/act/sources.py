@@ -1,17 +1,32 @@
-"""Build work-order requests from lake voices: one voice, a problem's voices, or an alert's."""
+"""Work orders from their sources: requests from lake voices (one voice, a problem, an alert).
+
+Also links the new voices of a problem to its orders (reopening fixed ones), a hook the
+pipeline passes to the detect stage.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, get_args
 
 import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from voxloop.act.access import Principal
 from voxloop.act.schemas import OrderCreate, ScenarioCode, SourceKind
+from voxloop.act.service import on_new_voices_for_problems, problems_with_orders
 from voxloop.config import Settings
-from voxloop.errors import NotFoundError, PermissionDeniedError
+from voxloop.detect.models import ProblemMember
+from voxloop.detect.service import (
+    MAX_ORDER_VOICES,
+    ActionSource,
+    default_description,
+    default_priority,
+)
+from voxloop.errors import NotFoundError, PermissionDeniedError, UnusableInputError
 from voxloop.store.service import lake_connection
 
 _SCENARIOS = frozenset(get_args(ScenarioCode))
@@ -114,3 +129,93 @@ def order_for_voices(
         customer_ids=[r["customer_id"] or "" for r in rows],
         idempotency_key=idempotency_key,
     )
+
+
+def order_request(
+    *,
+    settings: Settings,
+    principal: Principal,
+    source: ActionSource,
+    title: str | None = None,
+    description: str | None = None,
+    priority: str | None = None,
+    voice_ids: Sequence[str] | None = None,
+    idempotency_key: str | None = None,
+    lang: str = "zh-CN",
+) -> OrderCreate:
+    """Return the pre-filled ``OrderCreate`` for ``source`` (region, scenario, customers).
+
+    ``voice_ids`` narrows the order to some of the source's voices (each must belong to
+    it, else ``UnusableInputError`` naming them).  Region, scenario, channel, segment and
+    customers come from the voices in the lake (``order_for_voices``, which refuses voices
+    outside the caller's region).
+    """
+    chosen = list(dict.fromkeys(voice_ids)) if voice_ids else source.voice_ids
+    if voice_ids:
+        own = set(source.voice_ids)
+        foreign = [v for v in chosen if v not in own]
+        if foreign:
+            raise UnusableInputError(
+                f"voice_ids: not voices of {source.kind} {source.ref} in your region: "
+                + ", ".join(foreign[:5])
+            )
+    if not chosen:
+        raise UnusableInputError(
+            f"{source.kind} {source.ref} has no voices in your region to open an order for"
+        )
+    data = order_for_voices(
+        settings=settings,
+        voice_ids=chosen[:MAX_ORDER_VOICES],
+        source_kind="problem" if source.kind == "problem" else "alert",
+        source_ref=source.ref,
+        title=(title or source.title or source.ref)[:300],
+        idempotency_key=idempotency_key,
+        principal=principal,
+    )
+    return data.model_copy(
+        update={
+            "description": (description or default_description(source, lang=lang))[:20_000],
+            "priority": priority or default_priority(source),
+            "scenario": data.scenario or None,
+        }
+    )
+
+
+def link_to_problem_orders(
+    *, session: Session, voices: pa.Table, since: datetime | None = None
+) -> list[str]:
+    """Link newly grouped voices to their problem's work orders; reopen fixed ones (regression).
+
+    Runs after the stage's commit (the act domain commits its own unit of work): a voice
+    that arrives after a problem's order was resolved reopens it as regressed.  Returns
+    the ids of the orders reopened.  ``since`` (the run's start) skips memberships made
+    earlier, i.e. voices grouped by an earlier run.
+    """
+    if voices.num_rows == 0:
+        return []
+    with_orders = problems_with_orders(session=session, problem_ids=None)
+    if not with_orders:
+        return []
+    ids = voices["id"].to_pylist()
+    batch_ids = set(ids)
+    members: dict[str, str] = {}
+    # Problems with orders are few; their members are read per problem, not per voice, so
+    # a bulk ingest of millions of voices costs a handful of queries here.
+    refs = sorted(with_orders)
+    for start in range(0, len(refs), 200):
+        query = select(ProblemMember.voice_id, ProblemMember.problem_id).where(
+            ProblemMember.problem_id.in_(refs[start : start + 200])
+        )
+        if since is not None:
+            query = query.where(ProblemMember.assigned_at >= since)
+        for vid, pid in session.execute(query).all():
+            if vid in batch_ids:
+                members[vid] = pid
+    customers = voices["customer_id"].to_pylist()
+    received = voices["received_at"].to_pylist()
+    batch = [
+        (members[vid], vid, customers[i], received[i])
+        for i, vid in enumerate(ids)
+        if members.get(vid) in with_orders
+    ]
+    return on_new_voices_for_problems(session=session, voices=batch)

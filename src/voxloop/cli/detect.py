@@ -31,6 +31,7 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
         """List undelivered webhook messages (pending, dead) or re-queue dead letters."""
         import logging
 
+        from voxloop.act.service import audit
         from voxloop.config import load_settings
         from voxloop.detect.notify import outbox_messages, retry_outbox
         from voxloop.store.service import make_engine, make_sessionmaker
@@ -46,6 +47,7 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
                 with sessions.begin() as session:
                     ids = retry_outbox(
                         session=session,
+                        audit=audit,
                         ids=None if retry_all else list(retry or []),
                         actor=f"cli:{_os_user()}",
                     )

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from sqlalchemy import false, select, true
@@ -33,6 +33,22 @@ logger = logging.getLogger(__name__)
 
 #: Delivery attempts before a message becomes a dead letter.
 MAX_ATTEMPTS = 10
+
+
+class AuditWriter(Protocol):
+    """Append one entry to the audit log in the caller's transaction."""
+
+    def __call__(
+        self,
+        *,
+        session: Session,
+        actor: str,
+        action: str,
+        object_type: str,
+        object_id: str,
+        detail: dict[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> None: ...
 
 #: Allowed alert state changes.
 TRANSITIONS = {
@@ -270,6 +286,7 @@ def outbox_messages(
 def retry_outbox(
     *,
     session: Session,
+    audit: AuditWriter,
     ids: list[int] | None = None,
     actor: str = "cli",
     now: datetime | None = None,
@@ -279,7 +296,9 @@ def retry_outbox(
 
     Attempts restart from zero and the message is due at once; the last error is kept
     until the next attempt replaces it.  Asking for a message that is delivered or not
-    dead is refused, so a retry never sends a message twice by mistake.
+    dead is refused, so a retry never sends a message twice by mistake.  Each re-queue is
+    written with ``audit`` (``voxloop.act.service.audit``: the audit log is the act
+    domain's table, above detection, so the caller passes its writer in).
     """
     at = now or datetime.now(UTC)
     query = select(OutboxMessage).where(
@@ -292,8 +311,6 @@ def retry_outbox(
         missing = sorted(set(ids) - {m.id for m in rows})
         if missing:
             raise NotFoundError(f"no dead outbox message with id {', '.join(map(str, missing))}")
-    from voxloop.act.service import audit
-
     for msg in rows:
         logger.info(
             "outbox message %s (alert %s) re-queued by %s after %d attempts; last error: %s",

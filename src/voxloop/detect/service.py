@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -18,7 +18,6 @@ import pyarrow.compute as pc
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
-from voxloop.act.access import Principal
 from voxloop.config import Settings
 from voxloop.detect import nab
 from voxloop.detect.alerts import SurgeAlert, scan_counts
@@ -49,10 +48,19 @@ from voxloop.errors import (
     PermissionDeniedError,
     UnusableInputError,
 )
+from voxloop.store.access import Principal
 from voxloop.store.models import PipelineState
 from voxloop.store.service import lake_connection, make_engine, make_sessionmaker, part_files
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+class LinkOrders(Protocol):
+    """Link a run's new voices to the work orders of their problems; return reopened ids."""
+
+    def __call__(
+        self, *, session: Session, voices: pa.Table, since: datetime | None = None
+    ) -> list[str]: ...
 
 
 def nab_scores(*, files: list[nab.NabFile], detector: str) -> list[nab.FloatArray]:
@@ -193,8 +201,14 @@ def rebuild_series(*, settings: Settings, granularity: str = STAGE_GRANULARITY) 
     return int(counts.num_rows)
 
 
-def detect_stage(*, settings: Settings) -> dict[str, Any]:
-    """Pipeline stage: update series, detect surges, raise alerts, group new voices."""
+def detect_stage(*, settings: Settings, link_orders: LinkOrders | None = None) -> dict[str, Any]:
+    """Pipeline stage: update series, detect surges, raise alerts, group new voices.
+
+    ``link_orders`` (``voxloop.act.sources.link_to_problem_orders`` in the pipeline) runs
+    after the stage's commit on the new voices and the run's start; it returns the ids of
+    the work orders it reopened.  Detection sits below the act domain, so the caller
+    passes it in rather than detection importing it.
+    """
     from filelock import FileLock
 
     folder = state_dir(settings)
@@ -203,7 +217,7 @@ def detect_stage(*, settings: Settings) -> dict[str, Any]:
     with FileLock(str(folder / "detect.lock")):
         engine = make_engine(settings)
         try:
-            return _detect_stage_locked(settings, engine)
+            return _detect_stage_locked(settings, engine, link_orders)
         finally:
             # The stage also runs inside the server after pushes: release its pool.
             engine.dispose()
@@ -234,7 +248,9 @@ def _settle_pending(folder: Path, committed: str | None) -> None:
             pending.unlink(missing_ok=True)
 
 
-def _detect_stage_locked(settings: Settings, engine: Engine) -> dict[str, Any]:
+def _detect_stage_locked(
+    settings: Settings, engine: Engine, link_orders: LinkOrders | None
+) -> dict[str, Any]:
     run_started = datetime.now(UTC)
     sessions = make_sessionmaker(engine)
     with sessions() as session:
@@ -284,8 +300,10 @@ def _detect_stage_locked(settings: Settings, engine: Engine) -> dict[str, Any]:
     _settle_pending(folder, token)
     # Every run retries what earlier runs could not deliver, not only this run's alerts.
     delivery = deliver_outbox(sessions=sessions)
-    with sessions() as session:
-        reopened = link_to_problem_orders(session=session, voices=voices, since=run_started)
+    reopened: list[str] = []
+    if link_orders is not None:
+        with sessions() as session:
+            reopened = link_orders(session=session, voices=voices, since=run_started)
     return {
         "voices": int(voices.num_rows),
         "series": len(detector.series_),
@@ -294,48 +312,6 @@ def _detect_stage_locked(settings: Settings, engine: Engine) -> dict[str, Any]:
         "orders_reopened": len(reopened),
         "webhooks": delivery,
     }
-
-
-def link_to_problem_orders(
-    *, session: Session, voices: pa.Table, since: datetime | None = None
-) -> list[str]:
-    """Link newly grouped voices to their problem's work orders; reopen fixed ones (regression).
-
-    Runs after the stage's commit (the act domain commits its own unit of work): a voice
-    that arrives after a problem's order was resolved reopens it as regressed.  Returns
-    the ids of the orders reopened.  ``since`` (the run's start) skips memberships made
-    earlier, i.e. voices grouped by an earlier run.
-    """
-    from voxloop.act.service import on_new_voices_for_problems, problems_with_orders
-
-    if voices.num_rows == 0:
-        return []
-    with_orders = problems_with_orders(session=session, problem_ids=None)
-    if not with_orders:
-        return []
-    ids = voices["id"].to_pylist()
-    batch_ids = set(ids)
-    members: dict[str, str] = {}
-    # Problems with orders are few; their members are read per problem, not per voice, so
-    # a bulk ingest of millions of voices costs a handful of queries here.
-    refs = sorted(with_orders)
-    for start in range(0, len(refs), 200):
-        query = select(ProblemMember.voice_id, ProblemMember.problem_id).where(
-            ProblemMember.problem_id.in_(refs[start : start + 200])
-        )
-        if since is not None:
-            query = query.where(ProblemMember.assigned_at >= since)
-        for vid, pid in session.execute(query).all():
-            if vid in batch_ids:
-                members[vid] = pid
-    customers = voices["customer_id"].to_pylist()
-    received = voices["received_at"].to_pylist()
-    batch = [
-        (members[vid], vid, customers[i], received[i])
-        for i, vid in enumerate(ids)
-        if members.get(vid) in with_orders
-    ]
-    return on_new_voices_for_problems(session=session, voices=batch)
 
 
 # ---------------------------------------------------------------------------
@@ -1195,58 +1171,6 @@ def default_description(source: ActionSource, *, lang: str) -> str:
     cases = [f"- {str(c.get('text') or '')[:200]}" for c in source.typical_cases[:3]]
     label = "典型案例：" if zh else "Typical cases:"
     return "\n".join([head, label, *cases]) if cases else head
-
-
-def order_request(
-    *,
-    settings: Settings,
-    principal: Principal,
-    source: ActionSource,
-    title: str | None = None,
-    description: str | None = None,
-    priority: str | None = None,
-    voice_ids: Sequence[str] | None = None,
-    idempotency_key: str | None = None,
-    lang: str = "zh-CN",
-) -> Any:
-    """Return the pre-filled ``OrderCreate`` for ``source`` (region, scenario, customers).
-
-    ``voice_ids`` narrows the order to some of the source's voices (each must belong to
-    it, else ``UnusableInputError`` naming them).  Region, scenario, channel, segment and
-    customers come from the voices in the lake (``voxloop.act.sources.order_for_voices``,
-    which refuses voices outside the caller's region).
-    """
-    from voxloop.act.sources import order_for_voices
-
-    chosen = list(dict.fromkeys(voice_ids)) if voice_ids else source.voice_ids
-    if voice_ids:
-        own = set(source.voice_ids)
-        foreign = [v for v in chosen if v not in own]
-        if foreign:
-            raise UnusableInputError(
-                f"voice_ids: not voices of {source.kind} {source.ref} in your region: "
-                + ", ".join(foreign[:5])
-            )
-    if not chosen:
-        raise UnusableInputError(
-            f"{source.kind} {source.ref} has no voices in your region to open an order for"
-        )
-    data = order_for_voices(
-        settings=settings,
-        voice_ids=chosen[:MAX_ORDER_VOICES],
-        source_kind="problem" if source.kind == "problem" else "alert",
-        source_ref=source.ref,
-        title=(title or source.title or source.ref)[:300],
-        idempotency_key=idempotency_key,
-        principal=principal,
-    )
-    return data.model_copy(
-        update={
-            "description": (description or default_description(source, lang=lang))[:20_000],
-            "priority": priority or default_priority(source),
-            "scenario": data.scenario or None,
-        }
-    )
 
 
 # ---------------------------------------------------------------------------

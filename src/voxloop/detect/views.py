@@ -35,6 +35,7 @@ from voxloop.act.schemas import (
     ResolveRequest,
     SourceOrderRequest,
 )
+from voxloop.act.sources import order_request
 from voxloop.api.service import get_session, get_settings, optional_principal, require_permission
 from voxloop.config import Settings
 from voxloop.detect import service
@@ -434,7 +435,7 @@ def _create_from(
 ) -> tuple[WorkOrder, bool]:
     if not principal.can("write"):
         raise PermissionDeniedError(f"role {principal.role!r} may not write")
-    data = service.order_request(
+    data = order_request(
         settings=settings,
         principal=principal,
         source=source,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from voxloop.config import Settings
@@ -15,6 +16,7 @@ Stage = Callable[..., dict[str, Any]]
 
 def pipeline_stages() -> list[tuple[str, Stage]]:
     """Return the post-ingest stages in the order they run."""
+    from voxloop.act.sources import link_to_problem_orders
     from voxloop.analyze.service import analysis_stage
     from voxloop.assist.dialogue import write_dissatisfaction
     from voxloop.assist.qa import qa_stage
@@ -31,7 +33,8 @@ def pipeline_stages() -> list[tuple[str, Stage]]:
         ("qa", qa_stage),
         # Predicted dissatisfaction of calls and chats feeds the churn features.
         ("dissatisfaction", write_dissatisfaction),
-        ("detect", detect_stage),
+        # Detection sits below the act domain: reopening a problem's fixed orders is passed in.
+        ("detect", partial(detect_stage, link_orders=link_to_problem_orders)),
         ("analyze", analysis_stage),
     ]
 

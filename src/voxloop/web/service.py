@@ -162,7 +162,7 @@ def page_principal(request: Request) -> Principal | None:
     if hasattr(request.state, "voxloop_principal"):
         known: Principal | None = request.state.voxloop_principal
         return known
-    from voxloop.api.service import optional_principal
+    from voxloop.act.access import SESSION_COOKIE, request_principal
 
     principal: Principal | None = None
     maker = getattr(request.app.state, "sessionmaker", None)
@@ -170,7 +170,13 @@ def page_principal(request: Request) -> Principal | None:
     if maker is not None and settings is not None:
         try:
             with maker() as session:
-                principal = optional_principal(request, session, settings)
+                principal = request_principal(
+                    session=session,
+                    secret_key=settings.secret_key,
+                    dev_mode=settings.env == "dev",
+                    authorization=request.headers.get("authorization"),
+                    cookie=request.cookies.get(SESSION_COOKIE),
+                )
         except Exception:  # an invalid credential: the page itself already answered 401
             principal = None
     request.state.voxloop_principal = principal
