@@ -208,13 +208,14 @@ def _to_arrow(df: Any) -> pa.Table:
 
 def spark_detect(*, spark: Any, settings: Settings, granularity: str = "hour") -> dict[str, Any]:
     """Recount the series on Spark, save them, then detect on the driver as in-process."""
+    from voxloop.act.sources import link_to_problem_orders
     from voxloop.detect.series import save_counts
     from voxloop.detect.service import detect_stage, state_dir
 
     counts = spark_counts(spark=spark, settings=settings, granularity=granularity)
     save_counts(state_dir(settings) / f"counts_{granularity}.parquet", counts)
     # Surge detection and grouping work on the (small) count series and new voices.
-    summary = detect_stage(settings=settings)
+    summary = detect_stage(settings=settings, link_orders=link_to_problem_orders)
     return {"series_rows": counts.num_rows, **summary}
 
 
