@@ -13,6 +13,8 @@ server acknowledged before the kill must still be there.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import random
@@ -32,6 +34,8 @@ from typing import Any
 import httpx
 
 CLIENTS = 50
+#: uvicorn worker processes (``VOXLOOP_BENCH_ACT_WORKERS``).
+WORKERS = 1
 HOT_ORDERS = 5
 RETRY_SHARE = 0.3
 PG_ADMIN_URL = os.environ.get("VOXLOOP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -49,8 +53,10 @@ class Ledger:
     ok: int = 0
     conflicts: int = 0
     errors: int = 0
+    #: Changes the server committed: creates answered 201 and transitions answered 200.
+    committed: int = 0
 
-    def record(self, seconds: float, status: int | None) -> None:
+    def record(self, seconds: float, status: int | None, *, change: bool = False) -> None:
         with self.lock:
             self.latencies.append(seconds)
             if status is None or status >= 500:
@@ -59,6 +65,8 @@ class Ledger:
                 self.conflicts += 1
             elif status < 300:
                 self.ok += 1
+                if change and status in (200, 201):
+                    self.committed += 1
 
 
 def _free_port() -> int:
@@ -67,15 +75,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def app_factory() -> Any:
+    """Build the app from the environment (uvicorn's ``factory`` entry for worker processes)."""
+    from voxloop.api.app import create_app
+    from voxloop.config import load_settings
+
+    # The bench migrated the database already; N workers must not race on it.
+    return create_app(load_settings(), run_migrations=False)
+
+
+def _start_server(env: dict[str, str], port: int, workers: int) -> subprocess.Popen[bytes]:
     code = (
         "import uvicorn\n"
-        "from voxloop.api.app import create_app\n"
-        "from voxloop.config import load_settings\n"
-        f"uvicorn.run(create_app(load_settings()), host='127.0.0.1', port={port}, "
-        "log_level='warning')\n"
+        "uvicorn.run('benchmarks.bench_act:app_factory', factory=True, host='127.0.0.1', "
+        f"port={port}, workers={workers}, log_level='warning', access_log=False)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    # Own process group: the SIGKILL check kills the master and every worker at once.
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -84,105 +100,229 @@ def _start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    proc.kill()
+    _kill_group(proc, signal.SIGKILL)
     raise RuntimeError("server did not start within 60 s")
 
 
-def _call(
-    client: httpx.Client, ledger: Ledger, method: str, url: str, **kw: Any
-) -> httpx.Response | None:
-    start = time.perf_counter()
-    try:
-        r = client.request(method, url, **kw)
-    except httpx.HTTPError:
-        ledger.record(time.perf_counter() - start, None)
-        # Back off while the server is down instead of spinning on refused connections.
-        time.sleep(0.2)
-        return None
-    ledger.record(time.perf_counter() - start, r.status_code)
-    return r
+def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
 
 
-def _transition(
-    client: httpx.Client, ledger: Ledger, order_id: str, to: str, version: int, reason: Any = None
+def _proc_cpu(select: Any) -> float:
+    """Return the CPU seconds (user + system) of the live processes ``select(stat)`` keeps."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the parenthesised command name: state is 3, pgrp 5, utime 14, stime 15.
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        if select(name, fields):
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def _box_busy() -> float:
+    """Return the busy CPU seconds of the whole machine so far (all cores, /proc/stat)."""
+    values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds of the server (process group), PostgreSQL backends, this client, the box."""
+
+    server_pgid: int
+    start: dict[str, float] = field(default_factory=dict)
+
+    def read(self) -> dict[str, float]:
+        """Return the current counters."""
+        pgid = str(self.server_pgid)
+        return {
+            "server": _proc_cpu(lambda _n, f: f[2] == pgid),
+            "postgres": _proc_cpu(lambda n, _f: n == "postgres"),
+            "client": time.process_time(),
+            "box": _box_busy(),
+        }
+
+    def begin(self) -> None:
+        """Start measuring."""
+        self.start = self.read()
+
+    def spent(self) -> dict[str, float]:
+        """Return the CPU seconds spent since ``begin``."""
+        now = self.read()
+        return {k: now[k] - self.start[k] for k in now}
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection: the bare minimum a JSON API client needs.
+
+    A plain asyncio socket instead of httpx threads: the load generator shares the
+    server's two cores, and 50 httpx client threads ate about a core of their own.
+    """
+
+    def __init__(self, port: int, token: str) -> None:
+        self.port = port
+        self.auth = f"Authorization: Bearer {token}\r\n"
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def _exchange(
+        self, method: str, path: str, body: Any, extra: str
+    ) -> tuple[int, dict[str, Any]]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        data = b"" if body is None else json.dumps(body).encode()
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{self.auth}{extra}"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + data)
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("server closed the connection")
+        status = int(status_line.split()[1])
+        length, close = 0, False
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection" and value.strip().lower() == b"close":
+                close = True
+        payload = await self.reader.readexactly(length)
+        if close:
+            self.close()
+        return status, (json.loads(payload) if payload else {})
+
+    async def request(
+        self,
+        ledger: Ledger,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        extra: str = "",
+        change_status: int | None = None,
+    ) -> tuple[int, dict[str, Any]] | None:
+        """Send one request; record its latency and outcome; ``None`` on a transport error."""
+        start = time.perf_counter()
+        try:
+            status, data = await asyncio.wait_for(self._exchange(method, path, body, extra), 30)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError, IndexError):
+            self.close()
+            ledger.record(time.perf_counter() - start, None)
+            # Back off while the server is down instead of spinning on refused connections.
+            await asyncio.sleep(0.2)
+            return None
+        ledger.record(time.perf_counter() - start, status, change=status == change_status)
+        return status, data
+
+
+async def _transition(
+    conn: _Connection, ledger: Ledger, order_id: str, to: str, version: int, reason: Any = None
 ) -> dict[str, Any] | None:
     body = {"to": to, "version": version, "reason": reason}
-    r = _call(client, ledger, "POST", f"/api/v1/work-orders/{order_id}/transition", json=body)
-    if r is not None and r.status_code == 200:
-        data: dict[str, Any] = r.json()
+    got = await conn.request(
+        ledger, "POST", f"/api/v1/work-orders/{order_id}/transition", body, change_status=200
+    )
+    if got is not None and got[0] == 200:
+        data = got[1]
         with ledger.lock:
             ledger.acks[order_id].append((int(data["version"]), str(data["state"])))
         return data
     return None
 
 
-def _client_loop(
-    base: str, token: str, ledger: Ledger, hot: list[str], stop: threading.Event, seed: int
+async def _client_loop(
+    port: int, token: str, ledger: Ledger, hot: list[str], stop: threading.Event, seed: int
 ) -> None:
     rnd = random.Random(seed)
-    headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
-        for _ in range(100_000):  # bounded; the stop event ends it first
+    conn = _Connection(port, token)
+    try:
+        for _ in range(1_000_000):  # bounded; the stop event ends it first
             if stop.is_set():
                 return
             if rnd.random() < 0.5:
-                _hot_step(client, ledger, rnd.choice(hot))
+                await _hot_step(conn, ledger, rnd.choice(hot))
                 continue
             key = uuid.uuid4().hex
             body = {"title": "bench", "scenario": rnd.choice(["BILL", "HBB", "PLAN"])}
             sends = 2 if rnd.random() < RETRY_SHARE else 1
             order_id = None
             for _ in range(sends):
-                r = _call(
-                    client,
+                got = await conn.request(
                     ledger,
                     "POST",
                     "/api/v1/work-orders",
-                    json=body,
-                    headers={"Idempotency-Key": key},
+                    body,
+                    extra=f"Idempotency-Key: {key}\r\n",
+                    change_status=201,
                 )
-                if r is not None and r.status_code in (200, 201):
-                    got = str(r.json()["id"])
+                if got is not None and got[0] in (200, 201):
+                    oid = str(got[1]["id"])
                     with ledger.lock:
-                        if key in ledger.creates and ledger.creates[key] != got:
+                        if key in ledger.creates and ledger.creates[key] != oid:
                             ledger.duplicate_ids += 1
-                        ledger.creates[key] = got
-                    order_id = got
+                        ledger.creates[key] = oid
+                    order_id = oid
             if order_id is None:
                 continue
             version = 1
             for to, reason in (("in_progress", None), ("resolved", "fixed"), ("closed", "done")):
                 if stop.is_set():
                     return
-                data = _transition(client, ledger, order_id, to, version, reason)
+                data = await _transition(conn, ledger, order_id, to, version, reason)
                 if data is None:
                     break
                 version = int(data["version"])
+    finally:
+        conn.close()
 
 
-def _hot_step(client: httpx.Client, ledger: Ledger, order_id: str) -> None:
+async def _hot_step(conn: _Connection, ledger: Ledger, order_id: str) -> None:
     for _ in range(5):
-        r = _call(client, ledger, "GET", f"/api/v1/work-orders/{order_id}")
-        if r is None or r.status_code != 200:
+        got = await conn.request(ledger, "GET", f"/api/v1/work-orders/{order_id}")
+        if got is None or got[0] != 200:
             return
-        current = r.json()
+        current = got[1]
         to = "pending_customer" if current["state"] == "in_progress" else "in_progress"
-        if _transition(client, ledger, order_id, to, int(current["version"])) is not None:
+        if await _transition(conn, ledger, order_id, to, int(current["version"])) is not None:
             return
 
 
 def _run_load(
-    base: str, token: str, hot: list[str], seconds: float, kill: Any = None
+    port: int, token: str, hot: list[str], seconds: float, kill: Any = None
 ) -> tuple[Ledger, float]:
     ledger = Ledger()
     stop = threading.Event()
-    threads = [
-        threading.Thread(target=_client_loop, args=(base, token, ledger, hot, stop, i))
-        for i in range(CLIENTS)
-    ]
+
+    async def clients() -> None:
+        await asyncio.gather(
+            *(_client_loop(port, token, ledger, hot, stop, i) for i in range(CLIENTS))
+        )
+
+    # The clients run on one event loop in a thread; this thread times and kills.
+    loop_thread = threading.Thread(target=asyncio.run, args=(clients(),))
     start = time.time()
-    for t in threads:
-        t.start()
+    loop_thread.start()
     if kill is not None:
         time.sleep(seconds / 2)
         kill()
@@ -190,8 +330,7 @@ def _run_load(
     else:
         time.sleep(seconds)
     stop.set()
-    for t in threads:
-        t.join(timeout=120)
+    loop_thread.join(timeout=120)
     return ledger, time.time() - start
 
 
@@ -336,6 +475,9 @@ def run() -> str:
     from voxloop.store.service import make_engine, make_sessionmaker, migrate
 
     seconds = float(os.environ.get("VOXLOOP_BENCH_ACT_SECONDS", "60"))
+    workers = int(os.environ.get("VOXLOOP_BENCH_ACT_WORKERS", str(WORKERS)))
+    # Phase 1 only (no SIGKILL phase, no supervision section): for profiling runs.
+    quick = os.environ.get("VOXLOOP_BENCH_ACT_QUICK") == "1"
     tmp = Path(tempfile.mkdtemp(prefix="voxloop-bench-act-"))
     db_url, pg = _database(tmp)
     env = {
@@ -358,7 +500,7 @@ def run() -> str:
     engine.dispose()
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    server = _start_server(env, port)
+    server = _start_server(env, port, workers)
     lines = ["## act: work-order API under concurrent load\n"]
     try:
         hot = []
@@ -370,15 +512,20 @@ def run() -> str:
                     json={"to": "in_progress", "version": 1},
                 )
                 hot.append(oid)
-        ledger, elapsed = _run_load(base, token, hot, seconds)
+        meter = CpuMeter(server.pid)
+        meter.begin()
+        ledger, elapsed = _run_load(port, token, hot, seconds)
+        cpu = meter.spent()
         ledger.acks = defaultdict(list, ledger.acks)
         for oid in hot:  # the set-up transition above was acknowledged too
             ledger.acks[oid].insert(0, (2, "in_progress"))
         check1 = _check_phase1(ledger, settings)
         requests = len(ledger.latencies)
         lines += [
-            f"Database: {'PostgreSQL' if db_url else 'SQLite'}; one uvicorn process; "
-            f"{CLIENTS} client threads on the same machine; {HOT_ORDERS} contended orders; "
+            f"Database: {'PostgreSQL' if db_url else 'SQLite'}; uvicorn with {workers} "
+            f"worker process(es); "
+            f"{CLIENTS} concurrent keep-alive client connections (one asyncio thread) on the "
+            f"same machine; {HOT_ORDERS} contended orders; "
             f"{int(RETRY_SHARE * 100)}% of creates retried with the same Idempotency-Key.\n",
             "| phase 1 (no failures) | value |",
             "|---|---|",
@@ -387,19 +534,39 @@ def run() -> str:
             f"| throughput | {requests / elapsed:.1f} req/s ({ledger.ok / elapsed:.1f} 2xx/s) |",
             f"| latency p50 / p99 | {_percentile(ledger.latencies, 0.5) * 1000:.0f} ms / "
             f"{_percentile(ledger.latencies, 0.99) * 1000:.0f} ms |",
+            f"| committed changes (201 creates + 200 transitions) | {ledger.committed} "
+            f"({ledger.committed / elapsed:.1f}/s) |",
             f"| 409 conflicts (expected on hot orders) | {ledger.conflicts} |",
             f"| errors (5xx / transport) | {ledger.errors} |",
         ]
         lines += [f"| {k.replace('_', ' ')} | {v} |" for k, v in check1.items()]
+        per = max(ledger.committed, 1)
+        lines += [
+            "",
+            "| CPU during phase 1 | seconds | ms per committed change | ms per request |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, label in (
+            ("server", "server (uvicorn process group)"),
+            ("postgres", "PostgreSQL backends"),
+            ("client", "load client (this process)"),
+            ("box", "whole machine (all cores, other work included)"),
+        ):
+            lines.append(
+                f"| {label} | {cpu[name]:.1f} | {cpu[name] * 1000 / per:.2f} | "
+                f"{cpu[name] * 1000 / max(requests, 1):.2f} |"
+            )
+        if quick:
+            return "\n".join(lines)
 
         state = {"server": server}
 
         def kill() -> None:
-            state["server"].send_signal(signal.SIGKILL)
+            _kill_group(state["server"], signal.SIGKILL)
             state["server"].wait()
-            state["server"] = _start_server(env, port)
+            state["server"] = _start_server(env, port, workers)
 
-        ledger2, elapsed2 = _run_load(base, token, hot, max(10.0, seconds / 3), kill=kill)
+        ledger2, elapsed2 = _run_load(port, token, hot, max(10.0, seconds / 3), kill=kill)
         server = state["server"]
         check2 = _check_phase2(ledger2, settings)
         lines += [
@@ -422,11 +589,11 @@ def run() -> str:
         lines.append(f"\nResult: {'all consistency checks passed' if ok else 'CHECKS FAILED'}.")
         lines.append(_supervision_section(tmp))
     finally:
-        server.send_signal(signal.SIGTERM)
+        _kill_group(server, signal.SIGTERM)
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            server.kill()
+            _kill_group(server, signal.SIGKILL)
         if pg is not None:
             admin, name = pg
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

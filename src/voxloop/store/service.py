@@ -22,6 +22,10 @@ from voxloop.config import Settings
 #: Domains that own an Alembic branch under ``voxloop/<domain>/migrations/versions``.
 MIGRATION_DOMAINS = ("store", "ingest", "understand", "detect", "act", "analyze", "assist")
 
+#: PostgreSQL connections a process keeps open, and how many more it may open under a burst.
+POOL_SIZE = 20
+POOL_OVERFLOW = 20
+
 
 def make_engine(settings: Settings) -> Engine:
     """Create the operational-store engine (SQLite in WAL mode by default, or PostgreSQL)."""
@@ -42,7 +46,11 @@ def make_engine(settings: Settings) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # One pooled connection per request the server runs at once: with the default 5 (+10
+    # overflow) a loaded server queued for connections and kept opening and closing the
+    # overflow ones.  No pre-ping (a round trip per checkout): a connection that died with
+    # a restarted PostgreSQL fails its one request and SQLAlchemy then renews the pool.
+    return create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
