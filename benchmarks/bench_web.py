@@ -6,10 +6,16 @@ one reading, written in parts of 250,000 rows as ingest would.  The pipeline's
 more batch that also re-reads old voices).  Each page and query is then timed cold (the
 result cache cleared, as after an ingest) ``VOXLOOP_BENCH_WEB_REPEAT`` times (default 9)
 for p50 / p95, beside the raw DuckDB query of the same aggregate over the lake.
+
+``VOXLOOP_BENCH_WEB_HOME`` names a folder that keeps the lake and its rollup between runs
+(built once, reused while the row count matches; the build and fold times reported are
+those of the run that built it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import resource
 import tempfile
@@ -212,13 +218,33 @@ def run() -> str:
     n = int(os.environ.get("VOXLOOP_BENCH_WEB_ROWS", "10000000"))
     repeat = int(os.environ.get("VOXLOOP_BENCH_WEB_REPEAT", "9"))
     batch = max(1, n // 100)
-    with tempfile.TemporaryDirectory() as tmp:
+    keep = os.environ.get("VOXLOOP_BENCH_WEB_HOME")
+    place = contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory()
+    with place as tmp:
+        assert tmp is not None
         settings = Settings(home=Path(tmp) / "home", env="test", secret_key="bench-key")
-        build_s = _once(lambda: build_lake(settings, n))
-        rollup_s = _once(lambda: update_rollups(settings=settings))
-        _extra_batch(settings, n, batch)
+        marker = Path(tmp) / "bench-web-lake.json"
+        built = json.loads(marker.read_text()) if marker.exists() else {}
         summary: dict[str, Any] = {}
-        incremental_s = _once(lambda: summary.update(update_rollups(settings=settings)))
+        if built.get("n") == n:
+            build_s, rollup_s, incremental_s = built["build_s"], built["rollup_s"], built["inc_s"]
+            summary["rows"] = built["rows"]
+        else:
+            build_s = _once(lambda: build_lake(settings, n))
+            rollup_s = _once(lambda: update_rollups(settings=settings))
+            _extra_batch(settings, n, batch)
+            incremental_s = _once(lambda: summary.update(update_rollups(settings=settings)))
+            marker.write_text(
+                json.dumps(
+                    {
+                        "n": n,
+                        "build_s": build_s,
+                        "rollup_s": rollup_s,
+                        "inc_s": incremental_s,
+                        "rows": summary.get("rows", 0),
+                    }
+                )
+            )
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
         def raw(where: str = "") -> Callable[[], Any]:
@@ -233,8 +259,10 @@ def run() -> str:
 
         app = create_app(settings)
         from voxloop.act.access import add_user, create_token
+        from voxloop.errors import ConflictError
 
-        with app.state.sessionmaker.begin() as session:
+        with app.state.sessionmaker.begin() as session, contextlib.suppress(ConflictError):
+            # A kept home already has the user from an earlier run (checked before writing).
             add_user(session=session, username="bench.admin", role="admin", actor="bench")
         with app.state.sessionmaker.begin() as session:
             token = create_token(session=session, username="bench.admin", actor="bench")

@@ -363,6 +363,7 @@ ROLLUP_SCOPES = [
     {"from": "2026-09-05", "province": "广东", "scenario": "MNET"},
     {"from": "2026-09-10", "to": "2026-09-10"},  # one day: hourly buckets, the scan answers
     {"province": "西藏"},
+    {"days": 7, "province": "江苏"},  # a period pill: the rollup answers it, as the scan does
 ]
 
 

@@ -294,13 +294,17 @@ def test_overview_aggregates_match_independent_counts(settings: Settings) -> Non
     districts = overview(settings=settings, scope=Scope(province="江苏", city="南京"))
     assert districts.region_level == "district"
     assert dict(districts.by_region) == Counter(r["district"] for r in rows if r["city"] == "南京")
+    # A period pill keeps the last N local (Asia/Shanghai) calendar days of the data.
     recent = overview(settings=settings, scope=Scope(days=2))
-    last = max(r["received_at"] for r in rows)  # type: ignore[type-var]
-    assert recent.kpis.voices == sum(
-        1
-        for r in rows
-        if r["received_at"] > last - timedelta(days=2)  # type: ignore[operator]
-    )
+
+    def local_day(r: dict[str, object]) -> object:
+        return (r["received_at"] + timedelta(hours=8)).date()  # type: ignore[operator]
+
+    last = max(local_day(r) for r in rows)  # type: ignore[type-var]
+    kept = [r for r in rows if local_day(r) >= last - timedelta(days=1)]  # type: ignore[operator]
+    assert 0 < len(kept) < len(rows)
+    assert recent.kpis.voices == len(kept)
+    assert recent.period_from == last - timedelta(days=1)  # type: ignore[operator]
 
 
 def test_overview_drill_down_pages(filled: TestClient) -> None:

@@ -68,15 +68,52 @@ _cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _cached(settings: Settings, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+#: Lake tables the pages read; their part lists make up a lake version.
+_PAGE_TABLES = ("voices", "readings", "quarantine", "voice_rollup")
+#: One DuckDB database per lake version, its views made once; each query takes a cursor.
+_BASES_KEPT = 4
+_bases: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+
+
+def _version(settings: Settings) -> tuple[Any, ...]:
     # Lake parts are immutable and every write adds a part with a new name, so the list
-    # of part names is an exact version of the lake: a cached result stays correct until
-    # a part is added or removed, and the key then changes by itself.
-    state = tuple(
-        (table, tuple(p.name for p in part_files(settings, table)))
-        for table in ("voices", "readings", "quarantine", "voice_rollup")
+    # of part names is an exact version of the lake.
+    return (
+        str(settings.lake_dir.resolve()),
+        tuple(
+            (table, tuple(p.name for p in part_files(settings, table))) for table in _PAGE_TABLES
+        ),
     )
-    full = (str(settings.lake_dir.resolve()), settings.timezone, state, *key)
+
+
+def _connect(settings: Settings) -> Any:
+    """Return a DuckDB cursor over the lake's views, shared by every query of a lake version.
+
+    Creating the views binds every part's schema (tens of ms over a few dozen parts);
+    a page runs several queries, so the database and its views (and DuckDB's cache of
+    Parquet footers) are made once per lake version and each caller gets its own cursor
+    (a connection of its own, safe to use from its thread; temp tables stay its own).
+    """
+    key = _version(settings)
+    with _cache_lock:
+        base = _bases.get(key)
+        if base is not None:
+            _bases.move_to_end(key)
+            return base.cursor()
+    names = tuple(table for table, parts in key[1] if parts and table != "voice_rollup")
+    fresh = lake_connection(settings, names)
+    with _cache_lock:
+        base = _bases.setdefault(key, fresh)
+        while len(_bases) > _BASES_KEPT:
+            # Not closed: a cursor still running a query keeps its database alive.
+            _bases.popitem(last=False)
+        return base.cursor()
+
+
+def _cached(settings: Settings, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+    # A cached result stays correct until a part is added or removed (see ``_version``),
+    # and the key then changes by itself.
+    full = (*_version(settings), settings.timezone, *key)
     with _cache_lock:
         if full in _cache:
             _cache.move_to_end(full)
@@ -91,9 +128,11 @@ def _cached(settings: Settings, key: tuple[Any, ...], compute: Callable[[], T]) 
 
 
 def clear_cache() -> None:
-    """Forget every cached result (benchmarks; tests that rewrite a lake in place)."""
+    """Forget every cached result and shared connection (benchmarks; tests that rewrite a
+    lake in place): the next page reads as the first one after an ingest does."""
     with _cache_lock:
         _cache.clear()
+        _bases.clear()
 
 
 def _tables(con: Any) -> set[str]:
@@ -110,9 +149,6 @@ def _has_readings(con: Any, tables: set[str]) -> bool:
 
 def _scope_where(scope: Scope, tz: str, *, has_readings: bool) -> tuple[str, list[Any]]:
     where, params, reading = _filter_where(scope, tz)
-    if scope.days:
-        where += " AND v.received_at > (SELECT max(received_at) FROM voices) - to_days(?)"
-        params.append(scope.days)
     if reading:
         if not has_readings:
             return "FALSE", []
@@ -292,21 +328,76 @@ def _series_fill(
     return {k: [(b, int(counts.get((b, k), 0))) for b in buckets] for k in keys}
 
 
+def last_day(*, settings: Settings) -> date | None:
+    """Return the local calendar day of the newest voice of the lake (``None`` when empty).
+
+    Read from the rollup when it is current (a few thousand cells), else from the voices.
+    """
+    return _cached(settings, ("last_day",), lambda: _last_day(settings=settings))
+
+
+def _last_day(*, settings: Settings) -> date | None:
+    from voxloop.store.rollups import rollup_is_current, rollup_source
+
+    con = _connect(settings)
+    try:
+        if "voices" not in _tables(con):
+            return None
+        if rollup_is_current(settings=settings):
+            try:
+                found = con.execute(
+                    f"SELECT max(day) FROM {rollup_source(settings, set())} WHERE n > 0"
+                ).fetchone()
+                return found[0] if found else None
+            except duckdb.IOException:
+                pass  # the cube was compacted meanwhile: the scan answers this once
+        found = con.execute(
+            "SELECT CAST(timezone(?, max(received_at)) AS DATE) FROM voices", [settings.timezone]
+        ).fetchone()
+        return found[0] if found else None
+    finally:
+        con.close()
+
+
+def period_scope(*, settings: Settings, scope: Scope) -> Scope:
+    """Turn the period pill ``days=N`` into ``from``: the last N local days of the data.
+
+    The window is the day of the newest voice and the N - 1 days before it (calendar
+    days, as the rollup counts them), intersected with any ``from`` already set.  The
+    result has ``days`` cleared, so the rollup answers it instead of a scan of the lake.
+    """
+    if not scope.days:
+        return scope
+    newest = last_day(settings=settings)
+    if newest is None:
+        return scope.model_copy(update={"days": None})
+    since = newest - timedelta(days=scope.days - 1)
+    if scope.date_from is not None and scope.date_from > since:
+        since = scope.date_from
+    return scope.model_copy(update={"date_from": since, "days": None})
+
+
 def overview(*, settings: Settings, scope: Scope, latest_limit: int = 12) -> Overview:
     """Aggregate the overview page: volumes by time, channel, region, scenario, sentiment.
 
-    Results are cached per lake version (see ``_cached``); treat them as read-only.
+    A period pill (``days``) is resolved by ``period_scope`` first.  Results are cached
+    per lake version (see ``_cached``); treat them as read-only.
     """
-    return _cached(
-        settings,
-        ("overview", scope.model_dump_json(), latest_limit),
-        lambda: _overview(settings=settings, scope=scope, latest_limit=latest_limit),
-    )
+    pill = bool(scope.days)
+    scope = period_scope(settings=settings, scope=scope)
+
+    def compute() -> Overview:
+        result = _overview(settings=settings, scope=scope, latest_limit=latest_limit)
+        if pill:
+            result.period_from = scope.date_from
+        return result
+
+    return _cached(settings, ("overview", scope.model_dump_json(), pill, latest_limit), compute)
 
 
 def _overview(*, settings: Settings, scope: Scope, latest_limit: int) -> Overview:
     result = Overview()
-    con = lake_connection(settings)
+    con = _connect(settings)
     try:
         tables = _tables(con)
         if "quarantine" in tables:
@@ -714,7 +805,7 @@ def list_voices(*, settings: Settings, filters: VoiceFilters) -> VoicePage:
 
 
 def _list_voices(*, settings: Settings, filters: VoiceFilters) -> VoicePage:
-    con = lake_connection(settings)
+    con = _connect(settings)
     try:
         tables = _tables(con)
         has_readings = _has_readings(con, tables)
@@ -777,7 +868,7 @@ def iter_voices(
     Paging is ignored; rows are fetched from DuckDB ``batch`` at a time, so a download of
     millions of voices never holds them all in memory.  Columns: ``VOICE_EXPORT_COLUMNS``.
     """
-    con = lake_connection(settings)
+    con = _connect(settings)
     try:
         tables = _tables(con)
         if "voices" not in tables:
@@ -858,7 +949,7 @@ def facets(
 
 def _facets(*, settings: Settings, province: str | None, city: str | None, kinds: bool) -> Facets:
     out = Facets()
-    con = lake_connection(settings)
+    con = _connect(settings)
     try:
         tables = _tables(con)
         if "voices" not in tables:
@@ -922,7 +1013,7 @@ def voice_detail(*, settings: Settings, voice_id: str) -> VoiceDetail | None:
 
 
 def _voice_detail(*, settings: Settings, voice_id: str) -> VoiceDetail | None:
-    con = lake_connection(settings)
+    con = _connect(settings)
     try:
         tables = _tables(con)
         if "voices" not in tables:
@@ -1025,7 +1116,7 @@ def _readings_summary(*, settings: Settings, filters: PageFilters, limit: int) -
         "escalations": [],
         "model_version": latest_model_version(settings) or "default",
     }
-    con = lake_connection(settings)
+    con = _connect(settings)
     try:
         tables = _tables(con)
         if not _has_readings(con, tables):

@@ -146,6 +146,8 @@ class Overview:
     latest: list[VoiceRow] = field(default_factory=list)
     quarantine_by_kind: list[tuple[str, int]] = field(default_factory=list)
     has_readings: bool = False
+    #: First local day of a period pill's window (``days=N``), as the overview read it.
+    period_from: date | None = None
 
 
 @dataclass

@@ -7,7 +7,6 @@ downloads any of its tables with ``?format=csv|xlsx&table=NAME`` (``voxloop.web.
 from __future__ import annotations
 
 from dataclasses import fields as dataclass_fields
-from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -117,10 +116,8 @@ def _voice_scope(data: Overview, scope: Scope) -> dict[str, object]:
         "city": scope.city,
         "district": scope.district,
     }
-    if scope.days and data.kpis.last_at is not None:
-        since = (data.kpis.last_at - timedelta(days=scope.days)).date()
-        if scope.date_from is None or since > scope.date_from:
-            params["from"] = since.isoformat()
+    if data.period_from is not None:
+        params["from"] = data.period_from.isoformat()  # a period pill, as overview read it
     return params
 
 
