@@ -7,6 +7,7 @@ from datetime import timedelta
 from html import unescape
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from fastapi import FastAPI
@@ -416,3 +417,55 @@ def test_pages_read_from_the_rollup_exactly(tmp_path: Path) -> None:
         [p for p in ROLLUP_SCOPES for _ in range(4)], scanned, rolled, strict=True
     ):
         assert a == b, params
+
+
+def test_problems_follow_channel_sentiment_and_district(app: FastAPI) -> None:
+    """Problems mix channels and sentiments: the bar keeps those with a matching voice."""
+    from datetime import UTC, datetime
+
+    from voxloop.detect.models import Problem, ProblemMember
+    from voxloop.web.service import problems_in_bar
+
+    settings = app.state.settings
+    rows = voice_rows(240)
+    sentiment = latest_sentiment()
+    app_ids = [str(r["id"]) for r in rows if r["channel"] == "app"][:6]
+    other_ids = [str(r["id"]) for r in rows if r["channel"] != "app"][:6]
+    now = datetime.now(UTC)
+    with app.state.sessionmaker.begin() as session:
+        for pid, ids in (("pf-app", app_ids), ("pf-other", other_ids)):
+            session.add(
+                Problem(
+                    id=pid,
+                    title=pid,
+                    config_version="t",
+                    n_voices=len(ids),
+                    first_seen=now,
+                    last_seen=now,
+                )
+            )
+            session.add_all(ProblemMember(voice_id=v, problem_id=pid) for v in ids)
+    admin = Principal(user_id=None, username="admin", role="admin")
+    with app.state.sessionmaker() as session:
+        problems = [session.get(Problem, "pf-app"), session.get(Problem, "pf-other")]
+
+        def kept(query: str) -> list[str]:
+            found = problems_in_bar(
+                _request(query), admin, problems, settings=settings, session=session
+            )
+            return [p.id for p in found]
+
+        assert kept("") == ["pf-app", "pf-other"]  # no voice-level filter: unchanged
+        assert kept("channel=app") == ["pf-app"]
+        assert kept("channel=no-such-channel") == []
+        for mood in ("negative", "positive"):
+            expected = [
+                pid
+                for pid, ids in (("pf-app", app_ids), ("pf-other", other_ids))
+                if any(sentiment.get(v) == mood for v in ids)
+            ]
+            assert kept(f"sentiment={mood}") == expected
+        district = next(str(r["district"]) for r in rows if str(r["id"]) == other_ids[0])
+        assert "pf-other" in kept(urlencode({"district": district}))
+        # Every filter applies to the same voice: an app voice on another channel's day.
+        assert kept("channel=app&from=2000-01-01&to=2000-01-02") == []

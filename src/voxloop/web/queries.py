@@ -932,6 +932,56 @@ def _list_from_rollup(
     return page
 
 
+def problem_voice_counts(
+    *, settings: Settings, members: Sequence[tuple[str, str]], filters: PageFilters
+) -> dict[str, int]:
+    """Count, per problem, its member voices that ``filters`` keep.
+
+    ``members`` are ``(problem_id, voice_id)`` pairs.  Every bar filter applies to each
+    voice (dates, region, channel; scenario and sentiment by its latest reading), so a
+    problem mixing channels and sentiments is kept for the voices that match.
+    """
+    import pyarrow as pa
+
+    if not members:
+        return {}
+    con = _connect(settings)
+    try:
+        if "voices" not in _tables(con):
+            return {}
+        con.register(
+            "members",
+            pa.table(
+                {
+                    "problem_id": [str(m[0]) for m in members],
+                    "voice_id": [str(m[1]) for m in members],
+                }
+            ),
+        )
+        where, params, reading = _filter_where(filters, settings.timezone)
+        if reading:
+            if not _has_readings(con, _tables(con)):
+                return {}
+            fields = ", ".join(f"{short} := {column}" for column, short, _ in reading)
+            match = " AND ".join(f"x.{short} = ?" for _, short, _ in reading)
+            # The latest reading of the member voices only (arg_max over read_at).
+            where += (
+                " AND v.id IN (SELECT voice_id FROM (SELECT voice_id, "
+                f"arg_max(struct_pack({fields}), read_at) AS x FROM readings "
+                "WHERE voice_id IN (SELECT voice_id FROM members) GROUP BY voice_id) "
+                f"WHERE {match})"
+            )
+            params += [value for _, _, value in reading]
+        rows = con.execute(
+            "SELECT m.problem_id, count(DISTINCT v.id) FROM members m "
+            f"JOIN voices v ON v.id = m.voice_id WHERE {where} GROUP BY 1",
+            params,
+        ).fetchall()
+        return {str(pid): int(n) for pid, n in rows}
+    finally:
+        con.close()
+
+
 def facets(
     *, settings: Settings, province: str | None, city: str | None, kinds: bool = True
 ) -> Facets:

@@ -258,3 +258,37 @@ def render(request: Request, template: str, context: dict[str, Any]) -> HTMLResp
     if request.query_params.get("lang") in LANGUAGES:
         response.set_cookie("lang", lang, samesite="lax")
     return response
+
+
+#: Bar filters a problem cannot answer from its own summary (it mixes channels, places
+#: and sentiments): they are checked voice by voice in the lake.
+VOICE_LEVEL_FILTERS = ("district", "channel", "sentiment")
+
+
+def problems_in_bar(
+    request: Request, principal: Principal, problems: list[Any], *, settings: Any, session: Any
+) -> list[Any]:
+    """Keep the problems with at least one member voice inside the request's filter bar.
+
+    Dates, province, city and scenario are already filtered from a problem's own daily,
+    region and scenario summary (``voxloop.detect.service.filter_problems``); when the
+    bar also sets a district, channel or sentiment, every bar filter is applied to each
+    member voice (``voxloop.web.queries.problem_voice_counts``).
+    """
+    filters = request_filters(request, principal)
+    if not problems or not any(getattr(filters, name) for name in VOICE_LEVEL_FILTERS):
+        return list(problems)
+    from sqlalchemy import select
+
+    from voxloop.detect.models import ProblemMember
+    from voxloop.web.queries import problem_voice_counts
+
+    members = session.execute(
+        select(ProblemMember.problem_id, ProblemMember.voice_id).where(
+            ProblemMember.problem_id.in_([p.id for p in problems])
+        )
+    ).all()
+    counts = problem_voice_counts(
+        settings=settings, members=[(m[0], m[1]) for m in members], filters=filters
+    )
+    return [p for p in problems if counts.get(p.id)]
