@@ -275,7 +275,7 @@ def problems_in_bar(
     bar also sets a district, channel or sentiment, every bar filter is applied to each
     member voice (``voxloop.web.queries.problem_voice_counts``).
     """
-    filters = request_filters(request, principal)
+    filters: PageFilters = request_filters(request, principal)
     if not problems or not any(getattr(filters, name) for name in VOICE_LEVEL_FILTERS):
         return list(problems)
     from sqlalchemy import select
