@@ -469,3 +469,41 @@ def test_problems_follow_channel_sentiment_and_district(app: FastAPI) -> None:
         assert "pf-other" in kept(urlencode({"district": district}))
         # Every filter applies to the same voice: an app voice on another channel's day.
         assert kept("channel=app&from=2000-01-01&to=2000-01-02") == []
+
+
+def test_chinese_problem_titles_get_an_english_heading(app: FastAPI, client: TestClient) -> None:
+    """English pages name a Chinese-titled problem from the taxonomy, beside the original."""
+    from datetime import UTC, datetime
+
+    from voxloop.detect.models import Problem
+    from voxloop.web.service import problem_title_en
+
+    assert (
+        problem_title_en("这个月话费多扣了二十元", scenario="BILL", keywords=["话费", "扣费"])
+        == "Tariff and charges: Unexplained charge"
+    )
+    assert problem_title_en("App logs me out", scenario="BILL", keywords=[]) is None
+    assert problem_title_en("信号太差", scenario=None, keywords=[]) is None
+    now = datetime.now(UTC)
+    with app.state.sessionmaker.begin() as session:
+        session.add(
+            Problem(
+                id="pt-zh",
+                title="这个月话费多扣了二十元",
+                keywords_json='["话费", "扣费"]',
+                scenario="BILL",
+                config_version="t",
+                n_voices=3,
+                first_seen=now,
+                last_seen=now,
+            )
+        )
+    english = client.get("/problems", params={"lang": "en"}).text
+    assert "Tariff and charges: Unexplained charge" in english
+    assert "这个月话费多扣了二十元" in english  # the original stays, marked as such
+    detail = client.get("/problems/pt-zh", params={"lang": "en"}).text
+    assert 'id="problem-title">Tariff and charges: Unexplained charge</h1>' in detail
+    assert 'id="problem-title-original"' in detail
+    chinese = client.get("/problems/pt-zh", params={"lang": "zh-CN"}).text
+    assert 'id="problem-title">这个月话费多扣了二十元</h1>' in chinese
+    assert "problem-title-original" not in chinese

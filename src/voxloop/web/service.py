@@ -235,7 +235,8 @@ def render(request: Request, template: str, context: dict[str, Any]) -> HTMLResp
     """Render ``template`` (e.g. ``"detect/alerts.html"``) in the request's language.
 
     Besides ``context``, templates get ``lang``, ``t(key)``, ``label(prefix, code)``,
-    ``url_with(path=None, **params)``, ``export_url(table, fmt)``, ``lang_urls``, the
+    ``url_with(path=None, **params)``, ``export_url(table, fmt)``, ``lang_urls``,
+    ``title_en(problem)`` (see ``problem_title_en``; ``None`` unless English), the
     ``pii`` filter and ``bar`` (the filter bar shown on every page to a signed-in caller;
     pass ``bar`` in ``context`` to change it, or ``None`` to hide it).
     """
@@ -251,6 +252,15 @@ def render(request: Request, template: str, context: dict[str, Any]) -> HTMLResp
             request, None, format=fmt, table=table, page=None
         ),
         "lang_urls": {code: url_with(request, lang=code) for code in LANGUAGES},
+        "title_en": lambda p: (
+            problem_title_en(
+                str(p.get("title") or ""),
+                scenario=p.get("scenario"),
+                keywords=list(p.get("keywords") or []),
+            )
+            if lang == "en"
+            else None
+        ),
         "nav_path": request.url.path,
         **context,
     }
@@ -292,3 +302,54 @@ def problems_in_bar(
         settings=settings, members=[(m[0], m[1]) for m in members], filters=filters
     )
     return [p for p in problems if counts.get(p.id)]
+
+
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def _bigrams(text: str) -> set[str]:
+    chars = "".join(_CJK.findall(text))
+    return {chars[i : i + 2] for i in range(len(chars) - 1)}
+
+
+@cache
+def _subcategory_grams() -> dict[str, list[tuple[str, set[str]]]]:
+    """Return ``{scenario: [(subcategory English name, its Chinese character bigrams)]}``."""
+    try:
+        from voxloop.understand.taxonomy import default_taxonomy
+
+        taxonomy = default_taxonomy()
+    except Exception:  # pragma: no cover - the understand domain is optional for pages
+        return {}
+    return {
+        s.code: [
+            (sub.en, set().union(_bigrams(sub.zh), *(_bigrams(e) for e in sub.examples)))
+            for sub in s.subcategories
+        ]
+        for s in taxonomy.scenarios
+    }
+
+
+def problem_title_en(title: str, *, scenario: str | None, keywords: list[str]) -> str | None:
+    """Return an English heading for a problem whose generated title is Chinese, else None.
+
+    The phrase title is taken from the problem's (Chinese) voices and is not translated:
+    the heading is the scenario's English name from the taxonomy and, when the title and
+    key terms share at least two Chinese character bigrams with one subcategory's name
+    and example phrases (and more than with any other), that subcategory's English name.
+    Pages show it beside the original title, marked as derived from the taxonomy.
+    """
+    if not _CJK.search(title):
+        return None
+    names = taxonomy_names().get("scenario", {})
+    if not scenario or scenario not in names:
+        return None
+    heading = names[scenario][1]
+    grams = _bigrams(" ".join([title, *keywords]))
+    scored = sorted(
+        ((len(grams & subs), name) for name, subs in _subcategory_grams().get(scenario, [])),
+        reverse=True,
+    )
+    if scored and scored[0][0] >= 2 and (len(scored) == 1 or scored[1][0] < scored[0][0]):
+        heading += f": {scored[0][1]}"
+    return heading
