@@ -217,7 +217,10 @@ class KbRetriever:
         self.entries_ = list(entries)
         docs = [tokens(f"{e.question} {e.question} {e.answer}") for e in self.entries_]
         self.bm25_ = bm25s.BM25()
-        self.bm25_.index(docs, show_progress=False)
+        # bm25s cannot index an empty corpus; a KB whose entries are all retired is empty,
+        # and search() answers nothing for it before it reads the index.
+        if docs:
+            self.bm25_.index(docs, show_progress=False)
         self.vectors_ = (
             self.encoder.encode([e.question for e in self.entries_])
             if self.encoder is not None and self.entries_

@@ -238,6 +238,7 @@ def _bar_filters(request: Request, principal: Principal) -> dict[str, Any]:
         "district": filters.district,
         "channel": filters.channel,
         "scenario": filters.scenario,
+        "sentiment": filters.sentiment,
     }
     return {k: v for k, v in out.items() if v}
 
@@ -259,7 +260,7 @@ def problems_page(
 ) -> Response:
     """Show the alerts and the problem list of the caller's region."""
     from voxloop.web import charts
-    from voxloop.web.service import language, render, translate
+    from voxloop.web.service import language, problems_in_bar, render, translate
 
     if principal is None:
         return _login(request)
@@ -281,7 +282,7 @@ def problems_page(
             sort=sort_by,
         )
         return service.filter_problems(
-            found,
+            problems_in_bar(request, principal, found, settings=settings, session=session),
             start=bar.get("from"),
             end=bar.get("to"),
             province=bar.get("province"),
