@@ -507,3 +507,31 @@ def test_chinese_problem_titles_get_an_english_heading(app: FastAPI, client: Tes
     chinese = client.get("/problems/pt-zh", params={"lang": "zh-CN"}).text
     assert 'id="problem-title">这个月话费多扣了二十元</h1>' in chinese
     assert "problem-title-original" not in chinese
+
+
+#: One value per bar field that keeps some test voices and drops others.
+BAR_VALUES: dict[str, dict[str, str]] = {
+    "from": {"from": "2026-09-05"},
+    "to": {"to": "2026-09-08"},
+    "province": {"province": "江苏"},
+    "city": {"province": "江苏", "city": "南京"},
+    "district": {"province": "江苏", "city": "南京", "district": "玄武区"},
+    "channel": {"channel": "app"},
+    "scenario": {"scenario": "BILL"},
+    "sentiment": {"sentiment": "negative"},
+}
+
+
+def _content(client: TestClient, path: str, params: dict[str, str]) -> str:
+    """Return a page's HTML without the bar and links (which echo the URL by design)."""
+    response = client.get(path, params={**params, "lang": "en"})
+    assert response.status_code == 200, (path, params, response.text[:300])
+    html = re.sub(r'<form class="filters filter-bar".*?</form>', "", response.text, flags=re.S)
+    return re.sub(r'(href|value)="[^"]*"', "", html)
+
+
+@pytest.mark.parametrize("path", ["/", "/voices", "/understand"])
+@pytest.mark.parametrize("field", list(BAR_VALUES))
+def test_every_bar_field_changes_the_page(client: TestClient, path: str, field: str) -> None:
+    """Each field of the bar, alone, changes what a page over voices shows."""
+    assert _content(client, path, BAR_VALUES[field]) != _content(client, path, {})

@@ -90,7 +90,9 @@ def _overview_charts(data: Overview, *, scope: Scope, lang: str) -> dict[str, An
             title=t("web.chart.by_scenario"),
             stacked=True,
             hrefs=[
-                _url("/voices", scenario=c, **_voice_scope(data, scope)) if c != "?" else None
+                _url("/voices", **{**_voice_scope(data, scope), "scenario": c})
+                if c != "?"
+                else None
                 for c in codes
             ],
             colors={label("sentiment", k, lang): v for k, v in charts.SENTIMENT_COLORS.items()},
