@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -260,3 +261,66 @@ def test_one_ingest_session_serves_many_batches_and_sees_other_writers(
         {"id": "z", "tags": ["a", 1], "text": "t"},
     ):
         assert _flatten(rec) == flatten_record(rec)
+
+
+@needs_nats
+def test_lost_messages_of_a_pull_request_do_not_stall_the_consumer(
+    settings: Settings, stream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages a request delivered but the client lost come back; the consumer finishes.
+
+    A slow client that discards messages (or a connection that drops mid-delivery) leaves
+    its pull request short of its last messages, with no end status, since the server
+    delivered the whole batch. The consumer once waited on that request forever: the lost
+    messages stayed unacknowledged, and JetStream redelivers only on a new pull request.
+    """
+    import nats.aio.client
+
+    from voxloop.ingest.broker import consume_nats
+
+    payloads = [json.dumps(_voice(i), ensure_ascii=False).encode() for i in range(2_500)]
+    asyncio.run(_publish(stream, f"{stream.lower()}.*", payloads))
+    dropped: list[bytes] = []
+    subscribe = nats.aio.client.Client.subscribe
+
+    async def lossy_subscribe(self: Any, subject: str, *args: Any, **kwargs: Any) -> Any:
+        cb = kwargs.get("cb")
+        if cb is None or not subject.startswith("_INBOX."):
+            return await subscribe(self, subject, *args, **kwargs)
+
+        delivered = 0
+
+        async def lossy(msg: Any) -> None:
+            nonlocal delivered
+            if msg.headers is None:  # a message, not a status
+                delivered += 1
+                if 990 < delivered <= 1_000:  # the first request's last ten are lost
+                    dropped.append(msg.data)
+                    return
+            await cb(msg)
+
+        kwargs["cb"] = lossy
+        return await subscribe(self, subject, *args, **kwargs)
+
+    monkeypatch.setattr(nats.aio.client.Client, "subscribe", lossy_subscribe)
+    started = time.monotonic()
+    stats = consume_nats(
+        settings=settings,
+        url=NATS_URL,
+        stream=stream,
+        subject=f"{stream.lower()}.>",
+        batch_size=1_000,
+        idle_exit=2.0,
+        progress=0,
+        ack_wait=2.0,
+    )
+    assert len(dropped) == 10
+    assert time.monotonic() - started < 60
+    con = lake_connection(settings, ("voices",))
+    try:
+        total, distinct = con.execute("SELECT count(*), count(DISTINCT id) FROM voices").fetchone()
+    finally:
+        con.close()
+    # The ten lost messages were redelivered (after ack_wait) on a later request and stored.
+    assert total == distinct == len(payloads)
+    assert stats.stored == len(payloads) and stats.lag == 0

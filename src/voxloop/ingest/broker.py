@@ -416,13 +416,34 @@ def _js_position(reply: str) -> tuple[int, int, int]:
 
 @dataclass
 class _Pull:
-    """The one open JetStream pull request: messages still due, time of the last arrival."""
+    """The one open JetStream pull request: messages still due, time of the last arrival.
+
+    Each request has its own reply subject (``<inbox>.<n>``), so a late message or status
+    of an earlier request never counts against the current one.
+    """
 
     open: bool = False
     left: int = 0
     last: float = 0.0
+    #: Number of the current request (its reply subject ends in it).
+    n: int = 0
+    #: When the current request counts as lost if no terminal status came (loop time).
+    deadline: float = 0.0
     #: After a 409 (request refused: consumer deleted, limits, leader change) wait a little.
     retry_at: float = 0.0
+
+    def close(self, now: float, *, retry_after: float = 0.0) -> None:
+        """Take the current request as ended; the next may go out ``retry_after`` from now."""
+        self.open = False
+        self.retry_at = now + retry_after
+
+
+#: Grace beyond a pull request's expiry before the consumer takes it as lost. The server
+#: ends each request with a status (408 expired, 409 refused) or its last message; a lost
+#: one (connection dropped, messages discarded by a slow client) would otherwise leave the
+#: consumer waiting forever, and pending messages are only delivered (or redelivered) on a
+#: pull request.
+_PULL_GRACE_S = 2.0
 
 
 async def _nats_loop(
@@ -441,7 +462,31 @@ async def _nats_loop(
     from nats.js.api import AckPolicy, ConsumerConfig
     from nats.js.errors import NotFoundError
 
-    nc = await nats.connect(url)
+    pull = _Pull()
+    wake = asyncio.Event()
+
+    async def on_error(exc: Exception) -> None:
+        # Slow-consumer drops and protocol errors: the current request may have lost
+        # messages or its status, so stop waiting for it (the lost messages come back after
+        # ack_wait on a later request).
+        logger.warning("NATS: %s", exc)
+        pull.close(asyncio.get_running_loop().time())
+        wake.set()
+
+    async def on_disconnect() -> None:
+        # A pull request ends with its connection; a new one goes out after the reconnect.
+        logger.warning("NATS: disconnected from %s", url)
+        pull.close(asyncio.get_running_loop().time())
+        wake.set()
+
+    async def on_reconnect() -> None:
+        logger.warning("NATS: reconnected to %s", url)
+        pull.close(asyncio.get_running_loop().time())
+        wake.set()
+
+    nc = await nats.connect(
+        url, error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect
+    )
     try:
         js = nc.jetstream()
         try:
@@ -478,27 +523,28 @@ async def _nats_loop(
                 )
                 size = max(1, limit // 2)
         loop = asyncio.get_running_loop()
-        pull = _Pull()
         buf: list[Any] = []
-        wake = asyncio.Event()
+        inbox = nc.new_inbox()
 
         async def on_msg(msg: Any) -> None:
             # Messages of a pull request arrive on a private inbox; the callback only
-            # collects them (nats-py's fetch() costs an asyncio task per message).
+            # collects them (nats-py's fetch() costs an asyncio task per message). Every
+            # message is kept, whichever request it answers: it is unacknowledged until
+            # stored. Only the current request's own messages and status move its state.
             status = msg.headers.get("Status") if msg.headers else None
+            current = msg.subject == f"{inbox}.{pull.n}"
             if status is None:
                 buf.append(msg)
-                pull.left -= 1
-                pull.open = pull.left > 0
-            elif status != "100":  # 404 nothing pending, 408 expired, 409: request ended
-                pull.open = False
-                if status == "409":
-                    pull.retry_at = loop.time() + 0.5
+                if current:
+                    pull.left -= 1
+                    pull.open = pull.left > 0
+            elif status != "100" and current:
+                # 404 nothing pending, 408 expired, 409 refused or ended.
+                pull.close(loop.time(), retry_after=0.5 if status == "409" else 0.0)
             pull.last = loop.time()
             wake.set()
 
-        inbox = nc.new_inbox()
-        sub = await nc.subscribe(inbox, cb=on_msg)
+        sub = await nc.subscribe(f"{inbox}.*", cb=on_msg)
         next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
         # Two batches in hand at most (the consumer's max_ack_pending): one being stored in a
         # thread, the next parsed meanwhile (`ready`) or still arriving in `buf`.
@@ -518,10 +564,21 @@ async def _nats_loop(
                 len(buf) + (len(storing[1]) if storing else 0) + (len(ready[2]) if ready else 0)
             )
             want = min(size - len(buf), 2 * size - in_hand)
-            if subscribed and not pull.open and want > 0 and loop.time() >= pull.retry_at:
+            now = loop.time()
+            if pull.open and now >= pull.deadline:
+                # Also seen when the event loop was busy past the deadline with the status
+                # already queued (it is ignored then): harmless, the server bounds what a
+                # second request can add by max_ack_pending.
+                logger.info("NATS: pull request %d got no end status; sending a new one", pull.n)
+                pull.close(now)
+            if subscribed and not pull.open and want > 0 and now >= pull.retry_at:
                 request = {"batch": want, "expires": int(_PULL_EXPIRES_S * 1e9)}
-                await nc.publish(next_subject, json.dumps(request).encode(), reply=inbox)
+                pull.n += 1
                 pull.open, pull.left = True, want
+                pull.deadline = now + _PULL_EXPIRES_S + _PULL_GRACE_S
+                await nc.publish(
+                    next_subject, json.dumps(request).encode(), reply=f"{inbox}.{pull.n}"
+                )
             if storing is not None and storing[0].done():
                 job, taken = storing
                 storing = None
