@@ -5,13 +5,17 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from tests.conftest import shared_file
-from voxloop.assist.matcher import QuestionMatcher, read_pairs
+from voxloop.assist.match_features import DenseFeaturizer, diff_tokens, normalise
+from voxloop.assist.matcher import QuestionMatcher, best_threshold, cached_encoder, read_pairs
+from voxloop.config import Settings
+from voxloop.understand.embed_cache import CachedEncoder
 from voxloop.understand.encoders import Usem3Encoder
 
 
@@ -29,16 +33,52 @@ def _subset(tmp_path: Path, start: int, rows: int) -> Path:
 def test_matcher_ranks_held_out_pairs_and_round_trips(tmp_path: Path) -> None:
     train_pairs, train_y = read_pairs(_subset(tmp_path, 0, 2000))
     test_pairs, test_y = read_pairs(_subset(tmp_path, 30_000, 600))
-    model = QuestionMatcher(encoder=Usem3Encoder(), n_estimators=150).fit(train_pairs, train_y)
+    settings = Settings(home=tmp_path / "home", env="test", secret_key="test-secret-key")
+    encoder = cached_encoder(Usem3Encoder(), settings)
+    assert isinstance(encoder, CachedEncoder)
+    model = QuestionMatcher(encoder=encoder, n_estimators=150).fit(train_pairs, train_y)
     proba = model.predict_proba(test_pairs)
     # Threshold-free check: same-intent pairs score higher than different-intent ones.
     assert roc_auc_score(test_y, proba) > 0.6
+    # The threshold was chosen by inner CV for accuracy, so it never does worse than
+    # calling every pair a non-match by more than noise on held-out pairs.
+    assert 0.2 <= model.threshold_ <= 0.8
+    assert np.mean(model.predict(test_pairs) == np.asarray(test_y)) > 0.6
+    # Embeddings went to the lake's content-hash cache: a second pass encodes nothing.
+    before = encoder.encoded
+    model.predict_proba(test_pairs[:50])
+    assert encoder.encoded == before and encoder.hits > 0
+    assert list((tmp_path / "home" / "lake" / "embedding_cache").rglob("part-*.keys.npy"))
     loaded = QuestionMatcher.load(model.save(tmp_path / "matcher.pkl"))
     assert np.allclose(loaded.predict_proba(test_pairs[:50]), proba[:50])
 
 
-def test_evaluate_match_cli_prints_accuracy_and_f1(tmp_path: Path) -> None:
+def test_pair_features_are_symmetric_and_fold_synonyms() -> None:
+    assert normalise("蚂蚁花呗如何还款？") == normalise("花呗怎么还款")
+    a, b = "花呗怎么还款", "借呗怎么还款"
+    assert sorted(diff_tokens(a, b)) == sorted(diff_tokens(b, a))
+    assert "x:借呗|花呗" in diff_tokens(a, b)
+    feats = DenseFeaturizer().fit([a, b, "花呗额度"])
+    x = feats.transform([(a, b), (b, a), (a, a)])
+    assert x.shape == (3, len(feats.names))
+    assert np.allclose(x[0], x[1])
+    same = dict(zip(feats.names, x[2], strict=True))
+    assert same["word_jaccard"] == 1.0 and same["same_text"] == 1.0
+    assert dict(zip(feats.names, x[0], strict=True))["prod_mismatch"] == 1.0
+
+
+def test_best_threshold_maximises_accuracy() -> None:
+    y = np.array([0, 0, 0, 1, 1])
+    proba = np.array([0.1, 0.3, 0.62, 0.7, 0.9])
+    t = best_threshold(y, proba)
+    assert 0.62 < t <= 0.7
+    assert np.mean((proba >= t) == y) == 1.0
+
+
+def test_evaluate_match_cli_prints_accuracy_and_f1(tmp_path: Path, monkeypatch: Any) -> None:
     from voxloop.cli.main import _register_domains, app
+
+    monkeypatch.setenv("VOXLOOP_HOME", str(tmp_path / "home"))
 
     _register_domains()
     train = _subset(tmp_path, 0, 600)
