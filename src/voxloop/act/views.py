@@ -57,6 +57,12 @@ def _unprocessable(field: str, message: str) -> HTTPException:
     )
 
 
+def _end_read(session: Session) -> None:
+    # End a read-only transaction here, in the route's worker thread: the request's session
+    # then closes on the event loop without a second hop to the thread pool.
+    session.rollback()
+
+
 def _out(order: Any) -> dict[str, Any]:
     return OrderOut.model_validate(order).model_dump(mode="json")
 
@@ -132,7 +138,9 @@ def list_work_orders(
         limit=limit,
         offset=offset,
     )
-    return {"items": [_out(o) for o in orders], "limit": limit, "offset": offset}
+    body = {"items": [_out(o) for o in orders], "limit": limit, "offset": offset}
+    _end_read(session)
+    return body
 
 
 @router.get("/work-orders/{order_id}")
@@ -166,6 +174,7 @@ def get_work_order(
             customer_ids=customers,
             purpose=f"order:{order.id}",
         )
+    _end_read(session)
     return body
 
 
