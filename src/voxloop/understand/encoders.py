@@ -428,9 +428,17 @@ class HybridClassifier(PersistMixin):
         texts = list(texts)
         return self.proba_from_features(texts, self.text_.transform(texts))
 
-    def proba_from_features(self, texts: Sequence[str], x: Any) -> np.ndarray:
-        """Return pooled probabilities given the lexical model's features ``x`` of ``texts``."""
-        emb = np.asarray(self.encoder.encode(list(texts)), dtype=np.float64)
+    def proba_from_features(
+        self, texts: Sequence[str], x: Any, *, emb: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Return pooled probabilities given the lexical model's features ``x`` of ``texts``.
+
+        ``emb`` holds the embeddings of ``texts`` when the caller already has them (the
+        reading encodes a voice once for every head).
+        """
+        if emb is None:
+            emb = self.encoder.encode(list(texts))
+        emb = np.asarray(emb, dtype=np.float64)
         k = len(self.classes_)
         p_probe = _full_proba(self.probe_.predict_proba(emb), self.probe_.classes_, k)
         return _pool(self.text_.proba_from_features(x), p_probe, self.weight_)

@@ -184,14 +184,49 @@ def build_bundle(
     )
 
 
+def _encoder_key(encoder: Any) -> Any:
+    # Heads loaded from one bundle file hold separate copies of the same cached encoder;
+    # its id (spec and version) says they embed alike.
+    return getattr(encoder, "encoder_id", None) or id(encoder)
+
+
+def shared_embeddings(bundle: ReadingBundle, texts: list[str]) -> dict[Any, np.ndarray]:
+    """Embed ``texts`` once per distinct encoder that any head of ``bundle`` reads with.
+
+    The scenario, sentiment and emotion heads share the vectors, so a voice is encoded
+    once per reading however many heads use the encoder.
+    """
+    encoders = []
+    if isinstance(bundle.scenario, HybridClassifier):
+        encoders.append(bundle.scenario.encoder)
+    for head in (bundle.sentiment, bundle.emotion):
+        if getattr(head, "uses_encoder", False):
+            encoders.append(head.encoder)
+    out: dict[Any, np.ndarray] = {}
+    for enc in encoders:
+        key = _encoder_key(enc)
+        if key not in out:
+            out[key] = np.asarray(enc.encode(texts), dtype=np.float32)
+    return out
+
+
+def _head_emb(head: Any, embs: dict[Any, np.ndarray]) -> np.ndarray | None:
+    if not getattr(head, "uses_encoder", False):
+        return None
+    return embs.get(_encoder_key(head.encoder))
+
+
 def _scenario_scores(
-    model: TextClassifier | HybridClassifier, texts: list[str]
+    model: TextClassifier | HybridClassifier,
+    texts: list[str],
+    embs: dict[Any, np.ndarray] | None = None,
 ) -> tuple[sparse.csr_matrix, np.ndarray, str]:
     """Return TF-IDF features (for subcategories), class probabilities and the model name."""
     # Features are computed once: subcategories reuse them.
     if isinstance(model, HybridClassifier):
         x = model.text_.transform(texts)
-        return x, model.proba_from_features(texts, x), "model:hybrid_encoder"
+        emb = (embs or {}).get(_encoder_key(model.encoder))
+        return x, model.proba_from_features(texts, x, emb=emb), "model:hybrid_encoder"
     x = model.transform(texts)
     return x, model.proba_from_features(x), "model:text_svm"
 
@@ -206,13 +241,17 @@ def _regex_first(texts: pa.Array, patterns: Sequence[tuple[str, str]]) -> np.nda
 
 
 def _sentiment(
-    bundle: ReadingBundle, texts: pa.Array, emotion: np.ndarray, chinese: np.ndarray | None
+    bundle: ReadingBundle,
+    texts: pa.Array,
+    emotion: np.ndarray,
+    chinese: np.ndarray | None,
+    emb: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     model = bundle.sentiment
     if isinstance(model, LexiconSentiment):
         return model.predict(texts), model.score(texts)
     if isinstance(model, CorpusSentiment):
-        return model.read(texts, emotion=emotion, chinese=chinese)
+        return model.read(texts, emotion=emotion, chinese=chinese, emb=emb)
     proba = model.predict_proba(texts.to_pylist())
     names = np.array([SENTIMENT_ALIASES.get(str(c).lower(), str(c)) for c in model.classes_])
     labels = names[np.argmax(proba, axis=1)]
@@ -220,12 +259,17 @@ def _sentiment(
     return labels, score
 
 
-def _emotion(bundle: ReadingBundle, texts: pa.Array, chinese: np.ndarray | None) -> np.ndarray:
+def _emotion(
+    bundle: ReadingBundle,
+    texts: pa.Array,
+    chinese: np.ndarray | None,
+    emb: np.ndarray | None = None,
+) -> np.ndarray:
     model = bundle.emotion
     if isinstance(model, LexiconEmotion):
         return model.predict(texts)
     if isinstance(model, CorpusEmotion):
-        return model.read(texts, chinese=chinese)
+        return model.read(texts, chinese=chinese, emb=emb)
     pred = model.predict(texts.to_pylist())
     return np.array([EMOTION_ALIASES.get(str(p).lower(), str(p)) for p in pred], dtype=object)
 
@@ -271,7 +315,9 @@ def _read_chunk(
     py_texts = texts.to_pylist()
     tax = bundle.taxonomy
 
-    x, proba, model_name = _scenario_scores(bundle.scenario, py_texts)
+    # One encoding per voice, shared by every head that pools with the encoder.
+    embs = shared_embeddings(bundle, py_texts)
+    x, proba, model_name = _scenario_scores(bundle.scenario, py_texts, embs)
     best = np.argmax(proba, axis=1)
     model_code = bundle.scenario.classes_[best].astype(object)
     confidence = proba[np.arange(n), best]
@@ -301,8 +347,10 @@ def _read_chunk(
         bundle.emotion, CorpusEmotion
     )
     chinese = chinese_mask(texts) if corpus else None
-    emotion = _emotion(bundle, texts, chinese)
-    sentiment, sentiment_score = _sentiment(bundle, texts, emotion, chinese)
+    emotion = _emotion(bundle, texts, chinese, _head_emb(bundle.emotion, embs))
+    sentiment, sentiment_score = _sentiment(
+        bundle, texts, emotion, chinese, _head_emb(bundle.sentiment, embs)
+    )
     urg = assess(texts, prior_contacts=prior_contacts)
 
     return pa.table(

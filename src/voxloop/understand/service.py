@@ -106,8 +106,9 @@ def load_bundle(*, settings: Settings, version: str | None = None) -> ReadingBun
                 raise NotFoundError(f"no understanding model version {chosen!r} under {path}")
             with path.open("rb") as fh:
                 bundle = pickle.load(fh)  # written by save_bundle only
-            attach_secrets(bundle.scenario, settings)
-            attach_cache(bundle.scenario, settings)
+            for head in (bundle.scenario, bundle.sentiment, bundle.emotion):
+                attach_secrets(head, settings)
+                attach_cache(head, settings)
         _CACHE[key] = bundle
         return bundle
 
@@ -401,6 +402,7 @@ def train(
     sentiment: Any = None
     emotion: Any = None
     from voxloop.understand.corpora import (
+        ENCODER_TASKS,
         MIN_CORRECTIONS,
         corrections_for_training,
         corrections_usable,
@@ -414,7 +416,9 @@ def train(
     if root is not None and retrained:
         # Enough human sentiment/emotion corrections adapt the corpus models to this
         # operator's voices, so the models are retrained when they are there.
-        sentiment, emotion, info["corpora"] = train_corpus_models(root, corrections=fixes)
+        sentiment, emotion, info["corpora"] = train_corpus_models(
+            root, corrections=fixes, encoder=encoder, encoder_tasks=ENCODER_TASKS
+        )
     else:
         if previous is not None and "corpora" in previous.info:
             info["corpora"] = previous.info["corpora"]

@@ -1,0 +1,125 @@
+"""Sentiment and emotion heads pooled with a sentence encoder; one encoding per voice."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from tests.test_understand_default_encoder import CountingEncoder
+from voxloop.config import Settings
+from voxloop.understand.corpora import CorpusEmotion, CorpusSentiment, fit_pool
+from voxloop.understand.embed_cache import CachedEncoder, attach_cache, cache_folder
+from voxloop.understand.estimators import TextClassifier
+from voxloop.understand.reading import build_bundle, read_table
+from voxloop.understand.taxonomy import default_taxonomy
+
+_POS = ["很好吃", "味道不错", "送得很快", "非常满意", "好评推荐", "服务周到"]
+_NEG = ["太难吃了", "送得太慢", "非常失望", "差评退款", "态度很差", "凉了不好"]
+
+
+class LabelEncoder:
+    """Toy encoder whose vectors carry a label the texts' characters do not show."""
+
+    def __init__(self, labels: dict[str, int]) -> None:
+        self.labels = labels
+        self.calls = 0
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.calls += len(texts)
+        rng = np.random.default_rng(len(texts))
+        out = rng.normal(0.0, 0.1, size=(len(texts), 8))
+        out[:, 0] += [2.0 * self.labels.get(t, 0) - 1.0 for t in texts]
+        return out.astype(np.float32)
+
+
+def test_fit_pool_keeps_the_probe_only_when_inner_cv_says_it_helps() -> None:
+    rng = np.random.default_rng(0)
+    # Texts are random codes: no character tells the label, the embedding does.
+    texts = [f"编号{rng.integers(10**9)}" for _ in range(240)]
+    labels = ["positive" if i % 2 else "negative" for i in range(240)]
+    enc = LabelEncoder({t: int(y == "positive") for t, y in zip(texts, labels, strict=True)})
+    classes = np.array(["negative", "positive"])
+    pool = fit_pool(
+        make_lexical=TextClassifier,
+        classes=classes,
+        texts=texts,
+        labels=labels,
+        emb=enc.encode(texts),
+        metric="accuracy",
+    )
+    assert pool.weight < 1.0 and pool.probe is not None
+    assert pool.cv[pool.weight] > pool.cv[1.0] + 0.2
+    # Noise embeddings and telling characters: the lexical model alone, no probe kept.
+    words = [(_POS if y == "positive" else _NEG)[i % 6] + f"{i}" for i, y in enumerate(labels)]
+    noise = np.random.default_rng(1).normal(size=(240, 8)).astype(np.float32)
+    pool = fit_pool(
+        make_lexical=TextClassifier,
+        classes=classes,
+        texts=words,
+        labels=labels,
+        emb=noise,
+        metric="accuracy",
+    )
+    assert pool.weight == 1.0 and pool.probe is None
+
+
+def _corpus(n: int = 120) -> tuple[list[str], list[str]]:
+    texts = [(_POS if i % 2 else _NEG)[i % 6] + "，" + "的了吗"[i % 3] * (i % 4) for i in range(n)]
+    return texts, ["positive" if i % 2 else "negative" for i in range(n)]
+
+
+def test_reading_encodes_each_voice_once_for_all_heads(tmp_path: Path) -> None:
+    inner = CountingEncoder()
+    enc = CachedEncoder(inner=inner, encoder_id="toy", folder=tmp_path / "cache")
+    texts, labels = _corpus()
+    sentiment = CorpusSentiment(encoder=enc).fit(texts, labels)
+    emo_y = ["joy" if y == "positive" else "anger" for y in labels]
+    emotion = CorpusEmotion(encoder=enc).fit(texts, emo_y)
+    # Force the encoder path on in both heads, whatever their inner CV chose.
+    for head in (sentiment, emotion):
+        assert head.pool_ is not None
+        if head.pool_.probe is None:
+            from voxloop.understand.corpora import _probe
+
+            y = np.searchsorted(head.model_.classes_, labels if head is sentiment else emo_y)
+            head.pool_.probe = _probe(balanced=False).fit(enc.encode(texts), y)
+            head.pool_.weight = 0.5
+        assert head.uses_encoder
+    bundle = build_bundle(
+        taxonomy=default_taxonomy(), encoder=enc, sentiment=sentiment, emotion=emotion
+    )
+    voices = [f"我的话费怎么扣了这么多 {i}" for i in range(50)] + ["宽带 broken again"] * 10
+    table = pa.table({"id": [str(i) for i in range(60)], "text": voices})
+    before = inner.calls
+    out = read_table(table, bundle=bundle)
+    assert out.num_rows == 60
+    assert inner.calls - before == 51  # 50 distinct Chinese texts and one repeated English
+    assert set(out.column("emotion").to_pylist()) <= {
+        "joy",
+        "anger",
+        "neutral",
+        "sadness",
+        "fear",
+        "surprise",
+    }
+    # Re-reading only looks vectors up in the cache.
+    read_table(table, bundle=bundle)
+    assert inner.calls - before == 51
+    # The pooled heads agree with reading them without the shared embeddings.
+    _, alone = sentiment.read(voices[:50])
+    np.testing.assert_allclose(alone, out.column("sentiment_score").to_numpy()[:50])
+
+
+def test_pooled_heads_survive_pickling_and_get_the_lake_cache(tmp_path: Path) -> None:
+    enc = CachedEncoder(inner=CountingEncoder(), encoder_id="toy", folder=tmp_path / "c")
+    texts, labels = _corpus()
+    head = CorpusSentiment(encoder=enc).fit(texts, labels)
+    loaded = pickle.loads(pickle.dumps(head))
+    assert loaded.encoder.folder is None  # the lake path belongs to one machine
+    settings = Settings(home=tmp_path / "home", env="test", secret_key="t")
+    attach_cache(loaded, settings)
+    assert loaded.encoder.folder == cache_folder(settings, "toy")
+    np.testing.assert_allclose(loaded.read(texts[:8])[1], head.read(texts[:8])[1])
