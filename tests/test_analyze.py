@@ -420,6 +420,26 @@ def _outputs(model: Estimator, x: pd.DataFrame) -> object:
     return model.summary()  # type: ignore[attr-defined]
 
 
+def test_every_analyze_estimator_is_registered() -> None:
+    # The check suite below runs what the registry holds: a model module that forgets to
+    # register its class would silently escape it.
+    import importlib
+    import pkgutil
+
+    import voxloop.analyze
+
+    for info in pkgutil.iter_modules(voxloop.analyze.__path__, "voxloop.analyze."):
+        importlib.import_module(info.name)
+
+    def subclasses(cls: type[Estimator]) -> set[type[Estimator]]:
+        found = set(cls.__subclasses__())
+        return found.union(*(subclasses(c) for c in found))
+
+    defined = {c for c in subclasses(Estimator) if c.__module__.startswith("voxloop.analyze.")}
+    assert len(defined) >= 4
+    assert defined == set(registered_models())
+
+
 @pytest.mark.parametrize("cls", registered_models(), ids=lambda c: c.__name__)
 def test_estimator_conventions(cls: type[Estimator], tmp_path: Path) -> None:
     fresh = cls()

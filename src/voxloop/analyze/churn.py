@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from voxloop.analyze.design import Encoder, fit_encoder, is_numeric_column
-from voxloop.analyze.estimators import Estimator
+from voxloop.analyze.estimators import Estimator, register_model
 from voxloop.errors import UnusableInputError
 
 #: Text values counted as "has this service / flag".
@@ -49,6 +49,7 @@ def add_derived(frame: pd.DataFrame, ratios: list[tuple[str, str]]) -> pd.DataFr
     return out
 
 
+@register_model("churn")
 class ChurnModel(Estimator):
     """Calibrated churn-risk model with per-customer reasons.
 

@@ -21,7 +21,7 @@ from scipy import stats
 from scipy.special import expit
 
 from voxloop.analyze.design import fit_encoder
-from voxloop.analyze.estimators import Estimator
+from voxloop.analyze.estimators import Estimator, register_model
 from voxloop.errors import UnusableInputError
 
 #: Largest number of driver groups decomposed exactly (2^15 subset regressions).
@@ -498,6 +498,7 @@ def importance_performance(
     return out
 
 
+@register_model("drivers")
 class KeyDriverModel(Estimator):
     """Key-driver analysis of one outcome over factor ratings and customer attributes.
 

@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 
 from voxloop.analyze.design import fit_encoder
-from voxloop.analyze.estimators import Estimator
+from voxloop.analyze.estimators import Estimator, register_model
 from voxloop.errors import UnusableInputError
 
 
+@register_model("satisfaction")
 class SatisfactionModel(Estimator):
     """Gradient-boosted classifier of satisfied (1) vs not (0).
 

@@ -20,7 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from voxloop.analyze.design import fit_encoder, is_numeric_column
-from voxloop.analyze.estimators import Estimator
+from voxloop.analyze.estimators import Estimator, register_model
 from voxloop.errors import UnusableInputError
 
 
@@ -247,6 +247,7 @@ def rule_mask(frame: pd.DataFrame, conditions: list[Condition]) -> np.ndarray:
     return mask
 
 
+@register_model("segments")
 class SegmentFinder(Estimator):
     """Find readable segments where the outcome (e.g. dissatisfied) is over-represented.
 
