@@ -211,8 +211,8 @@ def test_one_ingest_session_serves_many_batches_and_sees_other_writers(
     settings: Settings,
 ) -> None:
     """A consumer's long-lived session dedups across its batches and against other writers."""
-    from voxloop.ingest.broker import Message, _flatten, ingest_messages
-    from voxloop.ingest.readers import flatten_record
+    from voxloop.ingest.broker import Message, _columns, _flatten, ingest_messages
+    from voxloop.ingest.readers import flatten_record, records_table
     from voxloop.ingest.schemas import RecordKind
     from voxloop.ingest.service import IngestSession, ingest_records
 
@@ -253,14 +253,21 @@ def test_one_ingest_session_serves_many_batches_and_sees_other_writers(
     assert lake_rows(settings=settings, table="voices") == 130
     assert a.batch_id != b.batch_id  # each broker batch is its own lineage batch
 
-    # The consumer's fast flattening is the readers' rule, value for value.
-    for rec in (
+    # The consumer's fast flattening is the readers' rule, value for value, and its
+    # column-wise table is the readers' table of the flattened records.
+    recs: list[dict[str, Any]] = [
         _voice(5),
         {"id": "x", "n": 1, "f": 2.0, "g": 0.5, "b": True, "none": None, "attributes": {"k": "中"}},
         {"id": "y", "region": {"province": "江苏", "city": "南京"}, "plan": {"name": "5G"}},
         {"id": "z", "tags": ["a", 1], "text": "t"},
-    ):
+        {"province": "浙江", "region": {"province": "江苏"}, "id": "w"},
+        {},
+        {"extra": None},
+    ]
+    for rec in recs:
         assert _flatten(rec) == flatten_record(rec)
+    for some in (recs, recs[::-1], recs[:1], []):
+        assert _columns(some).equals(records_table([flatten_record(r) for r in some]))
 
 
 @needs_nats
