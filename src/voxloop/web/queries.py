@@ -616,9 +616,17 @@ def _newest(
     )
 
 
-def _window_where(window: PageFilters, tz: str) -> tuple[str, list[Any]]:
-    """Return SQL over voices (``v``) for ``window``; reading filters look at its voices only."""
+def _window_where(
+    window: PageFilters, tz: str, *, since: datetime | None = None
+) -> tuple[str, list[Any]]:
+    """Return SQL over voices (``v``) for ``window``; reading filters look at its voices only.
+
+    ``since`` (an instant) also drops the window's voices received at or before it.
+    """
     where, params, reading = _filter_where(window, tz)
+    if since is not None:
+        where += " AND v.received_at > ?"
+        params.append(since)
     if not reading:
         return where, params
     # Only the window's voices are candidates, so the latest reading (arg_max over
@@ -628,6 +636,9 @@ def _window_where(window: PageFilters, tz: str) -> tuple[str, list[Any]]:
     base, base_params, _ = _filter_where(
         window.model_copy(update={"scenario": None, "sentiment": None, "review": None}), tz
     )
+    if since is not None:
+        base += " AND v.received_at > ?"
+        base_params.append(since)
     # Readings older than the window's voices cannot be theirs: the bound lets Parquet
     # statistics skip the older reading parts.
     after = _window_start(window, tz)
@@ -724,17 +735,6 @@ def _overview_from_rollup(
             if r[0] == "s" and r[7]
         ]
         _fold_readings(result, k, agg, start=start, end=end, step=step)
-    # The last 24 hours and the newest voices lie in the last local days: read only those.
-    recent = scope.model_copy(
-        update={"date_from": max(first_day, last_day - timedelta(days=1)), "date_to": last_day}
-    )
-    where, params = _window_where(recent, settings.timezone)
-    found = con.execute(
-        f"WITH m AS (SELECT v.received_at FROM voices v WHERE {where}) SELECT count(*) "
-        "FILTER (WHERE received_at > (SELECT max(received_at) FROM m) - INTERVAL 1 DAY) FROM m",
-        params,
-    ).fetchone()
-    k.voices_last_day = int(found[0]) if found else 0
     result.latest = _newest(
         con,
         settings,
@@ -744,7 +744,39 @@ def _overview_from_rollup(
         with_readings=has_readings,
         per_day=per_day,
     )
+    k.voices_last_day = _last_24_hours(con, settings, scope, result.latest, per_day)
     return True
+
+
+def _last_24_hours(
+    con: Any,
+    settings: Settings,
+    scope: Scope,
+    latest: list[VoiceRow],
+    per_day: list[tuple[date, int]],
+) -> int:
+    """Count the matching voices of the 24 hours before the newest one.
+
+    The newest voice (``latest[0]``) lies on the newest local day of ``per_day``, so that
+    whole day is inside the 24 hours and its rollup count is exact; only the part of the
+    day before that is after the cut-off is read from the lake.
+    """
+    from zoneinfo import ZoneInfo
+
+    tz = settings.timezone
+    last_day, on_last_day = per_day[0]
+    if not latest:
+        return 0
+    newest = latest[0].received_at.replace(tzinfo=ZoneInfo(tz)).astimezone(UTC)
+    cutoff = newest - timedelta(days=1)
+    before = last_day - timedelta(days=1)
+    if cutoff >= _local_midnight(last_day, tz):  # a zone's day longer than 24 hours
+        before = last_day
+        on_last_day = 0
+    window = scope.model_copy(update={"date_from": before, "date_to": before})
+    where, params = _window_where(window, tz, since=cutoff)
+    found = con.execute(f"SELECT count(*) FROM voices v WHERE {where}", params).fetchone()
+    return on_last_day + (int(found[0]) if found else 0)
 
 
 def _trunc(ts: datetime, bucket: Literal["day", "hour"]) -> datetime:

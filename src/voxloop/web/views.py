@@ -90,7 +90,8 @@ def _overview_charts(data: Overview, *, scope: Scope, lang: str) -> dict[str, An
             title=t("web.chart.by_scenario"),
             stacked=True,
             hrefs=[
-                _url("/voices", **{**_voice_scope(data, scope), "scenario": c})
+                # The clicked bar names the scenario, replacing any scenario filter.
+                _url("/voices", scenario=c, **_without(_voice_scope(data, scope), "scenario"))
                 if c != "?"
                 else None
                 for c in codes
@@ -121,6 +122,10 @@ def _voice_scope(data: Overview, scope: Scope) -> dict[str, object]:
     if data.period_from is not None:
         params["from"] = data.period_from.isoformat()  # a period pill, as overview read it
     return params
+
+
+def _without(params: dict[str, object], key: str) -> dict[str, object]:
+    return {k: v for k, v in params.items() if k != key}
 
 
 def _keep(scope: PageFilters) -> dict[str, str]:
