@@ -19,6 +19,7 @@ SECTIONS = [
     "understand",
     "understand_encoder",
     "understand_methods",
+    "understand_heads",
     "detect",
     "analyze",
     "act",
