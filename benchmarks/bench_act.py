@@ -35,7 +35,9 @@ import httpx
 
 CLIENTS = 50
 #: uvicorn worker processes (``VOXLOOP_BENCH_ACT_WORKERS``).
-WORKERS = 1
+WORKERS = 2
+#: Worker counts whose phase 1 is also run for the comparison table.
+COMPARE_WORKERS = (1, 2)
 HOT_ORDERS = 5
 RETRY_SHARE = 0.3
 PG_ADMIN_URL = os.environ.get("VOXLOOP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -469,15 +471,43 @@ def _supervision_section(tmp: Path) -> str:
 
 
 def run() -> str:
-    """Run both phases and return the Markdown section."""
+    """Run both phases (and the worker-count comparison) and return the Markdown section."""
+    seconds = float(os.environ.get("VOXLOOP_BENCH_ACT_SECONDS", "60"))
+    workers = int(os.environ.get("VOXLOOP_BENCH_ACT_WORKERS", str(WORKERS)))
+    # Phase 1 only (no SIGKILL phase, no comparison, no supervision section): for profiling.
+    quick = os.environ.get("VOXLOOP_BENCH_ACT_QUICK") == "1"
+    lines, main = _one_run(workers=workers, seconds=seconds, full=not quick)
+    if quick:
+        return "\n".join(lines)
+    rows = [main]
+    for other in COMPARE_WORKERS:
+        if other != workers:
+            rows.append(_one_run(workers=other, seconds=seconds / 2, full=False)[1])
+    table = [
+        "",
+        "Phase 1 by worker count (the other counts on a fresh database, half the duration):\n",
+        "| workers | req/s | committed changes/s | p50 | p99 | server CPU ms/change | "
+        "PostgreSQL CPU ms/change | server CPU share (cores) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(rows, key=lambda r: int(r["workers"])):
+        table.append(
+            f"| {int(r['workers'])} | {r['rps']:.1f} | {r['cps']:.1f} | {r['p50']:.0f} ms | "
+            f"{r['p99']:.0f} ms | {r['server_ms']:.2f} | {r['pg_ms']:.2f} | {r['share']:.2f} |"
+        )
+    at = next(i for i, line in enumerate(lines) if line.startswith("\nResult:"))
+    lines[at:at] = table
+    tmp = Path(tempfile.mkdtemp(prefix="voxloop-bench-act-"))
+    lines.append(_supervision_section(tmp))
+    return "\n".join(lines)
+
+
+def _one_run(*, workers: int, seconds: float, full: bool) -> tuple[list[str], dict[str, float]]:
+    """Run phase 1 (and with ``full`` phase 2) on a fresh database; return lines and figures."""
     from voxloop.act.access import add_user, create_token
     from voxloop.config import Settings
     from voxloop.store.service import make_engine, make_sessionmaker, migrate
 
-    seconds = float(os.environ.get("VOXLOOP_BENCH_ACT_SECONDS", "60"))
-    workers = int(os.environ.get("VOXLOOP_BENCH_ACT_WORKERS", str(WORKERS)))
-    # Phase 1 only (no SIGKILL phase, no supervision section): for profiling runs.
-    quick = os.environ.get("VOXLOOP_BENCH_ACT_QUICK") == "1"
     tmp = Path(tempfile.mkdtemp(prefix="voxloop-bench-act-"))
     db_url, pg = _database(tmp)
     env = {
@@ -556,8 +586,18 @@ def run() -> str:
                 f"| {label} | {cpu[name]:.1f} | {cpu[name] * 1000 / per:.2f} | "
                 f"{cpu[name] * 1000 / max(requests, 1):.2f} |"
             )
-        if quick:
-            return "\n".join(lines)
+        summary = {
+            "workers": float(workers),
+            "rps": requests / elapsed,
+            "cps": ledger.committed / elapsed,
+            "p50": _percentile(ledger.latencies, 0.5) * 1000,
+            "p99": _percentile(ledger.latencies, 0.99) * 1000,
+            "server_ms": cpu["server"] * 1000 / per,
+            "pg_ms": cpu["postgres"] * 1000 / per,
+            "share": cpu["server"] / elapsed,
+        }
+        if not full:
+            return lines, summary
 
         state = {"server": server}
 
@@ -587,7 +627,6 @@ def run() -> str:
             and check2["missing_transitions_after_restart"] == 0
         )
         lines.append(f"\nResult: {'all consistency checks passed' if ok else 'CHECKS FAILED'}.")
-        lines.append(_supervision_section(tmp))
     finally:
         _kill_group(server, signal.SIGTERM)
         try:
@@ -598,7 +637,7 @@ def run() -> str:
             admin, name = pg
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             admin.close()
-    return "\n".join(lines)
+    return lines, summary
 
 
 if __name__ == "__main__":

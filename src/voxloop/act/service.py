@@ -182,11 +182,12 @@ def create_order(
     """
     require(principal, "write")
     if data.idempotency_key:
-        existing = session.scalar(
-            select(WorkOrder).where(WorkOrder.idempotency_key == data.idempotency_key)
+        # Only the id: most keys are new, and loading a whole order row to learn that is waste.
+        existing_id = session.scalar(
+            select(WorkOrder.id).where(WorkOrder.idempotency_key == data.idempotency_key)
         )
-        if existing is not None:
-            return get_order(session=session, principal=principal, order_id=existing.id), False
+        if existing_id is not None:
+            return get_order(session=session, principal=principal, order_id=existing_id), False
     province, city = data.province, data.city
     if principal.province is not None:
         province = province or principal.province

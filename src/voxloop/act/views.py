@@ -8,10 +8,10 @@ order outside the scope answers 404 exactly like a missing one.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, Header, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -124,7 +124,8 @@ def list_work_orders(
     queue: str | None = Query(default=None, max_length=100),
     source_ref: str | None = Query(default=None, max_length=200),
     limit: int = Query(default=100, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    # Bounded: an unbounded int overflows the store's BIGINT (a 500 found by fuzzing).
+    offset: int = Query(default=0, ge=0, le=10**9),
 ) -> dict[str, Any]:
     """List the work orders in the caller's region, newest first."""
     orders = service.list_orders(
@@ -267,7 +268,8 @@ def list_verification_tasks(
 
 @router.post("/verification-tasks/{task_id}/answer")
 def answer_verification_task(
-    task_id: int,
+    # Bounded to the store's BIGINT: a larger id reached the database and failed there.
+    task_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
     data: AnswerRequest,
     principal: Principal = WRITE,
     session: Session = Depends(get_session),
