@@ -642,6 +642,8 @@ def _window_where(
     # Readings older than the window's voices cannot be theirs: the bound lets Parquet
     # statistics skip the older reading parts.
     after = _window_start(window, tz)
+    if since is not None:
+        after = max(after, since - READ_MARGIN)
     where += (
         f" AND v.id IN (SELECT voice_id FROM (SELECT voice_id, arg_max(struct_pack({fields}), "
         "read_at) AS x FROM readings WHERE read_at >= ? AND voice_id IN "
