@@ -40,6 +40,7 @@ from voxloop.api.service import (
     require_permission,
 )
 from voxloop.config import Settings
+from voxloop.errors import VoxloopError
 from voxloop.store.service import part_files, table_dir
 
 router = APIRouter(tags=["act"])
@@ -198,7 +199,12 @@ def transition_work_order(
             notes=data.notes,
         )
     except ValueError as exc:
+        _end_read(session)
         raise _unprocessable("reason", str(exc)) from exc
+    except VoxloopError:
+        # A refused change (409 stale version, 404) ends its transaction here too.
+        _end_read(session)
+        raise
     return _out(order)
 
 
@@ -293,7 +299,6 @@ def act_tick(
     settings: Settings = Depends(get_settings),
 ) -> dict[str, Any]:
     """Run the SLA reminders/escalations, the verification check and due reports now."""
-    from voxloop.errors import VoxloopError
     from voxloop.web.report import run_scheduled_reports
 
     now = datetime.now(UTC)
