@@ -32,6 +32,8 @@ import numpy as np
 ROWS = int(os.environ.get("VOXLOOP_BENCH_SCALE_ROWS", "1000000"))
 NATS_ROWS = int(os.environ.get("VOXLOOP_BENCH_SCALE_NATS_ROWS", "50000"))
 NATS_BATCH = int(os.environ.get("VOXLOOP_BENCH_SCALE_NATS_BATCH", "10000"))
+#: Consumer processes sharing the durable consumer (the server splits the batches).
+NATS_CONSUMERS = int(os.environ.get("VOXLOOP_BENCH_SCALE_NATS_CONSUMERS", "1"))
 FILES = 4
 SECRET = "bench-secret-key"
 
@@ -184,20 +186,25 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _watch_parts(
-    folder: Path, seen: dict[str, float], cpu: list[float], pid: int, done: threading.Event
+    folder: Path, seen: dict[str, float], cpu: list[float], pids: list[int], done: threading.Event
 ) -> None:
     """Record when each part file of ``folder`` first becomes visible (queryable).
 
-    ``cpu`` gets the consumer's CPU time at each new part: its last value is the CPU the
-    consumer had used when the last part appeared (start-up excluded by the caller).
+    ``cpu`` gets the consumers' CPU time (all processes) at each new part: its last value
+    is the CPU they had used when the last part appeared (start-up excluded by the caller).
     """
+    last = dict.fromkeys(pids, 0.0)
     while not done.is_set():
         now = time.time()
+        for pid in pids:
+            used = _cpu_seconds(pid)
+            if used == used:  # not NaN: a process that has exited keeps its last reading
+                last[pid] = used
         if folder.is_dir():
             for p in folder.glob("part-*.parquet"):
                 if p.name not in seen:
                     seen[p.name] = now
-                    cpu.append(_cpu_seconds(pid))
+                    cpu.append(sum(last.values()))
         time.sleep(0.02)
 
 
@@ -211,24 +218,33 @@ def _nats(home: Path) -> dict[str, float]:
     cmd = [str(Path(sys.executable).parent / "voxloop"), "consume", "nats://127.0.0.1:4222"]
     cmd += ["--stream", stream, "--subject", f"{stream.lower()}.>", "--no-stages"]
     cmd += ["--idle-exit", "3", "--progress", "0", "--batch", str(NATS_BATCH)]
+    # Room for two batches per process: one stored while the next arrives.
+    cmd += ["--max-ack-pending", str(2 * NATS_BATCH * NATS_CONSUMERS)]
     seen: dict[str, float] = {}
     cpu: list[float] = []
     done = threading.Event()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    procs = []
+    for n in range(NATS_CONSUMERS):
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        if n == 0:
+            time.sleep(3)  # the first creates the durable consumer; the others join it
+    pids = [p.pid for p in procs]
     folder = table_dir(_settings(home), "voices")
     watcher = threading.Thread(
-        target=_watch_parts, args=(folder, seen, cpu, proc.pid, done), daemon=True
+        target=_watch_parts, args=(folder, seen, cpu, pids, done), daemon=True
     )
     watcher.start()
-    time.sleep(3)  # the consumer is connected and waiting before the clock starts
-    cpu_start = _cpu_seconds(proc.pid)
+    time.sleep(3)  # the consumers are connected and waiting before the clock starts
+    cpu_start = sum(_cpu_seconds(pid) for pid in pids)
     load = os.getloadavg()[0]
     try:
         publish_s = asyncio.run(_publish(stream, NATS_ROWS))
-        proc.communicate(timeout=600)
+        for proc in procs:
+            proc.communicate(timeout=600)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
         done.set()
         watcher.join()
         asyncio.run(_stream(stream, create=False))
@@ -313,13 +329,14 @@ def run() -> str:
     else:
         out += [
             f"NATS JetStream → lake: {nats['rows']:,.0f} voices published in "
-            f"{nats['publish_s']:.1f} s by one Python publisher on the same machine; one "
-            f"consumer process, batches of {NATS_BATCH:,} ({nats['parts']:.0f} part files).",
+            f"{nats['publish_s']:.1f} s by one Python publisher on the same machine; "
+            f"{NATS_CONSUMERS} consumer process(es) on one durable consumer, batches of "
+            f"{NATS_BATCH:,} ({nats['parts']:.0f} part files).",
             "",
             f"- sustained **{nats['rate']:,.0f} voices/s** (first send → last part queryable);",
             f"- latency publish → queryable (the row's part file visible to a new query, "
             f"polled every 20 ms): **p50 {nats['p50']:.2f} s, p99 {nats['p99']:.2f} s**;",
-            f"- the consumer used {nats['rows'] / nats['cpu_rate']:.1f} CPU-seconds: "
+            f"- the consumers used {nats['rows'] / nats['cpu_rate']:.1f} CPU-seconds: "
             f"**{nats['cpu_rate']:,.0f} voices per CPU-second** (start-up excluded); load "
             f"average up to {nats['load']:.1f} meanwhile.",
         ]

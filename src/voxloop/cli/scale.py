@@ -68,6 +68,14 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
             float,
             typer.Option(help="NATS: seconds before an unacknowledged batch is redelivered."),
         ] = 60.0,
+        max_ack_pending: Annotated[
+            int | None,
+            typer.Option(
+                min=1,
+                help="NATS: unacknowledged messages the durable consumer allows when this "
+                "creates it (default two batches; N processes sharing it: 2 x batch x N).",
+            ),
+        ] = None,
     ) -> None:
         """Consume voices from a broker into the lake; acknowledge only what is stored."""
         from voxloop.ingest.broker import consume_kafka, consume_nats
@@ -102,6 +110,7 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
                 idle_exit=idle_exit,
                 progress=progress,
                 ack_wait=ack_wait,
+                max_ack_pending=max_ack_pending,
             )
         else:
             raise typer.BadParameter("URL must start with nats://, tls:// or kafka://")

@@ -405,8 +405,13 @@ def consume_nats(
     progress: float = 5.0,
     stop: threading.Event | None = None,
     ack_wait: float = 60.0,
+    max_ack_pending: int | None = None,
 ) -> ConsumeStats:
-    """Consume a JetStream stream with a durable pull consumer until stopped; return counts."""
+    """Consume a JetStream stream with a durable pull consumer until stopped; return counts.
+
+    ``max_ack_pending`` applies when the durable consumer is created (default two batches,
+    for one process); N processes sharing it need 2 × batch × N.
+    """
     stats = ConsumeStats(name=f"nats-{stream}-{durable}", source=f"nats:{stream}")
     runner = _Runner(settings=settings, stats=stats, stages=stages, progress=progress)
     if stop is not None:
@@ -426,6 +431,7 @@ def consume_nats(
                 size=size,
                 idle_exit=idle_exit,
                 ack_wait=ack_wait,
+                max_ack_pending=max_ack_pending,
             )
         )
     finally:
@@ -452,8 +458,8 @@ def _js_position(reply: str) -> tuple[int, int, int]:
 class _Pull:
     """The one open JetStream pull request: messages still due, time of the last arrival.
 
-    Each request has its own reply subject (``<inbox>.<n>``), so a late message or status
-    of an earlier request never counts against the current one.
+    Each request has its own reply subject (``<inbox>.<n>``), so a late status of an
+    earlier request never ends the current one.
     """
 
     open: bool = False
@@ -491,6 +497,7 @@ async def _nats_loop(
     size: int,
     idle_exit: float | None,
     ack_wait: float,
+    max_ack_pending: int | None = None,
 ) -> None:
     import nats
     from nats.js.api import AckPolicy, ConsumerConfig
@@ -540,7 +547,7 @@ async def _nats_loop(
                 ack_wait=ack_wait,
                 # Backpressure: the server hands out no more than two batches unacknowledged
                 # (one being stored, the next one arriving meanwhile).
-                max_ack_pending=2 * size,
+                max_ack_pending=max(max_ack_pending or 0, 2 * size),
             )
             await js.add_consumer(stream, config)
         else:
@@ -564,15 +571,15 @@ async def _nats_loop(
             # Messages of a pull request arrive on a private inbox; the callback only
             # collects them (nats-py's fetch() costs an asyncio task per message). Every
             # message is kept, whichever request it answers: it is unacknowledged until
-            # stored. Only the current request's own messages and status move its state.
+            # stored. A message carries its stream subject, not the request's, so each one
+            # counts against the current request; a status names its request, and only
+            # the current request's status ends it.
             status = msg.headers.get("Status") if msg.headers else None
-            current = msg.subject == f"{inbox}.{pull.n}"
             if status is None:
                 buf.append(msg)
-                if current:
-                    pull.left -= 1
-                    pull.open = pull.left > 0
-            elif status != "100" and current:
+                pull.left -= 1
+                pull.open = pull.open and pull.left > 0
+            elif status != "100" and msg.subject == f"{inbox}.{pull.n}":
                 # 404 nothing pending, 408 expired, 409 refused or ended.
                 pull.close(loop.time(), retry_after=0.5 if status == "409" else 0.0)
             pull.last = loop.time()
