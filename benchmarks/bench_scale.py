@@ -217,17 +217,18 @@ def _nats(home: Path) -> dict[str, float]:
     env["VOXLOOP_SECRET_KEY"] = SECRET
     cmd = [str(Path(sys.executable).parent / "voxloop"), "consume", "nats://127.0.0.1:4222"]
     cmd += ["--stream", stream, "--subject", f"{stream.lower()}.>", "--no-stages"]
-    cmd += ["--idle-exit", "3", "--progress", "0", "--batch", str(NATS_BATCH)]
+    # The idle exit must outlast the consumers' start-up plus the 3 s below on a loaded
+    # box, or a consumer leaves before the first message (it ends no measured span).
+    cmd += ["--idle-exit", "10", "--progress", "0", "--batch", str(NATS_BATCH)]
     # Room for two batches per process: one stored while the next arrives.
     cmd += ["--max-ack-pending", str(2 * NATS_BATCH * NATS_CONSUMERS)]
     seen: dict[str, float] = {}
     cpu: list[float] = []
     done = threading.Event()
     procs = []
-    for n in range(NATS_CONSUMERS):
+    for _ in range(NATS_CONSUMERS):
+        # Creating the same durable consumer twice is idempotent: they start together.
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-        if n == 0:
-            time.sleep(3)  # the first creates the durable consumer; the others join it
     pids = [p.pid for p in procs]
     folder = table_dir(_settings(home), "voices")
     watcher = threading.Thread(
