@@ -117,6 +117,35 @@ def _blank_to_null(col: pa.ChunkedArray | pa.Array) -> pa.Array | pa.ChunkedArra
     return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
 
 
+def _join_skipping_nulls(
+    cols: list[pa.Array | pa.ChunkedArray], sep: str, n: int
+) -> pa.Array | pa.ChunkedArray:
+    """Join the non-null parts of each row with ``sep``; null where every part is null.
+
+    pyarrow's ``binary_join_element_wise(null_handling="skip")`` drops the rows whose parts
+    are all null instead of emitting null (pyarrow 26), which shifts every later row; so
+    only rows with some part are joined and the result is scattered back to its rows.
+    """
+    arrays = [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in cols]
+    some = arrays[0].is_valid()
+    for a in arrays[1:]:
+        some = pc.or_(some, a.is_valid())
+    idx = pc.indices_nonzero(some)
+    if len(idx) == 0:
+        return pa.nulls(n, pa.string())
+    joined = pc.binary_join_element_wise(*[a.take(idx) for a in arrays], sep, null_handling="skip")
+    if len(joined) != len(idx):  # pragma: no cover - a pyarrow that drops other rows too
+        rows = zip(*(a.to_pylist() for a in arrays), strict=True)
+        return pa.array(
+            [
+                sep.join(v for v in r if v is not None) if any(v is not None for v in r) else None
+                for r in rows
+            ],
+            pa.string(),
+        )
+    return pc.replace_with_mask(pa.nulls(n, pa.string()), some, joined)
+
+
 def apply_mapping(
     table: pa.Table, mapping: Mapping | None, kind: RecordKind, *, num_rows: int | None = None
 ) -> pa.Table:
@@ -150,7 +179,7 @@ def apply_mapping(
         used.update(spec.columns)
         cols = [_blank_to_null(table.column(c)) for c in spec.columns if c in present]
         if cols:
-            out[target] = pc.binary_join_element_wise(*cols, spec.sep, null_handling="skip")
+            out[target] = _join_skipping_nulls(cols, spec.sep, n)
     for target, sources in m.coalesce.items():
         target_ok(target, "coalesce")
         used.update(sources)

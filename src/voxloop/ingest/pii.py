@@ -4,7 +4,10 @@ Each PII type is one regular expression, applied in a fixed order so that the lo
 most specific identifiers win (an 18-digit resident ID must not be read as a card, a
 card must not be read as a phone). Numeric candidates are validated — the GB 11643-1999
 check digit for resident IDs and the Luhn checksum for bank cards — so random digit runs
-(order numbers, amounts) stay readable.
+(order numbers, amounts) stay readable. Separators people type inside numbers (spaces,
+dashes, dots: ``138 0013 8000``, ``110105 19491231 002X``) are allowed where they are
+common, and full-width forms (``１３８００１３８０００``, ``＠``) are folded to ASCII first —
+one character for one, so spans do not move — in the rows that hold them.
 
 ``mask_array`` pre-filters rows with one vectorised RE2 match (pyarrow compute) and runs
 the Python patterns only on rows that may contain PII; most voices contain none. Only
@@ -39,6 +42,30 @@ _HAN = "\u4e00-\u9fff"
 _NOT_PLACE = "[在到是址于住从往寄送给的我你他她了及或至由去为:：]"
 
 
+#: Full-width digits, letters and the symbols PII is written with, and the ideographic
+#: space, mapped one-to-one to ASCII (IME input often produces them in Chinese text).
+_FOLD = str.maketrans(
+    {
+        **{0xFF10 + i: 0x30 + i for i in range(10)},
+        **{0xFF21 + i: 0x41 + i for i in range(26)},
+        **{0xFF41 + i: 0x61 + i for i in range(26)},
+        0xFF0B: ord("+"),
+        0xFF0D: ord("-"),
+        0xFF0E: ord("."),
+        0xFF20: ord("@"),
+        0xFF3F: ord("_"),
+        0x3000: ord(" "),
+    }
+)
+_FOLDABLE = re.compile(
+    "[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a\uff0b\uff0d\uff0e\uff20\uff3f\u3000]"
+)
+_SEPARATORS = re.compile(r"[ .-]")
+_ID_SHAPE = re.compile(
+    r"[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]"
+)
+
+
 def id_checksum_ok(candidate: str) -> bool:
     """Return whether an 18-character resident ID has a valid GB 11643-1999 check digit."""
     body = candidate[:17]
@@ -64,7 +91,9 @@ def luhn_ok(digits: str) -> bool:
 
 
 def _valid_id(match: re.Match[str]) -> bool:
-    return id_checksum_ok(match.group(0))
+    # Separators are allowed between any two characters; the bare 18 must look like an ID.
+    bare = _SEPARATORS.sub("", match.group(0))
+    return _ID_SHAPE.fullmatch(bare) is not None and id_checksum_ok(bare)
 
 
 def _valid_card(match: re.Match[str]) -> bool:
@@ -94,10 +123,8 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "ID",
-        re.compile(
-            _NB + r"[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]"
-            r"(?![0-9A-Za-z])"
-        ),
+        # 18 characters, a space or dash allowed between any two ("110105 19491231 002X").
+        re.compile(_NB + r"[1-9](?:[ -]?\d){16}[ -]?[\dXx]" + _NA),
         _valid_id,
     ),
     _Rule("CARD", re.compile(_NB + r"\d{4}(?:[ -]?\d){12,15}" + _NA), _valid_card),
@@ -105,7 +132,7 @@ _RULES: tuple[_Rule, ...] = (
         "PHONE",
         re.compile(
             _NB
-            + r"(?:(?:\+|00)?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}"
+            + r"(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}[ -]?\d{4}|\.\d{4}\.\d{4})"
             + _NA
             # North-American style: +1 (415) 555-0134, 415-555-0134, 415.555.0134
             + r"|"
@@ -145,13 +172,49 @@ _RULES: tuple[_Rule, ...] = (
 # One RE2 pattern (no look-around) that every row holding PII matches; rows that do not
 # match skip the Python pass entirely.
 _PREFILTER = (
-    r"@|\d{7}|\d{3}[ .-]\d{3,4}[ .-]?\d{4}|\d{4}[ -]\d{4}"
-    rf"|[{_PLATE_PROVINCES}][A-Z]|(?:路|街|道|巷|弄|胡同)\s?\d+(?:-\d+)?号"
+    r"@|\d{7}|\d{3}[ .-]\d{3,4}[ .-]?\d{4}|\d{4}[ -]\d{4}|\d(?:[ -]?\d){6}"
+    # Seven digits with full-width ones among them (folded before the rules run), a
+    # full-width at sign or plate letter.
+    "|[0-9\uff10-\uff19](?:[ .\\-\u3000\uff0d\uff0e]?[0-9\uff10-\uff19]){6}|\uff20"
+    f"|[{_PLATE_PROVINCES}][A-Z\uff21-\uff3a]"
+    r"|(?:路|街|道|巷|弄|胡同)\s?\d+(?:-\d+)?号"
 )
+
+
+# The same test in Python, for folded text that had full-width characters.
+_PREFILTER_PY = re.compile(_PREFILTER)
 
 
 def mask_text(text: str) -> tuple[str, dict[str, int]]:
     """Replace every PII span in ``text`` with its typed placeholder; count spans per type."""
+    if _FOLDABLE.search(text) is None:
+        return _mask(text)
+    probe = text.translate(_FOLD)
+    if _PREFILTER_PY.search(probe) is None:
+        return text, {}
+    masked, counts = _mask(probe)
+    if not counts:
+        return text, {}
+    return _unfold(text, probe, masked), counts
+
+
+def _unfold(text: str, probe: str, masked: str) -> str:
+    """Put the original (full-width) characters back outside the masked spans.
+
+    ``probe`` is ``text`` folded one character for one, and ``masked`` is ``probe`` with
+    spans replaced by placeholders; the characters an alignment of the two keeps unchanged
+    are taken from ``text``. Masked digits are not in ``masked``, so none can come back.
+    """
+    from difflib import SequenceMatcher
+
+    out: list[str] = []
+    matcher = SequenceMatcher(None, probe, masked, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        out.append(text[i1:i2] if op == "equal" else masked[j1:j2])
+    return "".join(out)
+
+
+def _mask(text: str) -> tuple[str, dict[str, int]]:
     counts: dict[str, int] = {}
     for rule in _RULES:
         if rule.needs and rule.needs not in text:
