@@ -476,7 +476,7 @@ def test_chinese_problem_titles_get_an_english_heading(app: FastAPI, client: Tes
     from datetime import UTC, datetime
 
     from voxloop.detect.models import Problem
-    from voxloop.web.service import problem_title_en
+    from voxloop.web.service import problem_label, problem_title_en
 
     assert (
         problem_title_en("这个月话费多扣了二十元", scenario="BILL", keywords=["话费", "扣费"])
@@ -484,6 +484,10 @@ def test_chinese_problem_titles_get_an_english_heading(app: FastAPI, client: Tes
     )
     assert problem_title_en("App logs me out", scenario="BILL", keywords=[]) is None
     assert problem_title_en("信号太差", scenario=None, keywords=[]) is None
+    view = {"title": "这个月话费多扣了二十元", "scenario": "BILL", "keywords": ["话费"]}
+    assert problem_label(view, "zh-CN") == "这个月话费多扣了二十元"
+    assert problem_label(view, "en").startswith("Tariff and charges")
+    assert problem_label(view, "en").endswith("(这个月话费多扣了二十元)")
     now = datetime.now(UTC)
     with app.state.sessionmaker.begin() as session:
         session.add(

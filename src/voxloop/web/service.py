@@ -353,3 +353,18 @@ def problem_title_en(title: str, *, scenario: str | None, keywords: list[str]) -
     if scored and scored[0][0] >= 2 and (len(scored) == 1 or scored[1][0] < scored[0][0]):
         heading += f": {scored[0][1]}"
     return heading
+
+
+def problem_label(view: dict[str, Any], lang: str) -> str:
+    """Return a problem's name for a chart in ``lang``: the English heading on English pages.
+
+    See ``problem_title_en``; Chinese pages, and titles that are not Chinese, keep the
+    generated title.
+    """
+    title = str(view.get("title") or "")
+    if lang != "en":
+        return title
+    english = problem_title_en(
+        title, scenario=view.get("scenario"), keywords=list(view.get("keywords") or [])
+    )
+    return f"{english} ({title})" if english else title
