@@ -320,7 +320,7 @@ def run() -> str:
         f"workers) {spark['workers']:.2f} s; fixed cost of one trivial mapInArrow job on warm "
         f"workers {spark['overhead']:.2f} s (paid per stage). The counts row is the second "
         f"count on warm workers; the first took {spark['counts_cold']:.1f} s (each Python "
-        "worker imports the detect stage once).",
+        "worker imports the count code once).",
         "",
     ]
     if nats_error is not None:

@@ -172,8 +172,8 @@ def spark_counts(*, spark: Any, settings: Settings, granularity: str = "hour") -
     conf = _settings_dict(settings)
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from voxloop.detect.counts import read_voices
         from voxloop.detect.series import count_voices
-        from voxloop.detect.service import read_voices
 
         local = Settings(**conf)
         for batch in batches:
