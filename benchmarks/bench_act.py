@@ -602,7 +602,7 @@ def _one_run(*, workers: int, seconds: float, full: bool) -> tuple[list[str], di
         ]
         for name, label in (
             ("server", "server (uvicorn process group)"),
-            ("postgres", "PostgreSQL backends"),
+            ("postgres", "PostgreSQL processes (every database on the machine)"),
             ("client", "load client (this process)"),
             ("box", "whole machine (all cores, other work included)"),
         ):
