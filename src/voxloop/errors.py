@@ -4,7 +4,15 @@ from __future__ import annotations
 
 
 class VoxloopError(Exception):
-    """Base class of all voxloop errors."""
+    """Base class of all voxloop errors.
+
+    ``loc`` names the refused field the way request validation does (``("query",
+    "period")``, ``("body", "to")``); the API puts it into the 4xx body.
+    """
+
+    def __init__(self, *args: object, loc: tuple[str | int, ...] | None = None) -> None:
+        super().__init__(*args)
+        self.loc = loc
 
 
 class ConfigError(VoxloopError, ValueError):

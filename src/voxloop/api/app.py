@@ -9,9 +9,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from voxloop import __version__
@@ -39,6 +41,82 @@ _STATUS = {
     PermissionDeniedError: 403,
     UnusableInputError: 422,
 }
+
+Loc = list[str | int]
+
+
+class ErrorBody(BaseModel):
+    """A refused request: what was wrong, the error class and the field it concerns."""
+
+    detail: str
+    error: str | None = None
+    loc: Loc = Field(
+        min_length=1, description="Where the refused value sits, e.g. ['path', 'alert_id']."
+    )
+
+
+class FieldError(BaseModel):
+    """One refused field of a request (FastAPI's validation error item)."""
+
+    loc: Loc
+    msg: str
+    type: str
+
+
+class FieldErrors(BaseModel):
+    """Request validation failed; one item per refused field."""
+
+    detail: list[FieldError]
+
+
+#: Error responses every API route may give, documented once for all of them.
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The request is inconsistent"},
+    401: {"model": ErrorBody, "description": "No valid credentials"},
+    403: {"model": ErrorBody, "description": "The role or region scope does not allow it"},
+    404: {"model": ErrorBody, "description": "No such record"},
+    409: {"model": ErrorBody, "description": "Conflicts with the record's current state"},
+    413: {"model": FieldErrors | ErrorBody, "description": "The request is too large"},
+    422: {"model": FieldErrors | ErrorBody, "description": "A field is invalid"},
+}
+
+
+_MAX_INT = 2**63 - 1
+
+
+def _oversized_param(request: Request) -> Loc | None:
+    """Return the path or query parameter holding an integer beyond 64 bits, if one does."""
+    for where, params in (("path", request.path_params), ("query", request.query_params)):
+        for name, value in params.items():
+            try:
+                number = int(str(value))
+            except ValueError:
+                continue
+            if not -_MAX_INT - 1 <= number <= _MAX_INT:
+                return [where, name]
+    return None
+
+
+def _infer_loc(request: Request, message: str, status: int) -> Loc:
+    """Return the field a refusal without an explicit ``loc`` most likely concerns."""
+    if status == 401:
+        return ["header", "authorization"]
+    path = list(request.path_params)
+    query = list(request.query_params)
+    # A message that names a parameter names the field.
+    for where, names in (("path", path), ("query", query)):
+        for name in names:
+            if name in message:
+                return [where, name]
+    if path:
+        return ["path", path[0]]
+    if status == 403:
+        return ["header", "authorization"]
+    if request.method in ("POST", "PUT", "PATCH"):
+        return ["body"]
+    if query:
+        return ["query", query[0]]
+    return ["path"]
 
 
 #: Said when dev mode (``env = "dev"``, no user yet) would answer a non-loopback caller.
@@ -173,9 +251,40 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
     app.add_middleware(DevModeLoopbackOnly, settings=settings, sessions=app.state.sessionmaker)
 
     @app.exception_handler(VoxloopError)
-    async def _voxloop_error(_request: Request, exc: VoxloopError) -> JSONResponse:
+    async def _voxloop_error(request: Request, exc: VoxloopError) -> JSONResponse:
         status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
-        return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status)
+        message = str(exc)
+        loc = list(exc.loc) if exc.loc else _infer_loc(request, message, status)
+        body = {"detail": message, "error": type(exc).__name__, "loc": loc}
+        return JSONResponse(body, status_code=status)
+
+    @app.exception_handler(OverflowError)
+    async def _int_overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        # A route without bounds passed a parameter beyond the store's 64-bit integers on
+        # to it: that is the caller's bad value, refused like any other invalid field.
+        loc = _oversized_param(request)
+        if loc is None:
+            return JSONResponse({"detail": "internal server error"}, status_code=500)
+        item = {"loc": loc, "msg": f"must be at most {_MAX_INT}", "type": "less_than_equal"}
+        return JSONResponse({"detail": [item]}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code in (204, 304):
+            return Response(status_code=exc.status_code, headers=headers)
+        detail = exc.detail
+        body: dict[str, Any] = {"detail": detail}
+        if 400 <= exc.status_code < 500 and isinstance(detail, str):
+            # Every refusal names its field, as request validation errors do.
+            body["loc"] = _infer_loc(request, detail, exc.status_code)
+        elif isinstance(detail, list):
+            # Field errors raised by hand get the error type request validation gives them.
+            body["detail"] = [
+                {"type": "value_error", **item} if isinstance(item, dict) else item
+                for item in detail
+            ]
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
@@ -197,12 +306,15 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         qa_views,
         report_views,
     ):
-        app.include_router(module.router, prefix="/api/v1", dependencies=api_guard)
+        app.include_router(
+            module.router, prefix="/api/v1", dependencies=api_guard, responses=API_ERRORS
+        )
+        # Pages are HTML for the browser, not part of the API the OpenAPI describes.
         if module is act_views:
-            app.include_router(module.pages)
+            app.include_router(module.pages, include_in_schema=False)
         else:
-            app.include_router(module.pages, dependencies=page_guard)
-    app.include_router(web_views.router, dependencies=page_guard)
+            app.include_router(module.pages, dependencies=page_guard, include_in_schema=False)
+    app.include_router(web_views.router, dependencies=page_guard, include_in_schema=False)
     static = Path(__file__).resolve().parent.parent / "web" / "static"
     app.mount("/static", StaticFiles(directory=static), name="static")
     return app

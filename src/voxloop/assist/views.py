@@ -47,6 +47,19 @@ M = TypeVar("M", bound=BaseModel)
 @router.post("/assist/answer", response_model=Answer)
 def post_answer(body: AnswerRequest, settings: SettingsDep) -> Answer:
     """Answer a question from the knowledge base, quoting the entry, or route to a human."""
+    from voxloop.store.service import part_files
+
+    if not part_files(settings, kb.KB_TABLE):
+        # No knowledge base loaded yet: nothing to quote, so a human answers.
+        return Answer(
+            known=False,
+            answer=None,
+            entry_id=None,
+            version=None,
+            confidence=0.0,
+            routed_to_human=True,
+            candidates=[],
+        )
     return kb.answer_question(settings=settings, request=body)
 
 

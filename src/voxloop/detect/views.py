@@ -19,9 +19,9 @@ rules live with the service functions (``voxloop.detect.service``, "Region scope
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Form, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, Header, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -61,6 +61,8 @@ from voxloop.errors import (
 )
 
 router = APIRouter(tags=["detect"])
+#: Alert ids are 64-bit store keys; a larger number is refused (422) before the store sees it.
+AlertId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Alert id.")]
 pages = APIRouter(include_in_schema=False)
 
 READ = Depends(require_permission("read"))
@@ -111,7 +113,7 @@ def list_alerts(
 
 @router.get("/alerts/{alert_id}")
 def get_alert(
-    alert_id: int,
+    alert_id: AlertId,
     principal: Principal = READ,
     session: Session = Depends(get_session),
     settings: Settings = SETTINGS,
@@ -123,7 +125,7 @@ def get_alert(
 
 @router.post("/alerts/{alert_id}/state")
 def change_alert_state(
-    alert_id: int,
+    alert_id: AlertId,
     body: AlertTransition,
     principal: Principal = WRITE,
     session: Session = Depends(get_session),
@@ -260,7 +262,7 @@ def problems_page(
 ) -> Response:
     """Show the alerts and the problem list of the caller's region."""
     from voxloop.web import charts
-    from voxloop.web.service import language, problems_in_bar, render, translate
+    from voxloop.web.service import language, problem_label, problems_in_bar, render, translate
 
     if principal is None:
         return _login(request)
@@ -315,7 +317,7 @@ def problems_page(
     )
     top = sorted(largest, key=lambda p: -p["n_voices"])[:10]
     chart = charts.bar_chart(
-        [p["title"] for p in top],
+        [problem_label(p, lang) for p in top],
         [p["n_voices"] for p in top],
         title=translate("detect.problems.chart", lang),
         hrefs=[f"/problems/{p['id']}" for p in top],
@@ -584,7 +586,7 @@ def problem_resolve(
 
 @router.get("/alerts/{alert_id}/actions")
 def alert_actions(
-    alert_id: int,
+    alert_id: AlertId,
     principal: Principal = READ,
     session: Session = Depends(get_session),
     settings: Settings = SETTINGS,
@@ -596,7 +598,7 @@ def alert_actions(
 
 @router.post("/alerts/{alert_id}/work-orders", status_code=201)
 def alert_work_order(
-    alert_id: int,
+    alert_id: AlertId,
     body: SourceOrderRequest,
     response: Response,
     principal: Principal = WRITE,
@@ -623,7 +625,7 @@ def alert_work_order(
 
 @router.post("/alerts/{alert_id}/links")
 def alert_link(
-    alert_id: int,
+    alert_id: AlertId,
     body: LinkVoicesRequest,
     principal: Principal = WRITE,
     session: Session = Depends(get_session),
@@ -639,7 +641,7 @@ def alert_link(
 
 @router.post("/alerts/{alert_id}/resolve")
 def alert_resolve(
-    alert_id: int,
+    alert_id: AlertId,
     body: ResolveRequest,
     principal: Principal = WRITE,
     session: Session = Depends(get_session),
@@ -952,7 +954,7 @@ _register_forms("alert", "/alerts")
 @pages.get("/alerts/{alert_id}", response_class=HTMLResponse, response_model=None)
 def alert_page(
     request: Request,
-    alert_id: int,
+    alert_id: AlertId,
     principal: Principal | None = Depends(optional_principal),
     session: Session = Depends(get_session),
     settings: Settings = SETTINGS,

@@ -11,7 +11,7 @@ from fastapi.responses import PlainTextResponse
 from voxloop.act.access import Principal
 from voxloop.api.service import get_principal, get_settings, require_permission
 from voxloop.config import Settings
-from voxloop.errors import PermissionDeniedError
+from voxloop.errors import PermissionDeniedError, UnusableInputError
 from voxloop.ingest.schemas import RecordKind
 
 router = APIRouter()
@@ -40,12 +40,18 @@ def push_records(
             if not principal.sees(region.get("province"), region.get("city")):
                 raise PermissionDeniedError(
                     f"record {row}: region {region.get('province')!r}/{region.get('city')!r} "
-                    "is outside your region scope"
+                    "is outside your region scope",
+                    loc=("body", row - 1, "province"),
                 )
 
-    result = ingest_records(
-        settings=settings, kind=kind, records=records, engine=request.app.state.engine
-    )
+    try:
+        result = ingest_records(
+            settings=settings, kind=kind, records=records, engine=request.app.state.engine
+        )
+    except UnusableInputError as exc:
+        # The records as a whole cannot be read (unknown columns): the body is the field.
+        exc.loc = exc.loc or ("body",)
+        raise
     scheduled = bool(result.stored) and settings.stages_after_push
     if scheduled:
         request.app.state.stages.request()
