@@ -9,11 +9,13 @@ so relative-importance methods treat a multi-level attribute as a single driver.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from voxloop.errors import UnusableInputError
+from voxloop.ingest.readers import read_text_table
 
 #: Target values read as the positive class when ``--positive`` is not given.
 POSITIVE_TOKENS = ("yes", "true", "1", "satisfied", "churned", "churn", "positive")
@@ -164,13 +166,15 @@ def binary_target(series: pd.Series, *, positive: str | None, name: str) -> np.n
 
 
 def read_table(path: str) -> pd.DataFrame:
-    """Read a CSV (optionally gzip-compressed), JSONL or Parquet file into a frame."""
-    lower = path.lower()
-    try:
-        if lower.endswith((".parquet", ".pq")):
-            return pd.read_parquet(path)
-        if lower.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
-            return pd.read_json(path, lines=True)
-        return pd.read_csv(path, low_memory=False)
-    except (OSError, ValueError) as exc:
-        raise UnusableInputError(f"cannot read {path}: {exc}") from exc
+    """Read any file the ingest reads (CSV, JSONL, Parquet, xlsx) into a frame of text columns.
+
+    The ingest reader parses it (``voxloop.ingest.readers.read_text_table``), so a row it
+    cannot parse stops the analysis naming that row; empty cells are missing values.
+    Numbers stay text here: ``is_numeric_column`` and the encoder parse them.
+    """
+    frame: pd.DataFrame = read_text_table(Path(path)).to_pandas()
+    for name in frame.columns:
+        # Empty text is a missing value, as pandas' own CSV reader has it.
+        text = frame[name].astype("string").str.strip()
+        frame[name] = frame[name].where(text.ne("").fillna(False), None)
+    return frame

@@ -11,40 +11,58 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pj
 
 from voxloop.detect.alerts import SurgeAlert, scan_counts
 from voxloop.detect.series import GRANULARITY_SECONDS, bucket_of, count_voices
 from voxloop.detect.surge import SURGE_DETECTORS
 from voxloop.errors import UnusableInputError
+from voxloop.ingest.readers import read_text_table
 
 TS = pa.timestamp("us", tz="UTC")
 
 
-def read_flat_voices(path: Path) -> pa.Table:
-    """Read a canonical ``voices.jsonl`` into the columns counting needs.
+def _utc(path: Path, column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Parse ISO-8601 text as UTC timestamps; text without an offset is taken as UTC."""
+    try:
+        return pc.cast(column, TS)
+    except pa.ArrowInvalid:
+        try:
+            return pc.cast(pc.cast(column, pa.timestamp("us")), TS)
+        except pa.ArrowInvalid as exc:
+            raise UnusableInputError(f"{path}: received_at: {exc}") from exc
 
-    The scenario is the voice's ``attributes.scenario`` (the generator's label).
+
+def _scenario(attributes: pa.ChunkedArray) -> pa.Array:
+    """Return ``attributes.scenario`` of each voice (the readers keep objects as JSON text)."""
+    out: list[str | None] = []
+    for text in attributes.to_pylist():
+        value = json.loads(text) if text else None
+        scenario = value.get("scenario") if isinstance(value, dict) else None
+        out.append(None if scenario is None else str(scenario))
+    return pa.array(out, pa.string())
+
+
+def read_flat_voices(path: Path, *, text: bool = False) -> pa.Table:
+    """Read a canonical ``voices.jsonl`` into the columns counting (and grouping) need.
+
+    The file goes through the ingest reader (``voxloop.ingest.readers.read_text_table``),
+    so a line it cannot parse stops the evaluation with its row number.  The scenario is
+    the voice's ``attributes.scenario`` (the generator's label); ``text`` keeps the text.
     """
     if not path.is_file():
         raise UnusableInputError(f"{path}: no such voices file")
-    table = pj.read_json(path)
-    for col in ("received_at", "attributes"):
+    table = read_text_table(path)
+    for col in ("received_at", "attributes", *(("text",) if text else ())):
         if col not in table.column_names:
             raise UnusableInputError(f"{path}: column {col!r} missing")
-    attrs = table["attributes"]
-    scenario = (
-        pc.struct_field(attrs, "scenario")
-        if pa.types.is_struct(attrs.type)
-        else pa.nulls(table.num_rows, pa.string())
-    )
-    received = table["received_at"]
-    if received.type.tz is None:
-        # pyarrow converts ISO offsets to UTC but leaves the type naive.
-        received = received.cast(pa.timestamp(received.type.unit, tz="UTC"))
-    cols = {"received_at": received.cast(TS), "scenario": scenario}
+    cols = {
+        "received_at": _utc(path, table["received_at"]),
+        "scenario": _scenario(table["attributes"]),
+    }
     for c in ("province", "city", "district", "channel", "id", "customer_id"):
         cols[c] = table[c] if c in table.column_names else pa.nulls(table.num_rows, pa.string())
+    if text:
+        cols["text"] = table["text"]
     return pa.table(cols)
 
 
@@ -124,7 +142,7 @@ def read_comcast(path: Path) -> pa.Table:
     """Read the Comcast complaints CSV as voices (state as province, channel as given)."""
     import pandas as pd
 
-    frame = pd.read_csv(path, encoding="utf-8-sig")
+    frame = read_text_table(path).to_pandas()
     need = {"Date", "Time", "State", "City", "Received Via", "Customer Complaint"}
     missing = sorted(need - set(frame.columns))
     if missing:
@@ -186,14 +204,13 @@ def evaluate_grouping_purity(
     *, path: Path, limit: int | None = None, threshold: float = 0.15
 ) -> dict[str, Any]:
     """Group CFPB narratives in one block; return purity and ARI against product labels."""
-    import pandas as pd
     from sklearn.metrics import adjusted_rand_score
 
     from voxloop.detect.problems import ProblemGrouper
 
-    frame = pd.read_csv(path, nrows=limit)
-    texts = frame["narrative"].astype(str).tolist()
-    labels = frame["product"].astype(str).tolist()
+    frame = read_text_table(path, columns=("narrative", "product"), limit=limit)
+    texts = ["" if t is None else t for t in frame["narrative"].to_pylist()]
+    labels = ["" if t is None else t for t in frame["product"].to_pylist()]
     grouper = ProblemGrouper(threshold=threshold)
     ids, _ = grouper.partial_fit_assign(
         texts, ["all"] * len(texts), [str(i) for i in range(len(texts))]
@@ -270,16 +287,11 @@ def evaluate_problems(*, data_dir: Path, batch: int | None = None) -> dict[str, 
     from voxloop.ingest.pii import mask_array
 
     truth = json.loads((data_dir / "ground_truth.json").read_text(encoding="utf-8"))
-    table = pj.read_json(data_dir / "voices.jsonl")
-    table = table.append_column("scenario", pc.struct_field(table["attributes"], "scenario"))
+    table = read_flat_voices(data_dir / "voices.jsonl", text=True)
     table = table.sort_by([("received_at", "ascending"), ("id", "ascending")])
     masked, _ = mask_array(table["text"].combine_chunks())
     texts = masked.to_pylist()
     vid = table["id"].to_pylist()
-    received = table["received_at"]
-    table = table.set_column(
-        table.schema.get_field_index("received_at"), "received_at", received.cast(TS)
-    )
     ctx = context_tokens(table)
     grouper = ProblemGrouper()
     size = batch or len(texts)

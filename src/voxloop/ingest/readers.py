@@ -493,3 +493,90 @@ def read_xlsx(path: Path, *, batch_size: int, sheet: str | None = None) -> Itera
             yield _records_batch(good, rows, rejects)
     finally:
         wb.close()
+
+
+def _json_array(path: Path) -> list[Any] | None:
+    """Return the items of a ``.json`` file holding one JSON array, else ``None``."""
+    if not path.name.lower().endswith(".json"):
+        return None
+    head = _head(path, 4096).decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
+    if not head.startswith("["):
+        return None
+    try:
+        items = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UnusableInputError(f"{path}: cannot parse the JSON array: {exc}") from exc
+    return items if isinstance(items, list) else None
+
+
+def read_file(
+    path: Path,
+    *,
+    batch_size: int,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    sheet: str | None = None,
+) -> Iterator[RawBatch]:
+    """Stream any supported file (CSV, JSON lines or one JSON array, Parquet, xlsx) as batches.
+
+    The reader is chosen by ``file_format``; ``encoding`` and ``delimiter`` apply to text
+    files, ``sheet`` to workbooks.  Every caller that reads a file goes through here, so
+    quoted multi-line CSV fields, GBK/UTF-8 detection and ``.gz`` behave the same everywhere.
+    """
+    if not path.is_file():
+        raise UnusableInputError(f"{path}: no such file")
+    fmt = file_format(path)
+    if fmt == "csv":
+        return read_csv(path, batch_size=batch_size, encoding=encoding, delimiter=delimiter)
+    if fmt == "parquet":
+        return read_parquet(path, batch_size=batch_size)
+    if fmt == "xlsx":
+        return read_xlsx(path, batch_size=batch_size, sheet=sheet)
+    items = _json_array(path)
+    if items is not None:
+        return read_records(items, batch_size=batch_size)
+    return read_jsonl(path, batch_size=batch_size, encoding=encoding)
+
+
+def read_text_table(
+    path: Path,
+    *,
+    columns: Iterable[str] | None = None,
+    limit: int | None = None,
+    batch_size: int = 65_536,
+) -> pa.Table:
+    """Read a whole file (any format ``read_file`` reads) into one table of text columns.
+
+    For evaluation and analysis inputs, which are used whole: the first row that cannot
+    be parsed stops the read with its row number (and field), as does a missing column.
+    ``columns`` keeps those columns only; ``limit`` stops after that many rows.
+    """
+    wanted = list(columns) if columns is not None else None
+    parts: list[pa.Table] = []
+    n = 0
+    for batch in read_file(path, batch_size=batch_size):
+        if batch.rejects:
+            bad = batch.rejects[0]
+            where = f"row {bad.row}" + (f", field {bad.field!r}" if bad.field else "")
+            raise UnusableInputError(f"{path}: {where} cannot be parsed: {bad.reason}")
+        table = batch.table
+        if table.num_rows == 0 and not table.column_names:
+            continue
+        if wanted is not None:
+            missing = [c for c in wanted if c not in table.column_names]
+            if missing:
+                raise UnusableInputError(
+                    f"{path}: no column {missing[0]!r}; columns are {', '.join(table.column_names)}"
+                )
+            table = table.select(wanted)
+        if limit is not None:
+            table = table.slice(0, max(limit - n, 0))
+        parts.append(table)
+        n += table.num_rows
+        if limit is not None and n >= limit:
+            break
+    if not parts:
+        names = wanted or []
+        return pa.table({c: pa.array([], pa.string()) for c in names})
+    # Batches of records may differ in their keys: union them, missing ones as nulls.
+    return pa.concat_tables(parts, promote_options="default")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from voxloop.errors import UnusableInputError
-from voxloop.ingest.readers import RawBatch
+from voxloop.ingest.readers import read_file
 from voxloop.understand.encoders import Encoder, HybridClassifier
 from voxloop.understand.estimators import TextClassifier
 
@@ -50,42 +50,6 @@ def _model(
     return HybridClassifier(encoder=encoder, text_model=text)
 
 
-def _labelled_batches(path: Path) -> Iterator[RawBatch]:
-    """Stream ``path`` through the ingest reader of its format (one reader for both)."""
-    from voxloop.ingest.readers import (
-        file_format,
-        read_csv,
-        read_jsonl,
-        read_parquet,
-        read_xlsx,
-    )
-
-    fmt = file_format(path)
-    if fmt == "csv":
-        return read_csv(path, batch_size=_READ_BATCH)
-    if fmt == "parquet":
-        return read_parquet(path, batch_size=_READ_BATCH)
-    if fmt == "xlsx":
-        return read_xlsx(path, batch_size=_READ_BATCH)
-    return read_jsonl(path, batch_size=_READ_BATCH)
-
-
-def _json_array(path: Path) -> pa.Table | None:
-    """Return the rows of a ``.json`` file holding one JSON array, else ``None``."""
-    import json
-
-    if not path.name.lower().endswith(".json"):
-        return None
-    with path.open("rb") as fh:
-        head = fh.read(4096).decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
-    if not head.startswith("["):
-        return None
-    rows = json.loads(path.read_text(encoding="utf-8-sig"))
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise UnusableInputError(f"{path}: a JSON file must hold a list of objects")
-    return pa.Table.from_pylist([{k: _cell(v) for k, v in r.items()} for r in rows])
-
-
 def _cell(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -104,13 +68,7 @@ def read_labelled(path: Path, *, text_col: str, label_col: str) -> tuple[list[st
     labels: list[str | None] = []
     sources: list[int] = []
     try:
-        table = _json_array(path)
-        batches: Iterator[RawBatch] = (
-            iter([RawBatch(table=table, rows=np.arange(1, table.num_rows + 1))])
-            if table is not None
-            else _labelled_batches(path)
-        )
-        for batch in batches:
+        for batch in read_file(path, batch_size=_READ_BATCH):
             if batch.rejects:
                 bad = batch.rejects[0]
                 raise UnusableInputError(f"{path}: row {bad.row} cannot be parsed: {bad.reason}")
