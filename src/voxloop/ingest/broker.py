@@ -500,6 +500,7 @@ async def _nats_loop(
     max_ack_pending: int | None = None,
 ) -> None:
     import nats
+    import nats.errors
     from nats.js.api import AckPolicy, ConsumerConfig
     from nats.js.errors import NotFoundError
 
@@ -627,9 +628,19 @@ async def _nats_loop(
                 # Count before acknowledging: a crash in between recounts the batch as
                 # duplicates on redelivery, so counters never miss a message.
                 runner.done(result, messages=len(taken), lag=_js_position(taken[-1].reply)[2])
-                for m in taken:
-                    await m.ack()
-                await nc.flush()
+                try:
+                    for m in taken:
+                        await m.ack()
+                    await nc.flush()
+                except (
+                    nats.errors.FlushTimeoutError,
+                    nats.errors.ConnectionReconnectingError,
+                    nats.errors.OutboundBufferLimitError,
+                ) as exc:
+                    # The connection dropped or stalled with acknowledgements in flight:
+                    # those not received come back after ack_wait, as duplicates of stored
+                    # rows. Keep consuming; a closed connection still ends the loop.
+                    logger.warning("NATS: acknowledgements of a batch may be lost: %r", exc)
                 continue
             if storing is None and ready is not None:
                 raw, skipped, taken = ready
