@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 from sqlalchemy import false, select, true
@@ -35,20 +35,9 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 10
 
 
-class AuditWriter(Protocol):
-    """Append one entry to the audit log in the caller's transaction."""
-
-    def __call__(
-        self,
-        *,
-        session: Session,
-        actor: str,
-        action: str,
-        object_type: str,
-        object_id: str,
-        detail: dict[str, Any] | None = None,
-        at: datetime | None = None,
-    ) -> None: ...
+#: Appends one audit-log entry in the caller's transaction (``voxloop.act.service.audit``:
+#: keyword arguments session, actor, action, object_type, object_id, detail, at).
+AuditWriter = Callable[..., None]
 
 #: Allowed alert state changes.
 TRANSITIONS = {

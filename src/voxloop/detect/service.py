@@ -22,6 +22,10 @@ from voxloop.config import Settings
 from voxloop.detect import nab
 from voxloop.detect.alerts import SurgeAlert, scan_counts
 from voxloop.detect.anomaly import nab_detector, nab_round
+
+# The voices query lives in the light module Spark workers import (re-exported here).
+from voxloop.detect.counts import read_voices as read_voices
+from voxloop.detect.counts import voices_sql
 from voxloop.detect.models import Alert, Problem, ProblemEdit, ProblemMember
 from voxloop.detect.notify import alert_payload, deliver_outbox, record_alerts
 from voxloop.detect.problems import (
@@ -97,38 +101,6 @@ STAGE_GRANULARITY = "hour"
 def state_dir(settings: Settings) -> Path:
     """Return the folder holding the detect stage's incremental state."""
     return settings.home / "detect"
-
-
-def _voices_sql(files: list[Path], has_readings: bool) -> str:
-    paths = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-    scenario = (
-        "coalesce(r.scenario, element_at(v.attributes, 'scenario')[1])"
-        if has_readings
-        else "element_at(v.attributes, 'scenario')[1]"
-    )
-    join = (
-        "LEFT JOIN (SELECT voice_id, arg_max(scenario, read_at) AS scenario FROM readings "
-        "GROUP BY voice_id) r ON r.voice_id = v.id"
-        if has_readings
-        else ""
-    )
-    return f"""
-        SELECT v.id, v.received_at, v.customer_id, v.province, v.city, v.district, v.channel,
-               v.text, v.language, {scenario} AS scenario
-        FROM read_parquet([{paths}], union_by_name=true) v {join}
-        ORDER BY v.received_at, v.id
-    """
-
-
-def read_voices(*, settings: Settings, files: list[Path]) -> pa.Table:
-    """Read voices from lake part files with their scenario (latest reading, else label)."""
-    if not files:
-        return pa.table({})
-    has_readings = bool(part_files(settings, "readings"))
-    con = lake_connection(settings, ("readings",) if has_readings else ())
-    table: pa.Table = con.sql(_voices_sql(files, has_readings)).to_arrow_table()
-    con.close()
-    return table
 
 
 def _load_state(session: Session) -> dict[str, Any]:
@@ -1112,7 +1084,7 @@ def alert_voice_ids(
     con = lake_connection(settings, ("readings",) if has_readings else ())
     try:
         rows = con.execute(
-            f"SELECT id, province, city FROM ({_voices_sql(files, has_readings)}) "
+            f"SELECT id, province, city FROM ({voices_sql(files, has_readings)}) "
             f"WHERE {' AND '.join(where)} "
             "QUALIFY row_number() OVER (PARTITION BY id) = 1 ORDER BY received_at, id",
             params,
