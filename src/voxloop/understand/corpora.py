@@ -346,6 +346,10 @@ def fit_pool(
     y = np.searchsorted(classes, np.asarray([str(v) for v in labels]))
     k = len(classes)
     rows = np.ones(len(y), bool) if score_rows is None else np.asarray(score_rows, bool)
+    folds = min(folds, int(np.bincount(y, minlength=k).min()))
+    if folds < 2 or not rows.any():
+        # Too few rows of some class to cross-validate: keep the lexical model alone.
+        return Pool(weight=1.0, probe=None, cv={})
     p_lex = np.zeros((len(y), k))
     p_emb = np.zeros((len(y), k))
     skf = StratifiedKFold(folds, shuffle=True, random_state=random_state)
