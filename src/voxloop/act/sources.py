@@ -43,7 +43,7 @@ def _voices(settings: Settings, voice_ids: Sequence[str]) -> list[dict[str, Any]
         if "readings" in views
         else "NULL"
     )
-    rows = con.execute(
+    cursor = con.execute(
         f"""
         SELECT v.id, v.customer_id, v.province, v.city, v.district, v.channel, v.text,
                coalesce({reading}, v.attributes['scenario']) AS scenario,
@@ -52,19 +52,9 @@ def _voices(settings: Settings, voice_ids: Sequence[str]) -> list[dict[str, Any]
         JOIN wanted w ON w.vid = v.id
         ORDER BY v.received_at
         """
-    ).fetchall()
-    names = (
-        "id",
-        "customer_id",
-        "province",
-        "city",
-        "district",
-        "channel",
-        "text",
-        "scenario",
-        "segment",
     )
-    return [dict(zip(names, row, strict=True)) for row in rows]
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def _common(values: list[Any]) -> Any:

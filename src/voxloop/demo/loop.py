@@ -95,7 +95,7 @@ def _negative_sample(settings: Settings, size: int) -> list[dict[str, Any]]:
     views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
     if not {"voices", "readings"} <= views:
         return []
-    rows = con.execute(
+    cursor = con.execute(
         """
         WITH r AS (
             SELECT voice_id, arg_max(sentiment, read_at) AS sentiment,
@@ -111,20 +111,9 @@ def _negative_sample(settings: Settings, size: int) -> list[dict[str, Any]]:
         LIMIT ?
         """,
         [size],
-    ).fetchall()
-    names = (
-        "id",
-        "customer_id",
-        "province",
-        "city",
-        "district",
-        "channel",
-        "text",
-        "scenario",
-        "segment",
-        "received_at",
     )
-    return [dict(zip(names, row, strict=True)) for row in rows]
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def _first_seen(settings: Settings, voice_ids: Sequence[str]) -> datetime | None:
