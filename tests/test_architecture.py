@@ -37,9 +37,7 @@ RANK = {name: i for i, name in enumerate(LAYERS)}
 
 #: Imports up the layers that are allowed for now, as (importing module, imported module).
 #: Each one needs a reason; the goal is an empty set.
-ALLOWED_BACK_EDGES: frozenset[tuple[str, str]] = frozenset(
-    set()
-)
+ALLOWED_BACK_EDGES: frozenset[tuple[str, str]] = frozenset(set())
 
 
 #: Import circles between modules of one package (function-local imports included) that
