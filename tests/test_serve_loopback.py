@@ -136,3 +136,31 @@ def test_dev_admin_is_refused_to_remote_callers(tmp_path: Path) -> None:
         assert authorised.status_code == 200
         assert local.get("/api/v1/work-orders").status_code == 401
     app.state.engine.dispose()
+
+
+def test_serve_with_two_workers_answers_from_both_processes(tmp_path: Path) -> None:
+    """``serve --workers 2`` starts two server processes that build the app themselves."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(VOXLOOP), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        env=_env(tmp_path / "home"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        answered = 0
+        while time.monotonic() < deadline and server.poll() is None and answered < 20:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/api/v1/work-orders", timeout=5)
+                assert response.status_code == 200
+                answered += 1
+            except httpx.TransportError:
+                time.sleep(0.3)
+        assert answered == 20, "server did not come up"
+    finally:
+        server.terminate()
+        out, _ = server.communicate(timeout=60)
+    # Each worker process logs its own start.
+    assert out.count("Started server process") == 2

@@ -318,3 +318,11 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
     static = Path(__file__).resolve().parent.parent / "web" / "static"
     app.mount("/static", StaticFiles(directory=static), name="static")
     return app
+
+
+def app_from_env() -> FastAPI:
+    """Create the app from the environment (the entry of each ``serve --workers`` process)."""
+    from voxloop.config import load_settings
+
+    # The parent migrated the store before starting the workers; N workers must not race.
+    return create_app(load_settings(), run_migrations=False)

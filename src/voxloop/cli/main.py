@@ -45,6 +45,9 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 def serve(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes sharing the port (uvicorn workers).")
+    ] = 1,
 ) -> None:
     """Serve the API and dashboard (dev mode without users: loopback addresses only)."""
     import uvicorn
@@ -63,7 +66,20 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
     typer.echo(f"voxloop dashboard: http://{bind_host}:{bind_port}/")
-    uvicorn.run(web_app, host=bind_host, port=bind_port, log_level="info")
+    if workers == 1:
+        uvicorn.run(web_app, host=bind_host, port=bind_port, log_level="info")
+        return
+    # Worker processes build their own app from the same environment; this one only
+    # migrated the store and checked the bind.
+    web_app.state.engine.dispose()
+    uvicorn.run(
+        "voxloop.api.app:app_from_env",
+        factory=True,
+        host=bind_host,
+        port=bind_port,
+        workers=workers,
+        log_level="info",
+    )
 
 
 @app.command()
@@ -88,7 +104,7 @@ def demo(
     if as_json:
         typer.echo(json.dumps(summary, ensure_ascii=False, default=str))
     if not no_serve:
-        serve(host=None, port=None)
+        serve(host=None, port=None, workers=1)
 
 
 def _register_domains() -> None:
