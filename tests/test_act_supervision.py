@@ -198,3 +198,57 @@ def test_violations_open_work_orders_once(any_db_settings):
         "C3-plan-change",
         "alert",
     )
+
+
+def test_commitments_page_follows_the_filter_bar(tmp_path):
+    """The Commitments page and its downloads count only the bar's region and dates."""
+    from tests.conftest import admin_client
+    from tests.test_web_export import read_csv
+    from voxloop.api.app import create_app
+    from voxloop.config import Settings
+    from voxloop.store.service import write_part
+
+    ev = build()
+    settings = Settings(home=tmp_path / "home", env="test", secret_key="bar-test-key")
+    rows = [
+        {**r, "content_hash": r["id"], "ingested_at": T0, "batch_id": "b1", "source_row": i}
+        for i, r in enumerate(ev.rows)
+    ]
+    table = pa.Table.from_pylist(rows, schema=EVENT_SCHEMA)
+    write_part(settings, "events", table)
+    checks = supervision.check_events(ev.connection())
+    client = admin_client(create_app(settings))
+
+    def compliance(**params):
+        got = read_csv(client.get("/commitments", params={**params, "format": "csv"}))
+        return {r["rule"]: (int(r["checked"]), int(r["violations"])) for r in got}
+
+    def expected(mask):
+        rules = supervision.compliance(checks.filter(mask))
+        return {r["rule"]: (r["checked"], r["violations"]) for r in rules}
+
+    everything = compliance()
+    assert everything == expected(pc.is_valid(checks.column("rule")))
+    in_js = compliance(province="江苏")
+    assert in_js == expected(pc.fill_null(pc.equal(checks.column("province"), "江苏"), False))
+    assert in_js != everything
+    # Requests are on 2026-09-01 (local) except p5, nine days later.
+    late = compliance(**{"from": "2026-09-05"})
+    start = datetime(2026, 9, 4, 16, 0, tzinfo=UTC)  # 2026-09-05 00:00 Shanghai
+    assert late == expected(
+        pc.greater_equal(checks.column("requested_at"), pa.scalar(start, pa.timestamp("us", "UTC")))
+    )
+    assert late != everything
+    assert compliance(**{"from": "2000-01-01", "to": "2000-01-02"}) == expected(
+        pc.equal(checks.column("rule"), "none")
+    )
+    page = client.get("/commitments", params={"province": "广东", "lang": "en"})
+    assert page.status_code == 200
+    violations = read_csv(
+        client.get(
+            "/commitments", params={"province": "广东", "format": "csv", "table": "violations"}
+        )
+    )
+    assert violations and {v["province"] for v in violations} == {"广东"}
+    bad = client.get("/commitments", params={"to": "2026-13-01"})
+    assert bad.status_code == 422 and "to" in bad.text

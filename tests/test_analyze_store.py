@@ -164,3 +164,94 @@ def test_disk_cache_keeps_the_most_recently_used_results(
         run(i)
     left = {json.loads(p.read_text())["i"] for p in folder.glob("*.json")}
     assert len(left) == 3 and {0, 3, 4} == left
+
+
+def _expected_scope(
+    settings: Settings,
+    *,
+    day_from: str,
+    day_to: str,
+    province: str,
+    touchpoint: str | None = None,
+) -> tuple[int, float]:
+    """Count the responses in scope and their dissatisfied share, straight from the lake."""
+    from voxloop.store.service import lake_connection
+
+    con = lake_connection(settings, ("surveys", "customers"))
+    # Local days of Asia/Shanghai are UTC + 8 h (no DST), computed here without time zones.
+    row = con.execute(
+        "WITH c AS (SELECT id, province, row_number() OVER (PARTITION BY id "
+        "ORDER BY ingested_at DESC) AS rn FROM customers) "
+        "SELECT count(*), avg(CASE WHEN s.overall <= 6 THEN 1.0 ELSE 0.0 END) FROM surveys s "
+        "LEFT JOIN c ON s.customer_id = c.id AND c.rn = 1 "
+        "WHERE CAST(CAST(s.occurred_at AS TIMESTAMP) + INTERVAL 8 HOUR AS DATE) "
+        "BETWEEN CAST(? AS DATE) AND CAST(? AS DATE) "
+        "AND coalesce(s.province, c.province) = ? AND s.touchpoint = coalesce(?, s.touchpoint)",
+        [day_from, day_to, province, touchpoint],
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), float(row[1] or 0.0)
+
+
+def test_satisfaction_follows_the_filter_bar(operator: tuple[Settings, Path]) -> None:
+    """Dates, region and touchpoint restrict drivers, segments and the churn list."""
+    from voxloop.api.app import create_app
+    from voxloop.store.service import lake_connection
+
+    settings, _truth = operator
+    con = lake_connection(settings, ("surveys",))
+    first, last = con.execute(
+        "SELECT CAST(min(occurred_at) AS DATE), CAST(max(occurred_at) AS DATE) FROM surveys"
+    ).fetchone() or (None, None)
+    assert first is not None and last is not None
+    day_from = (first + (last - first) / 5).isoformat()
+    day_to = (first + 4 * (last - first) / 5).isoformat()
+    scope = {"from": day_from, "to": day_to, "province": "江苏"}
+    n, _rate = _expected_scope(settings, day_from=day_from, day_to=day_to, province="江苏")
+    n_tp, rate_tp = _expected_scope(
+        settings, day_from=day_from, day_to=day_to, province="江苏", touchpoint="hotline"
+    )
+    total = con.execute("SELECT count(*) FROM surveys").fetchone()
+    assert total is not None and 30 <= n < total[0] and 0 < n_tp < n  # the filters really cut
+
+    client = admin_client(create_app(settings))
+    drivers = client.get("/api/v1/analysis/drivers", params=scope)
+    assert drivers.status_code == 200, drivers.text
+    body = drivers.json()
+    assert body["n"] == n
+    assert body["region"] == {"province": "江苏"}
+    assert body["period"] == {"from": day_from, "to": day_to}
+    segments = client.get("/api/v1/analysis/segments", params={**scope, "touchpoint": "hotline"})
+    assert segments.status_code == 200, segments.text
+    seg = segments.json()
+    assert seg["base_rate"] == pytest.approx(rate_tp)
+    assert sum(r["n"] for r in seg["drill_down"]) == n_tp
+    assert all(c["column"] != "touchpoint" for r in seg["rules"] for c in r["conditions"])
+    assert {r["level"] for r in seg["drill_down"]} <= {"city"}
+    # The unfiltered national analysis is another result.
+    assert client.get("/api/v1/analysis/drivers").json()["n"] > n
+
+    wrong = client.get("/api/v1/analysis/drivers", params={"from": day_to, "to": day_from})
+    assert wrong.status_code == 422 and wrong.json()["loc"] == ["query", "from"]
+
+    page = client.get("/satisfaction", params={**scope, "channel": "app", "lang": "en"})
+    assert page.status_code == 200, page.text[:300]
+    assert f"n = {n} " in page.text
+    assert 'id="ignored-filters"' in page.text and "Channel" in page.text
+    ids = [m.split("</code>")[0] for m in page.text.split('<tr class="churn-row"><td><code>')[1:]]
+    assert ids, "the churn list of the region is not empty"
+    in_region = (
+        lake_connection(settings, ("customers",))
+        .execute(
+            "SELECT count(DISTINCT id) FROM customers WHERE province = '江苏' "
+            "AND id IN (SELECT unnest(?))",
+            [ids],
+        )
+        .fetchone()
+    )
+    assert in_region is not None and in_region[0] == len(ids)
+    picked = client.get("/satisfaction", params={**scope, "touchpoint": "hotline"})
+    assert picked.status_code == 200
+    assert '<option value="hotline" selected>' in picked.text
+    bad = client.get("/satisfaction", params={"touchpoint": "moon"})
+    assert bad.status_code == 422 and "touchpoint" in bad.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,7 @@ def survey_frame(*, settings: Settings) -> tuple[pd.DataFrame, list[str]]:
             f"WITH c AS ({_latest_customers_sql()}) "
             "SELECT s.id AS survey_id, s.customer_id, s.touchpoint, s.overall, "
             "CAST(s.nps AS DOUBLE) AS nps, epoch(s.occurred_at) AS occurred_epoch, "
+            "CAST(timezone($tz, s.occurred_at) AS DATE) AS local_day, "
             "coalesce(s.province, c.province) AS province, coalesce(s.city, c.city) AS city, "
             f"coalesce(s.district, c.district) AS district{profile}{factor_sql} "
             "FROM surveys s LEFT JOIN c ON s.customer_id = c.id ORDER BY s.id"
@@ -109,10 +111,31 @@ def survey_frame(*, settings: Settings) -> tuple[pd.DataFrame, list[str]]:
         sql = (
             "SELECT s.id AS survey_id, s.customer_id, s.touchpoint, s.overall, "
             "CAST(s.nps AS DOUBLE) AS nps, epoch(s.occurred_at) AS occurred_epoch, "
+            "CAST(timezone($tz, s.occurred_at) AS DATE) AS local_day, "
             f"s.province, s.city, s.district{factor_sql} FROM surveys s ORDER BY s.id"
         )
-    frame: pd.DataFrame = con.sql(sql).to_arrow_table().to_pandas()
+    # The day in the dashboard's time zone, as the filter bar's dates are meant.
+    frame: pd.DataFrame = (
+        con.sql(sql, params={"tz": settings.timezone}).to_arrow_table().to_pandas()
+    )
     return frame, names
+
+
+def customer_regions(*, settings: Settings, ids: list[str]) -> dict[str, dict[str, str]]:
+    """Return each known customer's province, city and district from their newest profile."""
+    from voxloop.store.service import lake_connection
+
+    con = lake_connection(settings, ("customers",))
+    if "customers" not in _tables(con) or not ids:
+        return {}
+    rows = con.execute(
+        f"WITH c AS ({_latest_customers_sql()}) "
+        "SELECT id, province, city, district FROM c WHERE id IN (SELECT unnest($ids))",
+        {"ids": ids},
+    ).fetchall()
+    return {
+        str(r[0]): {k: str(v) for k, v in zip(REGION_LEVELS, r[1:], strict=True) if v} for r in rows
+    }
 
 
 def _outcome(frame: pd.DataFrame, outcome: str) -> np.ndarray:
@@ -141,6 +164,50 @@ def _in_region(frame: pd.DataFrame, region: dict[str, str] | None) -> pd.DataFra
     return frame[mask].reset_index(drop=True)
 
 
+def in_scope(
+    frame: pd.DataFrame,
+    *,
+    region: dict[str, str] | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    touchpoint: str | None = None,
+) -> pd.DataFrame:
+    """Keep the survey responses inside a region, a range of local days and a touchpoint.
+
+    Dates are inclusive calendar days in the dashboard's time zone (``local_day``), as the
+    filter bar means them; ``None`` leaves that side open.
+    """
+    frame = _in_region(frame, region)
+    mask = np.ones(len(frame), dtype=bool)
+    if (date_from or date_to) and "local_day" in frame.columns:
+        days = pd.to_datetime(frame["local_day"]).dt.date
+        if date_from is not None:
+            mask &= (days >= date_from).fillna(False).to_numpy(dtype=bool)
+        if date_to is not None:
+            mask &= (days <= date_to).fillna(False).to_numpy(dtype=bool)
+    if touchpoint:
+        mask &= (
+            (frame["touchpoint"].astype("string") == touchpoint).fillna(False).to_numpy(dtype=bool)
+        )
+    return frame if mask.all() else frame[mask].reset_index(drop=True)
+
+
+def _period(date_from: date | None, date_to: date | None) -> dict[str, str | None]:
+    return {
+        "from": date_from.isoformat() if date_from else None,
+        "to": date_to.isoformat() if date_to else None,
+    }
+
+
+def _scope_label(
+    region: dict[str, str] | None, date_from: date | None, date_to: date | None
+) -> str:
+    parts = [" ".join((region or {}).values())]
+    if date_from or date_to:
+        parts.append(f"{date_from or '…'} – {date_to or '…'}")
+    return ", ".join(p for p in parts if p) or "the whole lake"
+
+
 def drivers_analysis(
     *,
     settings: Settings,
@@ -149,29 +216,36 @@ def drivers_analysis(
     n_boot: int = 0,
     top_k: int = 5,
     region: dict[str, str] | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
 ) -> dict[str, Any]:
     """Run key-driver analysis of an outcome over the survey factor ratings in the lake.
 
     ``region`` (e.g. ``{"province": "江苏"}``) restricts the analysis to the responses
-    of that region, as a regional manager sees it.
+    of that region, as a regional manager sees it; ``date_from``/``date_to`` (local
+    days, inclusive) and ``touchpoint`` restrict it further (see ``in_scope``).
     """
     frame, factors = survey_frame(settings=settings)
-    frame = _in_region(frame, region)
-    if touchpoint:
-        frame = frame[frame["touchpoint"] == touchpoint].reset_index(drop=True)
+    frame = in_scope(
+        frame, region=region, date_from=date_from, date_to=date_to, touchpoint=touchpoint
+    )
     y = _outcome(frame, outcome)
     keep = np.isfinite(y)
     frame = frame[keep].reset_index(drop=True)
     y = y[keep]
     usable = [f for f in factors if frame[f].notna().sum() >= 30]
     if len(frame) < 30 or not usable:
-        raise NotFoundError("too few survey responses with factor ratings to analyse")
+        raise NotFoundError(
+            f"too few survey responses with factor ratings to analyse in "
+            f"{_scope_label(region, date_from, date_to)} ({len(frame)}, at least 30 needed)"
+        )
     model = KeyDriverModel(missing="pairwise", n_boot=n_boot, top_k=top_k)
     model.fit(frame[usable], y)
     result = model.summary()
     result["outcome"] = outcome
     result["touchpoint"] = touchpoint
     result["region"] = region or {}
+    result["period"] = _period(date_from, date_to)
     result["coverage"] = {f: float(frame[f].notna().mean()) for f in usable}
     return result
 
@@ -184,23 +258,33 @@ def segments_analysis(
     path: dict[str, str] | None = None,
     max_rules: int = 10,
     region: dict[str, str] | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    touchpoint: str | None = None,
 ) -> dict[str, Any]:
     """Find segments of respondents over-represented in ``outcome``, plus a region drill-down.
 
     ``region`` restricts everything (rules, base rate, drill-down) to the responses of
-    that region; the drill-down then starts below it.
+    that region; the drill-down then starts below it. ``date_from``/``date_to`` (local
+    days, inclusive) and ``touchpoint`` restrict the responses the same way.
     """
     frame, _factors = survey_frame(settings=settings)
-    frame = _in_region(frame, region)
+    frame = in_scope(
+        frame, region=region, date_from=date_from, date_to=date_to, touchpoint=touchpoint
+    )
     if len(frame) == 0:
-        raise NotFoundError(f"no survey responses in region {region}")
+        raise NotFoundError(
+            f"no survey responses in {_scope_label(region, date_from, date_to)}"
+            + (f" for touchpoint {touchpoint}" if touchpoint else "")
+        )
     path = {**(path or {}), **(region or {})}
     y = _outcome(frame, outcome)
     if not np.isin(y, (0.0, 1.0)).all():
         raise UnusableInputError("segments need a yes/no outcome: dissatisfied or satisfied")
     default = ["touchpoint", *[c for c in PROFILE_COLUMNS if c in frame.columns], "province"]
-    # A region the analysis is restricted to is constant: no rule can use it.
-    cols = attributes or [c for c in default if c not in (region or {})]
+    # A region (or touchpoint) the analysis is restricted to is constant: no rule can use it.
+    fixed = {*(region or {}), *(("touchpoint",) if touchpoint else ())}
+    cols = attributes or [c for c in default if c not in fixed]
     unknown = [c for c in cols if c not in frame.columns]
     if unknown:
         raise UnusableInputError(f"attributes not in the survey data: {', '.join(unknown)}")
@@ -211,6 +295,8 @@ def segments_analysis(
     result["drill_down"] = drill_down(frame, y, levels=levels, path=path)
     result["path"] = path
     result["region"] = region or {}
+    result["period"] = _period(date_from, date_to)
+    result["touchpoint"] = touchpoint
     top = finder.rules_[0] if finder.rules_ else None
     if top is not None:
         result["top_rule_customers"] = int(
