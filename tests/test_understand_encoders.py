@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
 import shutil
 import threading
@@ -21,12 +22,14 @@ from voxloop.config import Settings
 from voxloop.errors import ConfigError
 from voxloop.understand.embed_cache import CACHE_TABLE
 from voxloop.understand.encoders import (
+    SELECTIVE_THRESHOLDS,
     EncoderClassifier,
     HybridClassifier,
     LocalSentenceEncoder,
     OpenAIEmbeddingEncoder,
     encoder_from_spec,
     packaged_model_path,
+    selective_curve,
 )
 from voxloop.understand.estimators import REGISTRY, TextClassifier
 
@@ -141,15 +144,72 @@ def test_hybrid_classifier_with_hash_encoder(tmp_path: Path) -> None:
     loaded = HybridClassifier.load(clf.save(tmp_path / "hybrid.pkl"))
     assert loaded.predict(te_x).tolist() == pred.tolist()
     np.testing.assert_allclose(loaded.predict_proba(te_x), proba)
-    # Fixed C and weight: no inner CV, the given values are used as they are.
-    fixed = HybridClassifier(encoder=HashEncoder(), Cs=(5.0,), weights=(1.0,)).fit(tr_x, tr_y)
+    # Fixed C and weight, no selective encoding: no inner CV, the values are used as given.
+    fixed = HybridClassifier(encoder=HashEncoder(), Cs=(5.0,), weights=(1.0,), selective=False).fit(
+        tr_x, tr_y
+    )
     assert (fixed.C_, fixed.weight_, fixed.cv_accuracy_) == (5.0, 1.0, {})
+    assert fixed.encode_below_ == math.inf
     # Weight 1 is the lexical expert alone (liblinear shuffles, so refits differ slightly).
     np.testing.assert_allclose(
         fixed.predict_proba(te_x), TextClassifier().fit(tr_x, tr_y).predict_proba(te_x), atol=1e-3
     )
     with pytest.raises(ValueError, match="two distinct labels"):
         HybridClassifier(encoder=HashEncoder()).fit(tr_x[:3], ["a"] * 3)
+
+
+class CountingHashEncoder(HashEncoder):
+    """HashEncoder that records which texts it was asked to encode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.seen += list(texts)
+        return super().encode(texts)
+
+
+def test_selective_curve_scores_each_threshold() -> None:
+    p_text = np.array([[0.9, 0.1], [0.55, 0.45], [0.3, 0.7], [0.6, 0.4]])
+    p_pool = np.array([[0.2, 0.8], [0.2, 0.8], [0.6, 0.4], [0.6, 0.4]])
+    y = np.array([0, 1, 0, 0])
+    curve = selective_curve(p_text, p_pool, y, thresholds=(0.5, 0.65, 0.8, math.inf))
+    # Below 0.5 nothing is pooled: the lexical predictions (0, 0, 1, 0) get 2 of 4 right.
+    assert curve[0.5] == (0.5, 0.0)
+    # Below 0.65 rows 1 and 3 pool: predictions (0, 1, 1, 0).
+    assert curve[0.65] == (0.75, 0.5)
+    # Below 0.8 row 2 (top 0.7) pools too: (0, 1, 0, 0), all right.
+    assert curve[0.8] == (1.0, 0.75)
+    # Everything pooled: the confident first row is overturned, wrongly.
+    assert curve[math.inf] == (0.75, 1.0)
+
+
+def test_selective_hybrid_encodes_only_unsure_texts() -> None:
+    (tr_x, tr_y), (te_x, _) = _split(_banking_slice(6, 40))
+    enc = CountingHashEncoder()
+    clf = HybridClassifier(encoder=enc, text_model=TextClassifier(n_bits=18)).fit(tr_x, tr_y)
+    assert clf.encode_below_ in SELECTIVE_THRESHOLDS
+    assert set(clf.selective_cv_) == set(SELECTIVE_THRESHOLDS)
+    full = clf.selective_cv_[math.inf][0]
+    # The lowest threshold within max_loss of the full pool's inner-CV accuracy.
+    ok = [t for t, (acc, _) in clf.selective_cv_.items() if acc >= full - clf.max_loss]
+    assert clf.encode_below_ == min(ok)
+    # Force a threshold that splits the test texts, to see which ones are encoded.
+    p_text = clf.text_.predict_proba(te_x)
+    clf.encode_below_ = float(np.median(np.max(p_text, axis=1)))
+    unsure = np.max(p_text, axis=1) < clf.encode_below_
+    assert 0 < unsure.sum() < len(te_x)
+    enc.seen = []
+    proba = clf.predict_proba(te_x)
+    assert enc.seen == [t for t, u in zip(te_x, unsure, strict=True) if u]
+    # Confident texts keep the lexical probabilities; unsure ones get the pool.
+    np.testing.assert_allclose(proba[~unsure], p_text[~unsure])
+    clf.encode_below_ = math.inf
+    np.testing.assert_allclose(clf.predict_proba(te_x)[unsure], proba[unsure])
+    # A model pickled before selective encoding pools every row.
+    del clf.encode_below_
+    assert clf.embedding_rows(p_text).all()
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +271,9 @@ def embed_service() -> Iterator[tuple[str, list[str | None]]]:
 
 
 def test_pipeline_reads_with_configured_encoder(
-    settings: Settings, embed_service: tuple[str, list[str | None]]
+    settings: Settings,
+    embed_service: tuple[str, list[str | None]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """VOXLOOP_UNDERSTAND_ENCODER switches the scenario model; the key never reaches disk."""
     from tests.test_understand import _voices
@@ -248,6 +310,8 @@ def test_pipeline_reads_with_configured_encoder(
     seen.clear()
     write_part(configured, "voices", _voices(1, start=100))
     shutil.rmtree(configured.lake_dir / CACHE_TABLE)  # texts repeat: force the service call
+    # Selective encoding skips voices the lexical expert is sure of; pool them all here.
+    monkeypatch.setattr(HybridClassifier, "embedding_rows", lambda self, p: np.ones(len(p), bool))
     assert service.read_new_voices(settings=configured)["read"] == 4
     assert seen and set(seen) == {"Bearer sk-test-123"}
 

@@ -123,3 +123,53 @@ def test_pooled_heads_survive_pickling_and_get_the_lake_cache(tmp_path: Path) ->
     attach_cache(loaded, settings)
     assert loaded.encoder.folder == cache_folder(settings, "toy")
     np.testing.assert_allclose(loaded.read(texts[:8])[1], head.read(texts[:8])[1])
+
+
+class RecordingEncoder(CountingEncoder):
+    """CountingEncoder that also keeps the texts it was asked to encode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.seen += list(texts)
+        return super().encode(texts)
+
+
+def test_reading_encodes_only_voices_the_lexical_scenario_model_is_unsure_of() -> None:
+    enc = RecordingEncoder()
+    bundle = build_bundle(taxonomy=default_taxonomy(), encoder=enc)
+    scenario = bundle.scenario
+    assert scenario.selective_cv_  # inner CV scored the thresholds on the taxonomy examples
+    voices = [
+        "家里宽带断网两天了没人修",
+        "话费怎么多扣了五十块",
+        "你好",
+        "套餐能不能换一个便宜的",
+        "信号太差了打不通电话",
+        "嗯嗯好的谢谢",
+        "我要投诉你们的客服态度",
+        "流量用超了怎么收费",
+    ]
+    p_text = scenario.text_.predict_proba(voices)
+    top = np.max(p_text, axis=1)
+    # A threshold that splits these voices, whatever inner CV chose on the toy taxonomy.
+    scenario.encode_below_ = float(np.median(top))
+    unsure = top < scenario.encode_below_
+    assert 0 < unsure.sum() < len(voices)
+    enc.seen = []
+    table = pa.table({"id": [str(i) for i in range(len(voices))], "text": voices})
+    out = read_table(table, bundle=bundle)
+    assert sorted(enc.seen) == sorted(v for v, u in zip(voices, unsure, strict=True) if u)
+    # The reading's confidences are the model's own (pooled where unsure, lexical elsewhere).
+    model = scenario.predict_proba(voices).max(axis=1)
+    rule = np.array([s.startswith("rule:") for s in out.column("scenario_source").to_pylist()])
+    conf = out.column("scenario_confidence").to_numpy()
+    np.testing.assert_allclose(conf[~rule], model[~rule])
+    np.testing.assert_allclose(model[~unsure], top[~unsure])
+    # Without selective encoding every voice is encoded.
+    full = build_bundle(taxonomy=default_taxonomy(), encoder=enc, selective_encoding=False)
+    enc.seen = []
+    read_table(table, bundle=full)
+    assert sorted(enc.seen) == sorted(voices)

@@ -12,6 +12,7 @@ with ``HF_HUB_OFFLINE=1`` so that no hub is ever contacted.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Protocol, Self
 
@@ -322,6 +323,37 @@ def _pool(p_text: np.ndarray, p_probe: np.ndarray, weight: float) -> np.ndarray:
     return softmax(logits)
 
 
+#: Lexical top-class probabilities tried as the selective-encoding threshold (``inf``:
+#: encode every text, the full pool).
+SELECTIVE_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, math.inf)
+#: Inner-CV accuracy the selective pool may give up for encoding fewer texts: 0.2 points,
+#: below the fold-to-fold sd (0.3 to 1 point) of the five CV data sets in
+#: docs/understanding.md, so the choice stays within noise of the full pool.
+SELECTIVE_MAX_LOSS = 0.002
+
+
+def selective_curve(
+    p_text: np.ndarray,
+    p_pool: np.ndarray,
+    y_idx: np.ndarray,
+    thresholds: Sequence[float] = SELECTIVE_THRESHOLDS,
+) -> dict[float, tuple[float, float]]:
+    """Return (accuracy, fraction encoded) per threshold of selective pooling.
+
+    Rows whose lexical top-class probability is below the threshold take the pooled
+    prediction, the rest the lexical one.
+    """
+    top = np.max(p_text, axis=1)
+    lex = np.argmax(p_text, axis=1)
+    pooled = np.argmax(p_pool, axis=1)
+    out: dict[float, tuple[float, float]] = {}
+    for t in thresholds:
+        rows = top < t
+        pred = np.where(rows, pooled, lex)
+        out[float(t)] = (float(np.mean(pred == y_idx)), float(np.mean(rows)))
+    return out
+
+
 @register_model("hybrid_encoder")
 class HybridClassifier(PersistMixin):
     """TF-IDF ``TextClassifier`` and a sentence-embedding probe, pooled in log space.
@@ -335,11 +367,19 @@ class HybridClassifier(PersistMixin):
     cv_folds : inner stratified folds on the training data that pick ``C`` and the weight;
         skipped when both grids hold one value.
     random_state : seed of the inner folds.
+    selective : encode only the texts whose lexical top-class probability is below
+        ``encode_below_`` (chosen by inner CV); the others keep the lexical probabilities.
+        False: every text is encoded and pooled.
+    max_loss : inner-CV accuracy the selective pool may lose against the full pool; the
+        threshold chosen is the lowest (fewest texts encoded) within it.
 
     Attributes
     ----------
     C_, weight_ : the chosen probe strength and lexical weight.
     cv_accuracy_ : inner-CV accuracy of every (C, weight) pair tried.
+    encode_below_ : texts whose lexical top-class probability is below this are encoded
+        and pooled (``inf``: every text).
+    selective_cv_ : inner-CV (accuracy, fraction encoded) of every threshold tried.
 
     Notes
     -----
@@ -351,6 +391,11 @@ class HybridClassifier(PersistMixin):
     SVM over [TF-IDF ‖ α·embedding] and the probe alone in 5-fold CV on banking77 (see
     docs/bench/understand_encoder.md). Weight and C are chosen on out-of-fold
     predictions of the training data only (Wolpert 1992, "Stacked Generalization").
+
+    Selective encoding asks the expensive expert only where the cheap one is unsure, as in
+    a classifier cascade (Viola & Jones 2001; Kaynak & Alpaydin 2000, "Multistage
+    cascading of multiple classifiers"): encoding is the reading's bound, and the pool
+    rarely overturns a confident lexical prediction.
     """
 
     def __init__(
@@ -362,6 +407,8 @@ class HybridClassifier(PersistMixin):
         weights: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
         cv_folds: int = 3,
         random_state: int = 0,
+        selective: bool = True,
+        max_loss: float = SELECTIVE_MAX_LOSS,
     ) -> None:
         self.encoder = encoder
         self.text_model = text_model
@@ -369,6 +416,8 @@ class HybridClassifier(PersistMixin):
         self.weights = weights
         self.cv_folds = cv_folds
         self.random_state = random_state
+        self.selective = selective
+        self.max_loss = max_loss
 
     def _new_text_model(self) -> TextClassifier:
         template = self.text_model if self.text_model is not None else TextClassifier()
@@ -397,8 +446,10 @@ class HybridClassifier(PersistMixin):
         emb = np.asarray(self.encoder.encode(texts), dtype=np.float64)
         self.cv_accuracy_: dict[tuple[float, float], float] = {}
         self.C_, self.weight_ = float(self.Cs[0]), float(self.weights[0])
+        self.encode_below_ = math.inf
+        self.selective_cv_: dict[float, tuple[float, float]] = {}
         folds = min(self.cv_folds, int(np.bincount(y_idx).min()))
-        if (len(self.Cs) > 1 or len(self.weights) > 1) and folds >= 2:
+        if (len(self.Cs) > 1 or len(self.weights) > 1 or self.selective) and folds >= 2:
             p_text = np.zeros((len(y), k))
             p_probe = {c: np.zeros((len(y), k)) for c in self.Cs}
             skf = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
@@ -419,6 +470,14 @@ class HybridClassifier(PersistMixin):
                     self.cv_accuracy_[(float(c), float(w))] = float(np.mean(pred == y_idx))
             # max() keeps the first best pair, so ties go to the earlier (smaller) values.
             self.C_, self.weight_ = max(self.cv_accuracy_, key=self.cv_accuracy_.__getitem__)
+            if self.selective:
+                self.selective_cv_ = selective_curve(
+                    p_text, _pool(p_text, p_probe[self.C_], self.weight_), y_idx
+                )
+                full = self.selective_cv_[math.inf][0]
+                # Fewest rows encoded among the thresholds within max_loss of the pool.
+                cv = self.selective_cv_
+                self.encode_below_ = min(t for t, (a, _) in cv.items() if a >= full - self.max_loss)
         self.text_ = self._new_text_model().fit(texts, y.tolist())
         self.probe_ = self._probe(self.C_).fit(emb, y_idx)
         return self
@@ -428,20 +487,42 @@ class HybridClassifier(PersistMixin):
         texts = list(texts)
         return self.proba_from_features(texts, self.text_.transform(texts))
 
+    def embedding_rows(self, p_text: np.ndarray) -> np.ndarray:
+        """Return the mask of rows to encode and pool, given the lexical probabilities."""
+        # Models pickled before selective encoding pool every row.
+        below = getattr(self, "encode_below_", math.inf)
+        out: np.ndarray = np.max(p_text, axis=1) < below if len(p_text) else np.zeros(0, bool)
+        return out
+
     def proba_from_features(
-        self, texts: Sequence[str], x: Any, *, emb: np.ndarray | None = None
+        self,
+        texts: Sequence[str],
+        x: Any,
+        *,
+        emb: np.ndarray | None = None,
+        p_text: np.ndarray | None = None,
     ) -> np.ndarray:
         """Return pooled probabilities given the lexical model's features ``x`` of ``texts``.
 
         ``emb`` holds the embeddings of ``texts`` when the caller already has them (the
-        reading encodes a voice once for every head).
+        reading encodes a voice once for every head); only the rows of
+        ``embedding_rows`` are read, so other rows may be left at zero. ``p_text``: the
+        lexical probabilities when already computed.
         """
+        p = self.text_.proba_from_features(x) if p_text is None else p_text
+        rows = self.embedding_rows(p)
+        if not rows.any():
+            return p
         if emb is None:
-            emb = self.encoder.encode(list(texts))
-        emb = np.asarray(emb, dtype=np.float64)
+            idx = np.flatnonzero(rows)
+            e = np.asarray(self.encoder.encode([texts[int(i)] for i in idx]), dtype=np.float64)
+        else:
+            e = np.asarray(emb, dtype=np.float64)[rows]
         k = len(self.classes_)
-        p_probe = _full_proba(self.probe_.predict_proba(emb), self.probe_.classes_, k)
-        return _pool(self.text_.proba_from_features(x), p_probe, self.weight_)
+        p_probe = _full_proba(self.probe_.predict_proba(e), self.probe_.classes_, k)
+        out = p.copy()
+        out[rows] = _pool(p[rows], p_probe, self.weight_)
+        return out
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """Return the most likely label per text."""

@@ -154,11 +154,14 @@ def build_bundle(
     sentiment: Any = None,
     emotion: Any = None,
     encoder: Encoder | None = None,
+    selective_encoding: bool = True,
 ) -> ReadingBundle:
     """Train the scenario model on taxonomy examples plus labelled history; wrap it all.
 
     With an ``encoder`` the scenario model is a ``HybridClassifier`` (TF-IDF pooled with a
-    sentence-embedding probe); subcategories still use the TF-IDF space.
+    sentence-embedding probe); subcategories still use the TF-IDF space. With
+    ``selective_encoding`` it encodes only the voices its lexical expert is unsure of
+    (threshold by inner CV, ``HybridClassifier(selective=True)``).
     """
     ex_texts, ex_codes, ex_subs = taxonomy.examples()
     texts = [*ex_texts, *history_texts]
@@ -169,7 +172,9 @@ def build_bundle(
         scenario = lexical.fit(texts, labels)
         space = scenario
     else:
-        scenario = HybridClassifier(encoder=encoder, text_model=lexical).fit(texts, labels)
+        scenario = HybridClassifier(
+            encoder=encoder, text_model=lexical, selective=selective_encoding
+        ).fit(texts, labels)
         space = scenario.text_
     sub = SubcategoryCentroids(scenario_model=space).fit(ex_texts, ex_subs)
     info = {"n_examples": len(ex_texts), "n_history": len(history_texts)}
@@ -190,23 +195,40 @@ def _encoder_key(encoder: Any) -> Any:
     return getattr(encoder, "encoder_id", None) or id(encoder)
 
 
-def shared_embeddings(bundle: ReadingBundle, texts: list[str]) -> dict[Any, np.ndarray]:
+def shared_embeddings(
+    bundle: ReadingBundle, texts: list[str], *, scenario_rows: np.ndarray | None = None
+) -> dict[Any, np.ndarray]:
     """Embed ``texts`` once per distinct encoder that any head of ``bundle`` reads with.
 
     The scenario, sentiment and emotion heads share the vectors, so a voice is encoded
-    once per reading however many heads use the encoder.
+    once per reading however many heads use the encoder. ``scenario_rows`` is the mask of
+    rows the scenario model pools (``HybridClassifier.embedding_rows``; None: all); rows no
+    head needs are not encoded and stay zero.
     """
-    encoders = []
+    needs: dict[Any, tuple[Any, np.ndarray]] = {}
+
+    def need(enc: Any, rows: np.ndarray) -> None:
+        key = _encoder_key(enc)
+        prev = needs.get(key)
+        needs[key] = (enc, rows if prev is None else prev[1] | rows)
+
+    everything = np.ones(len(texts), bool)
     if isinstance(bundle.scenario, HybridClassifier):
-        encoders.append(bundle.scenario.encoder)
+        need(bundle.scenario.encoder, everything if scenario_rows is None else scenario_rows)
     for head in (bundle.sentiment, bundle.emotion):
         if getattr(head, "uses_encoder", False):
-            encoders.append(head.encoder)
+            need(head.encoder, everything)
     out: dict[Any, np.ndarray] = {}
-    for enc in encoders:
-        key = _encoder_key(enc)
-        if key not in out:
+    for key, (enc, rows) in needs.items():
+        if rows.all():
             out[key] = np.asarray(enc.encode(texts), dtype=np.float32)
+            continue
+        idx = np.flatnonzero(rows)
+        part = np.asarray(enc.encode([texts[i] for i in idx]), dtype=np.float32)
+        full = np.zeros((len(texts), part.shape[1] if part.ndim == 2 else 0), np.float32)
+        if len(idx):
+            full[idx] = part
+        out[key] = full
     return out
 
 
@@ -220,14 +242,18 @@ def _scenario_scores(
     model: TextClassifier | HybridClassifier,
     texts: list[str],
     embs: dict[Any, np.ndarray] | None = None,
+    *,
+    x: sparse.csr_matrix | None = None,
+    p_text: np.ndarray | None = None,
 ) -> tuple[sparse.csr_matrix, np.ndarray, str]:
     """Return TF-IDF features (for subcategories), class probabilities and the model name."""
     # Features are computed once: subcategories reuse them.
     if isinstance(model, HybridClassifier):
-        x = model.text_.transform(texts)
+        x = model.text_.transform(texts) if x is None else x
         emb = (embs or {}).get(_encoder_key(model.encoder))
-        return x, model.proba_from_features(texts, x, emb=emb), "model:hybrid_encoder"
-    x = model.transform(texts)
+        proba = model.proba_from_features(texts, x, emb=emb, p_text=p_text)
+        return x, proba, "model:hybrid_encoder"
+    x = model.transform(texts) if x is None else x
     return x, model.proba_from_features(x), "model:text_svm"
 
 
@@ -315,9 +341,17 @@ def _read_chunk(
     py_texts = texts.to_pylist()
     tax = bundle.taxonomy
 
-    # One encoding per voice, shared by every head that pools with the encoder.
-    embs = shared_embeddings(bundle, py_texts)
-    x, proba, model_name = _scenario_scores(bundle.scenario, py_texts, embs)
+    # One encoding per voice, shared by every head that pools with the encoder; the
+    # scenario model encodes only the voices its lexical expert is unsure of.
+    x: sparse.csr_matrix | None = None
+    p_text: np.ndarray | None = None
+    rows: np.ndarray | None = None
+    if isinstance(bundle.scenario, HybridClassifier):
+        x = bundle.scenario.text_.transform(py_texts)
+        p_text = bundle.scenario.text_.proba_from_features(x)
+        rows = bundle.scenario.embedding_rows(p_text)
+    embs = shared_embeddings(bundle, py_texts, scenario_rows=rows)
+    x, proba, model_name = _scenario_scores(bundle.scenario, py_texts, embs, x=x, p_text=p_text)
     best = np.argmax(proba, axis=1)
     model_code = bundle.scenario.classes_[best].astype(object)
     confidence = proba[np.arange(n), best]
