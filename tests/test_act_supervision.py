@@ -29,12 +29,15 @@ class Events:
                 "attributes": list(attrs.items()),
                 "province": "江苏" if customer < "k" else "广东",
                 "city": None,
+                "district": "玄武区" if customer < "c" else None,
             }
         )
 
     def connection(self):
         fields = [EVENT_SCHEMA.field(n) for n in ("id", "customer_id", "type", "occurred_at")]
-        fields += [EVENT_SCHEMA.field(n) for n in ("channel", "attributes", "province", "city")]
+        fields += [
+            EVENT_SCHEMA.field(n) for n in ("channel", "attributes", "province", "city", "district")
+        ]
         table = pa.Table.from_pylist(self.rows, schema=pa.schema(fields))
         con = duckdb.connect(":memory:")
         con.register("events_arrow", table)
@@ -242,6 +245,11 @@ def test_commitments_page_follows_the_filter_bar(tmp_path):
     assert compliance(**{"from": "2000-01-01", "to": "2000-01-02"}) == expected(
         pc.equal(checks.column("rule"), "none")
     )
+    in_district = compliance(province="江苏", district="玄武区")
+    assert in_district == expected(
+        pc.fill_null(pc.equal(checks.column("district"), "玄武区"), False)
+    )
+    assert sum(c for c, _ in in_district.values()) == 2  # customers a and b
     page = client.get("/commitments", params={"province": "广东", "lang": "en"})
     assert page.status_code == 200
     violations = read_csv(

@@ -45,6 +45,7 @@ CHECK_SCHEMA = pa.schema(
         pa.field("event_ids", pa.list_(pa.string())),
         pa.field("province", pa.string()),
         pa.field("city", pa.string()),
+        pa.field("district", pa.string()),
     ]
 )
 
@@ -127,7 +128,8 @@ def _rule_sql(rule: str, book: CommitmentBook) -> str:
         SELECT r.id, r.customer_id, r.occurred_at, {deadline} AS deadline, f.done_at,
                {_status(deadline, "f.done_at")} AS status,
                'no overage reminder within {hours:g} h' AS reason,
-               list_concat([r.id], coalesce(f.done_ids, [])) AS event_ids, r.province, r.city
+               list_concat([r.id], coalesce(f.done_ids, [])) AS event_ids,
+               r.province, r.city, r.district
         FROM req r LEFT JOIN first_overage_reminder_sent f ON f.req_id = r.id"""
     if rule == "R6":
         hours = _hours(book, "C3-plan-change", 48)
@@ -150,7 +152,8 @@ def _rule_sql(rule: str, book: CommitmentBook) -> str:
         SELECT r.id, r.customer_id, r.occurred_at, {deadline} AS deadline, f.done_at,
                {_status(deadline, "f.done_at")} AS status,
                'plan change not done within {hours:g} h (of request or contract end)' AS reason,
-               list_concat([r.id], coalesce(f.done_ids, [])) AS event_ids, r.province, r.city
+               list_concat([r.id], coalesce(f.done_ids, [])) AS event_ids,
+               r.province, r.city, r.district
         FROM req r LEFT JOIN first_plan_change_done f ON f.req_id = r.id"""
     if rule == "R7":
         grace = f"INTERVAL {SAME_INTERACTION_GRACE_HOURS * 3600:.0f} SECOND"
@@ -173,7 +176,8 @@ def _rule_sql(rule: str, book: CommitmentBook) -> str:
                  WHEN r.occurred_at + {grace} <= $data_end::TIMESTAMPTZ THEN 'violation'
                  ELSE 'pending' END AS status,
                'eligible unsubscribe not closed in the same interaction' AS reason,
-               list_concat([r.id], coalesce(f.done_ids, [])) AS event_ids, r.province, r.city
+               list_concat([r.id], coalesce(f.done_ids, [])) AS event_ids,
+               r.province, r.city, r.district
         FROM req r LEFT JOIN first_unsubscribe_done f ON f.req_id = r.id"""
     if rule == "R8":
         # End of the request's local calendar day, expressed in UTC.
@@ -190,7 +194,8 @@ def _rule_sql(rule: str, book: CommitmentBook) -> str:
         SELECT r.id, r.customer_id, r.occurred_at, {deadline} AS deadline, f.done_at,
                {_status(deadline, "f.done_at")} AS status,
                'eligible broadband cancellation not done the same day' AS reason,
-               list_concat([r.id], coalesce(f.done_ids, [])) AS event_ids, r.province, r.city
+               list_concat([r.id], coalesce(f.done_ids, [])) AS event_ids,
+               r.province, r.city, r.district
         FROM req r LEFT JOIN first_broadband_cancel_done f ON f.req_id = r.id"""
     if rule == "R13":
         first = _hours(book, "C9-complaint-first-response", 48)
@@ -215,7 +220,8 @@ def _rule_sql(rule: str, book: CommitmentBook) -> str:
                     WHEN ({s1}) = 'violation' THEN 'no first response within {first:g} h'
                     ELSE 'no reply within {reply / 24:g} days' END AS reason,
                list_concat([r.id], coalesce(f1.done_ids, []), coalesce(f2.done_ids, []))
-                 AS event_ids, r.province, r.city
+                 AS event_ids,
+               r.province, r.city, r.district
         FROM req r
         LEFT JOIN first_complaint_first_response f1 ON f1.req_id = r.id
         LEFT JOIN first_complaint_replied f2 ON f2.req_id = r.id"""
@@ -270,6 +276,7 @@ def check_events(
                     "event_ids": table.column(7).cast(pa.list_(pa.string())),
                     "province": table.column(8).cast(pa.string()),
                     "city": table.column(9).cast(pa.string()),
+                    "district": table.column(10).cast(pa.string()),
                 },
                 schema=CHECK_SCHEMA,
             )
@@ -358,6 +365,7 @@ def violations(checks: pa.Table) -> list[dict[str, Any]]:
             "reason": r["reason"],
             "province": r["province"],
             "city": r["city"],
+            "district": r["district"],
         }
         for r in rows
     ]

@@ -644,7 +644,7 @@ def _filter_checks(checks: Any, settings: Settings, filters: Any) -> Any:
     import pyarrow.compute as pc
 
     mask = None
-    for name in ("province", "city"):
+    for name in ("province", "city", "district"):
         value = getattr(filters, name)
         if value:
             cond = pc.equal(checks.column(name), value)
@@ -714,6 +714,7 @@ def commitments_page(
                 "customer_id",
                 "province",
                 "city",
+                "district",
                 "requested_at",
                 "deadline",
                 "done_at",
