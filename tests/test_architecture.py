@@ -42,14 +42,7 @@ ALLOWED_BACK_EDGES: frozenset[tuple[str, str]] = frozenset(set())
 
 #: Import circles between modules of one package (function-local imports included) that
 #: are allowed for now; the goal is none.
-ALLOWED_CYCLES: frozenset[frozenset[str]] = frozenset(
-    {
-        # ``taxonomy_names`` (service) is read by a query and the filter bar reads facets
-        # (queries) through function-local imports.  Pending: move ``taxonomy_names`` into
-        # the queries or a lower module.
-        frozenset({"voxloop.web.queries", "voxloop.web.service"}),
-    }
-)
+ALLOWED_CYCLES: frozenset[frozenset[str]] = frozenset()
 
 
 @dataclass(frozen=True)

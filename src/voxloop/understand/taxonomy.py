@@ -208,3 +208,18 @@ def load_taxonomy(path: Path | None = None, *, mode: str = "extend") -> Taxonomy
 def default_taxonomy() -> Taxonomy:
     """Return the built-in taxonomy (cached)."""
     return load_taxonomy()
+
+
+@cache
+def code_names() -> dict[str, dict[str, tuple[str, str]]]:
+    """Return ``{"scenario"|"subcategory"|"intent": {code: (zh, en)}}`` of the built-in taxonomy."""
+    taxonomy = default_taxonomy()
+    subcategories: dict[str, tuple[str, str]] = {}
+    for scenario in taxonomy.scenarios:
+        for sub in scenario.subcategories:
+            subcategories.setdefault(sub.code, (sub.zh, sub.en))
+    return {
+        "scenario": {s.code: (s.zh, s.en) for s in taxonomy.scenarios},
+        "subcategory": subcategories,
+        "intent": {i.code: (i.zh, i.en) for i in taxonomy.intents},
+    }

@@ -1229,9 +1229,9 @@ def _readings_summary(*, settings: Settings, filters: PageFilters, limit: int) -
             ).fetchall()
             return [{"key": k, "n": int(n)} for k, n in rows]
 
-        from voxloop.web.service import taxonomy_names
+        from voxloop.understand.taxonomy import code_names
 
-        names = taxonomy_names().get("scenario", {})
+        names = code_names().get("scenario", {})
         scenarios = grouped("scenario")
         for s in scenarios:
             s["zh"], s["en"] = names.get(str(s["key"]), (s["key"], s["key"]))

@@ -51,24 +51,14 @@ def translate(key: str, lang: str) -> str:
     return entry.get(lang) or entry.get("en") or key
 
 
-@cache
 def taxonomy_names() -> dict[str, dict[str, tuple[str, str]]]:
     """Return ``{"scenario"|"subcategory"|"intent": {code: (zh, en)}}`` from the taxonomy."""
-    try:
-        from voxloop.understand.taxonomy import default_taxonomy
+    from voxloop.understand.taxonomy import code_names
 
-        taxonomy = default_taxonomy()
-    except Exception:  # pragma: no cover - the understand domain is optional for pages
+    try:
+        return code_names()
+    except Exception:  # pragma: no cover - a broken taxonomy file must not take pages down
         return {}
-    subcategories: dict[str, tuple[str, str]] = {}
-    for scenario in taxonomy.scenarios:
-        for sub in scenario.subcategories:
-            subcategories.setdefault(sub.code, (sub.zh, sub.en))
-    return {
-        "scenario": {s.code: (s.zh, s.en) for s in taxonomy.scenarios},
-        "subcategory": subcategories,
-        "intent": {i.code: (i.zh, i.en) for i in taxonomy.intents},
-    }
 
 
 def label(prefix: str, value: object, lang: str) -> str:
