@@ -10,8 +10,9 @@ from retried creates, the audit log replays to every final state.
 Phase 2: the same load, the server is SIGKILLed half-way and restarted; every change the
 server acknowledged before the kill must still be there.
 
-The server runs as ``VOXLOOP_BENCH_ACT_WORKERS`` uvicorn worker processes (default 2; phase
-1 is also run with the other counts of ``COMPARE_WORKERS``).  The clients are 50 keep-alive
+The server is ``voxloop serve --workers N --no-access-log`` (``VOXLOOP_BENCH_ACT_WORKERS``,
+default 2; phase 1 is also run with the other counts of ``COMPARE_WORKERS``), the command an
+operator runs.  The clients are 50 keep-alive
 connections on one asyncio thread.  Beside req/s and latency, the CPU seconds of the server's
 process group, of the PostgreSQL backends and of the client are read from /proc and given per
 committed change (201 create or 200 transition): on a small shared machine that figure is
@@ -87,23 +88,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def app_factory() -> Any:
-    """Build the app from the environment (uvicorn's ``factory`` entry for worker processes)."""
-    from voxloop.api.app import create_app
-    from voxloop.config import load_settings
-
-    # The bench migrated the database already; N workers must not race on it.
-    return create_app(load_settings(), run_migrations=False)
-
-
 def _start_server(env: dict[str, str], port: int, workers: int) -> subprocess.Popen[bytes]:
-    code = (
-        "import uvicorn\n"
-        "uvicorn.run('benchmarks.bench_act:app_factory', factory=True, host='127.0.0.1', "
-        f"port={port}, workers={workers}, log_level='warning', access_log=False)\n"
-    )
+    # The product's own entry point, as an operator runs it (access log off, as behind a
+    # proxy that logs requests).
+    command = [
+        str(Path(sys.executable).with_name("voxloop")),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+    ]
     # Own process group: the SIGKILL check kills the master and every worker at once.
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
+    proc = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline:
         try:

@@ -48,6 +48,13 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, help="Server processes sharing the port (uvicorn workers).")
     ] = 1,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log every request (off behind a proxy that logs them: saves CPU per request).",
+        ),
+    ] = True,
 ) -> None:
     """Serve the API and dashboard (dev mode without users: loopback addresses only)."""
     import uvicorn
@@ -67,7 +74,9 @@ def serve(
         raise typer.Exit(code=2) from None
     typer.echo(f"voxloop dashboard: http://{bind_host}:{bind_port}/")
     if workers == 1:
-        uvicorn.run(web_app, host=bind_host, port=bind_port, log_level="info")
+        uvicorn.run(
+            web_app, host=bind_host, port=bind_port, log_level="info", access_log=access_log
+        )
         return
     # Worker processes build their own app from the same environment; this one only
     # migrated the store and checked the bind.
@@ -79,6 +88,7 @@ def serve(
         port=bind_port,
         workers=workers,
         log_level="info",
+        access_log=access_log,
     )
 
 
