@@ -276,30 +276,16 @@ def satisfaction_page(
     if bar is not None:
         bar["channels"] = []
         bar["scenarios"] = []
-    drv, drv_error = _try(
-        lambda: drivers(
-            settings,
-            principal,
-            touchpoint=touchpoint,
-            province=province,
-            city=city,
-            district=district,
-            date_from=filters.date_from,
-            date_to=filters.date_to,
-        )
-    )
-    seg, seg_error = _try(
-        lambda: segments(
-            settings,
-            principal,
-            province=province,
-            city=city,
-            district=district,
-            touchpoint=touchpoint,
-            date_from=filters.date_from,
-            date_to=filters.date_to,
-        )
-    )
+    scope: dict[str, Any] = {
+        "touchpoint": touchpoint,
+        "province": province,
+        "city": city,
+        "district": district,
+        "date_from": filters.date_from,
+        "date_to": filters.date_to,
+    }
+    drv, drv_error = _try(lambda: drivers(settings, principal, **scope))
+    seg, seg_error = _try(lambda: segments(settings, principal, **scope))
     chn, chn_error = _try(lambda: churn(settings, principal, limit=1000))
     if chn is not None:
         chn = {**chn, "at_risk": _at_risk_in(settings, chn["at_risk"], asked, limit=20)}
