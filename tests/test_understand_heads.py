@@ -93,6 +93,8 @@ def test_reading_encodes_each_voice_once_for_all_heads(tmp_path: Path) -> None:
     )
     voices = [f"我的话费怎么扣了这么多 {i}" for i in range(50)] + ["宽带 broken again"] * 10
     table = pa.table({"id": [str(i) for i in range(60)], "text": voices})
+    # A scenario model sure of nothing pools every voice (no selective saving).
+    bundle.scenario.encode_below_ = float("inf")
     before = inner.calls
     out = read_table(table, bundle=bundle)
     assert out.num_rows == 60
@@ -111,6 +113,15 @@ def test_reading_encodes_each_voice_once_for_all_heads(tmp_path: Path) -> None:
     # The pooled heads agree with reading them without the shared embeddings.
     _, alone = sentiment.read(voices[:50])
     np.testing.assert_allclose(alone, out.column("sentiment_score").to_numpy()[:50])
+    # A scenario model sure of everything pools nothing: only the Chinese voices, which
+    # the corpus heads read, are encoded; the English one keeps the lexicons.
+    bundle.scenario.encode_below_ = 0.0
+    fresh = CachedEncoder(inner=CountingEncoder(), encoder_id="toy", folder=None)
+    for model in (bundle.scenario, sentiment, emotion):
+        model.encoder = fresh
+    again = read_table(table, bundle=bundle)
+    assert fresh.inner.calls == 50
+    assert again.column("sentiment").to_pylist()[50:] == out.column("sentiment").to_pylist()[50:]
 
 
 def test_pooled_heads_survive_pickling_and_get_the_lake_cache(tmp_path: Path) -> None:

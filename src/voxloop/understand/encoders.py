@@ -325,7 +325,19 @@ def _pool(p_text: np.ndarray, p_probe: np.ndarray, weight: float) -> np.ndarray:
 
 #: Lexical top-class probabilities tried as the selective-encoding threshold (``inf``:
 #: encode every text, the full pool).
-SELECTIVE_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, math.inf)
+SELECTIVE_THRESHOLDS: tuple[float, ...] = (
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.9,
+    0.95,
+    0.98,
+    0.99,
+    0.995,
+    0.999,
+    math.inf,
+)
 #: Inner-CV accuracy the selective pool may give up for encoding fewer texts: 0.2 points,
 #: below the fold-to-fold sd (0.3 to 1 point) of the five CV data sets in
 #: docs/understanding.md, so the choice stays within noise of the full pool.

@@ -196,13 +196,18 @@ def _encoder_key(encoder: Any) -> Any:
 
 
 def shared_embeddings(
-    bundle: ReadingBundle, texts: list[str], *, scenario_rows: np.ndarray | None = None
+    bundle: ReadingBundle,
+    texts: list[str],
+    *,
+    scenario_rows: np.ndarray | None = None,
+    head_rows: np.ndarray | None = None,
 ) -> dict[Any, np.ndarray]:
     """Embed ``texts`` once per distinct encoder that any head of ``bundle`` reads with.
 
     The scenario, sentiment and emotion heads share the vectors, so a voice is encoded
     once per reading however many heads use the encoder. ``scenario_rows`` is the mask of
-    rows the scenario model pools (``HybridClassifier.embedding_rows``; None: all); rows no
+    rows the scenario model pools (``HybridClassifier.embedding_rows``), ``head_rows``
+    those the sentiment and emotion models read (the Chinese texts); None: all. Rows no
     head needs are not encoded and stay zero.
     """
     needs: dict[Any, tuple[Any, np.ndarray]] = {}
@@ -217,7 +222,7 @@ def shared_embeddings(
         need(bundle.scenario.encoder, everything if scenario_rows is None else scenario_rows)
     for head in (bundle.sentiment, bundle.emotion):
         if getattr(head, "uses_encoder", False):
-            need(head.encoder, everything)
+            need(head.encoder, everything if head_rows is None else head_rows)
     out: dict[Any, np.ndarray] = {}
     for key, (enc, rows) in needs.items():
         if rows.all():
@@ -350,7 +355,13 @@ def _read_chunk(
         x = bundle.scenario.text_.transform(py_texts)
         p_text = bundle.scenario.text_.proba_from_features(x)
         rows = bundle.scenario.embedding_rows(p_text)
-    embs = shared_embeddings(bundle, py_texts, scenario_rows=rows)
+    # Corpus models read Chinese text only (the rest keeps the lexicons), so only Chinese
+    # voices need embeddings for them.
+    corpus = isinstance(bundle.sentiment, CorpusSentiment) or isinstance(
+        bundle.emotion, CorpusEmotion
+    )
+    chinese = chinese_mask(texts) if corpus else None
+    embs = shared_embeddings(bundle, py_texts, scenario_rows=rows, head_rows=chinese)
     x, proba, model_name = _scenario_scores(bundle.scenario, py_texts, embs, x=x, p_text=p_text)
     best = np.argmax(proba, axis=1)
     model_code = bundle.scenario.classes_[best].astype(object)
@@ -375,12 +386,8 @@ def _read_chunk(
     intent = _regex_first(lower, [(i.code, i.pattern) for i in intents])
     intent = np.where(intent == None, tax.default_intent, intent)  # noqa: E711
 
-    # Corpus models read Chinese text only; the mask is shared, and sentiment's neutral
-    # rule needs the reading's emotion, so emotion is read first.
-    corpus = isinstance(bundle.sentiment, CorpusSentiment) or isinstance(
-        bundle.emotion, CorpusEmotion
-    )
-    chinese = chinese_mask(texts) if corpus else None
+    # The Chinese mask is shared; sentiment's neutral rule needs the reading's emotion, so
+    # emotion is read first.
     emotion = _emotion(bundle, texts, chinese, _head_emb(bundle.emotion, embs))
     sentiment, sentiment_score = _sentiment(
         bundle, texts, emotion, chinese, _head_emb(bundle.sentiment, embs)
