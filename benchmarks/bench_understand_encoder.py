@@ -811,7 +811,10 @@ if __name__ == "__main__":
         else:
             ends = [doc.find(m, start + 1) for m in ("\n## ", "\nMeasured on:")]
             end = min([e for e in ends if e >= 0] or [len(doc)])
-        ENCODER_OUT.write_text(doc[:start] + section + doc[end:], encoding="utf-8")
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        section = f"\n{section}\nThis section measured at {stamp} (`python -m "
+        section += "benchmarks.bench_understand_encoder selective`).\n"
+        ENCODER_OUT.write_text(doc[:start].rstrip("\n") + "\n" + section + doc[end:], "utf-8")
         print(section)
     else:
         warm_cache()
