@@ -10,8 +10,9 @@ import pyarrow as pa
 
 from tests.test_understand_default_encoder import CountingEncoder
 from voxloop.config import Settings
-from voxloop.understand.corpora import CorpusEmotion, CorpusSentiment, fit_pool
+from voxloop.understand.corpora import CorpusEmotion, CorpusSentiment, chinese_mask, fit_pool
 from voxloop.understand.embed_cache import CachedEncoder, attach_cache, cache_folder
+from voxloop.understand.encoders import SELECTIVE_THRESHOLDS
 from voxloop.understand.estimators import TextClassifier
 from voxloop.understand.reading import build_bundle, read_table
 from voxloop.understand.taxonomy import default_taxonomy
@@ -184,3 +185,37 @@ def test_reading_encodes_only_voices_the_lexical_scenario_model_is_unsure_of() -
     enc.seen = []
     read_table(table, bundle=full)
     assert sorted(enc.seen) == sorted(voices)
+
+
+def test_pooled_emotion_head_encodes_only_unsure_chinese_voices() -> None:
+    rng = np.random.default_rng(0)
+    # Half the texts tell their label by characters, half only through the embedding.
+    words = [(_POS if i % 2 else _NEG)[i % 6] + f"{i}" for i in range(120)]
+    codes = [f"编号{rng.integers(10**9)}" for _ in range(120)]
+    texts = words + codes
+    labels = ["joy" if i % 2 else "anger" for i in range(240)]
+    enc = LabelEncoder({t: int(y == "joy") for t, y in zip(texts, labels, strict=True)})
+    emotion = CorpusEmotion(encoder=enc).fit(texts, labels)
+    assert emotion.uses_encoder and emotion.pool_ is not None
+    assert emotion.pool_.encode_below in SELECTIVE_THRESHOLDS
+    voices = [*words[:10], *codes[:10], "broken again, no signal"]
+    chinese = chinese_mask(pa.array(voices))
+    rows, lexical = emotion.embedding_rows(pa.array(voices), chinese=chinese)
+    assert lexical is not None and not rows[-1]  # the English voice keeps the lexicon
+    # A threshold between the sure and the unsure texts, whatever inner CV chose.
+    top = np.max(lexical, axis=1)
+    emotion.pool_.encode_below = float(np.median(top))
+    rows, lexical = emotion.embedding_rows(pa.array(voices), chinese=chinese)
+    assert 0 < rows.sum() < chinese.sum()
+    enc.calls = 0
+    out = emotion.read(voices)
+    assert enc.calls == rows.sum()
+    sure = np.flatnonzero(chinese & ~rows)
+    lex = emotion.model_.classes_[np.argmax(lexical, axis=1)]
+    assert out[sure].tolist() == lex[np.flatnonzero(~rows[chinese])].tolist()
+    # Through the reading: the same labels, the shared embeddings only for those rows.
+    bundle = build_bundle(taxonomy=default_taxonomy(), emotion=emotion)
+    enc.calls = 0
+    table = pa.table({"id": [str(i) for i in range(len(voices))], "text": voices})
+    assert read_table(table, bundle=bundle).column("emotion").to_pylist() == out.tolist()
+    assert enc.calls == rows.sum()

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -296,6 +297,9 @@ class Pool:
     weight: float
     probe: Any
     cv: dict[float, float]
+    #: Rows whose lexical top-class probability is below this are encoded and pooled; the
+    #: rest keep the lexical model (``inf``: every row; pools pickled before have this).
+    encode_below: float = math.inf
 
 
 def _probe(*, balanced: bool) -> Any:
@@ -319,6 +323,7 @@ def fit_pool(
     balanced: bool = False,
     folds: int = POOL_FOLDS,
     random_state: int = 0,
+    selective: bool = False,
 ) -> Pool:
     """Choose the lexical weight of a log-linear pool with an embedding probe by inner CV.
 
@@ -331,6 +336,9 @@ def fit_pool(
     metric : ``"accuracy"`` or ``"macro_f1"``, scored on out-of-fold predictions.
     score_rows : boolean mask of the rows that count in the metric (the target domain).
     balanced : fit the probe with balanced class weights.
+    selective : also choose ``encode_below``, the lexical top-class probability under
+        which a row is encoded and pooled (``encoders.SELECTIVE_THRESHOLDS``, the lowest
+        one scoring at least as well as pooling every row); else every row is pooled.
 
     Returns
     -------
@@ -342,10 +350,9 @@ def fit_pool(
     Weighted logarithmic opinion pool (Genest & Zidek 1986), weight chosen on out-of-fold
     predictions of the training data only (Wolpert 1992), as ``HybridClassifier`` does.
     """
-    from sklearn.metrics import f1_score
     from sklearn.model_selection import StratifiedKFold
 
-    from voxloop.understand.encoders import _full_proba, _pool
+    from voxloop.understand.encoders import SELECTIVE_THRESHOLDS, _full_proba, _pool
 
     y = np.searchsorted(classes, np.asarray([str(v) for v in labels]))
     k = len(classes)
@@ -371,39 +378,85 @@ def fit_pool(
     cv: dict[float, float] = {}
     for w in POOL_WEIGHTS:
         pred = np.argmax(_pool(p_lex[rows], p_emb[rows], w), axis=1)
-        if metric == "macro_f1":
-            cv[w] = float(f1_score(y[rows], pred, average="macro", labels=np.arange(k)))
-        else:
-            cv[w] = float(np.mean(pred == y[rows]))
+        cv[w] = _pool_metric(metric, y[rows], pred, k)
     # Heaviest lexical weight among the best: the encoder must earn its cost.
     best = max(sorted(cv, reverse=True), key=cv.__getitem__)
-    probe = None if best >= 1.0 else _probe(balanced=balanced).fit(emb, y)
-    return Pool(weight=best, probe=probe, cv=cv)
+    if best >= 1.0:
+        return Pool(weight=best, probe=None, cv=cv)
+    below = math.inf
+    if selective:
+        # Selective encoding as in HybridClassifier: the lowest threshold on the lexical
+        # top-class probability that scores at least as well as pooling every row.
+        lex_pred = np.argmax(p_lex[rows], axis=1)
+        pool_pred = np.argmax(_pool(p_lex[rows], p_emb[rows], best), axis=1)
+        top = np.max(p_lex[rows], axis=1)
+        for t in SELECTIVE_THRESHOLDS:
+            pred = np.where(top < t, pool_pred, lex_pred)
+            if _pool_metric(metric, y[rows], pred, k) >= cv[best]:
+                below = float(t)
+                break
+    return Pool(weight=best, probe=_probe(balanced=balanced).fit(emb, y), cv=cv, encode_below=below)
 
 
-def _pooled(model: Any, texts: list[str], pool: Pool | None, emb: np.ndarray | None) -> np.ndarray:
-    """Return the lexical model's probabilities, pooled with the probe when there is one."""
+def _pool_metric(metric: str, y: np.ndarray, pred: np.ndarray, k: int) -> float:
+    from sklearn.metrics import f1_score
+
+    if metric == "macro_f1":
+        return float(f1_score(y, pred, average="macro", labels=np.arange(k)))
+    return float(np.mean(pred == y))
+
+
+def _pooled(
+    model: Any,
+    texts: list[str],
+    pool: Pool | None,
+    emb: Callable[[np.ndarray], np.ndarray | None],
+    proba: np.ndarray | None = None,
+) -> np.ndarray:
+    """Return the lexical model's probabilities, pooled with the probe where it is used.
+
+    ``emb(rows)`` returns the embeddings of the local row indices ``rows``; ``proba`` holds
+    the lexical probabilities when already computed.
+    """
     from voxloop.understand.encoders import _full_proba, _pool
 
-    proba: np.ndarray = model.predict_proba(texts)
-    if pool is None or pool.probe is None or emb is None:
-        return proba
+    p: np.ndarray = model.predict_proba(texts) if proba is None else proba
+    if pool is None or pool.probe is None:
+        return p
+    rows = np.flatnonzero(pool_rows(pool, p))
+    e = emb(rows) if len(rows) else None
+    if e is None:
+        return p
     k = len(model.classes_)
-    p_emb = _full_proba(pool.probe.predict_proba(emb), pool.probe.classes_, k)
-    return _pool(proba, p_emb, pool.weight)
+    p_emb = _full_proba(pool.probe.predict_proba(e), pool.probe.classes_, k)
+    out = p.copy()
+    out[rows] = _pool(p[rows], p_emb, pool.weight)
+    return out
+
+
+def pool_rows(pool: Pool | None, proba: np.ndarray) -> np.ndarray:
+    """Return the mask of rows a pool encodes, given the lexical probabilities."""
+    if pool is None or pool.probe is None or not len(proba):
+        return np.zeros(len(proba), bool)
+    out: np.ndarray = np.max(proba, axis=1) < getattr(pool, "encode_below", math.inf)
+    return out
 
 
 def _head_embeddings(
     encoder: Any, arr: pa.Array, idx: np.ndarray, emb: np.ndarray | None
-) -> np.ndarray | None:
-    """Return the embeddings of rows ``idx``: from the reading's shared ``emb`` if given."""
-    if emb is not None:
-        rows: np.ndarray = emb[idx]
-        return rows
-    if encoder is None:
-        return None
-    out: np.ndarray = np.asarray(encoder.encode(arr.take(pa.array(idx)).to_pylist()))
-    return out
+) -> Callable[[np.ndarray], np.ndarray | None]:
+    """Return a function giving the embeddings of local rows of ``idx`` (reading's ``emb``)."""
+
+    def rows(local: np.ndarray) -> np.ndarray | None:
+        if emb is not None:
+            out: np.ndarray = emb[idx[local]]
+            return out
+        if encoder is None:
+            return None
+        texts = arr.take(pa.array(idx[local])).to_pylist()
+        return np.asarray(encoder.encode(texts))
+
+    return rows
 
 
 def _model_texts(arr: pa.Array, idx: np.ndarray) -> list[str]:
@@ -548,10 +601,17 @@ class CorpusEmotion(PersistMixin):
     fitted to macro-F1, Lipton et al. 2014) with ``FAST_FEATURES``. With an ``encoder`` a
     balanced probe on sentence embeddings is pooled in when inner CV (macro-F1 on the
     target-domain rows) says it helps (``fit_pool``).
+
+    Parameters
+    ----------
+    encoder : sentence encoder whose probe may be pooled in; ``None``: lexical alone.
+    selective : pool only the texts whose lexical top-class probability is below the
+        threshold inner CV chose (``Pool.encode_below``), so the others need no embedding.
     """
 
-    def __init__(self, *, encoder: Any = None) -> None:
+    def __init__(self, *, encoder: Any = None, selective: bool = True) -> None:
         self.encoder = encoder
+        self.selective = selective
 
     def fit(
         self, texts: Sequence[str], labels: Sequence[str], *, domains: Sequence[str] | None = None
@@ -594,6 +654,7 @@ class CorpusEmotion(PersistMixin):
                 # Scored where the model is read: the target domain when it adapts.
                 score_rows=None if doms is None else np.asarray(doms) == target,
                 balanced=True,
+                selective=self.selective,
             )
         self.lexicon_ = LexiconEmotion().fit()
         self.classes_ = EMOTIONS
@@ -605,8 +666,13 @@ class CorpusEmotion(PersistMixin):
         *,
         chinese: np.ndarray | None = None,
         emb: np.ndarray | None = None,
+        lexical: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Return the emotion code of each text (``emb``: the reading's shared embeddings)."""
+        """Return the emotion code of each text (``emb``: the reading's shared embeddings).
+
+        ``lexical`` holds the lexical model's probabilities of the Chinese texts when the
+        reading already computed them (``embedding_rows``).
+        """
         arr = _as_array(texts)
         zh = chinese_mask(arr) if chinese is None else chinese
         out = np.empty(len(arr), dtype=object)
@@ -620,9 +686,26 @@ class CorpusEmotion(PersistMixin):
                 out[idx] = self.model_.predict(_model_texts(arr, idx))
             else:
                 e = _head_embeddings(self.encoder, arr, idx, emb)
-                proba = _pooled(self.model_, _model_texts(arr, idx), pool, e)
+                proba = _pooled(self.model_, _model_texts(arr, idx), pool, e, lexical)
                 out[idx] = self.model_.classes_[np.argmax(proba, axis=1)]
         return out
+
+    def embedding_rows(
+        self, texts: pa.Array, *, chinese: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Return the mask of texts to encode and the lexical probabilities of the Chinese ones.
+
+        Only Chinese texts whose lexical top-class probability is below the pool's
+        ``encode_below`` are encoded (selective encoding); pass the probabilities back to
+        ``read`` as ``lexical`` so the texts are featurised once.
+        """
+        mask = np.zeros(len(texts), bool)
+        idx = np.flatnonzero(chinese)
+        if not self.uses_encoder or not len(idx):
+            return mask, None
+        proba = np.asarray(self.model_.predict_proba(_model_texts(_as_array(texts), idx)))
+        mask[idx] = pool_rows(self.pool_, proba)
+        return mask, proba
 
     @property
     def uses_encoder(self) -> bool:

@@ -215,7 +215,8 @@ def shared_embeddings(
     def need(enc: Any, rows: np.ndarray) -> None:
         key = _encoder_key(enc)
         prev = needs.get(key)
-        needs[key] = (enc, rows if prev is None else prev[1] | rows)
+        # The first encoder of an id encodes for all (they embed alike, per the id).
+        needs[key] = (enc, rows) if prev is None else (prev[0], prev[1] | rows)
 
     everything = np.ones(len(texts), bool)
     if isinstance(bundle.scenario, HybridClassifier):
@@ -290,17 +291,41 @@ def _sentiment(
     return labels, score
 
 
+def _head_rows(
+    bundle: ReadingBundle, texts: pa.Array, chinese: np.ndarray | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Return the rows the corpus heads need embedded, and the emotion model's lexical proba.
+
+    A pooled sentiment head reads every Chinese text; a pooled emotion head only those its
+    lexical model is unsure of (``CorpusEmotion.embedding_rows``).
+    """
+    if chinese is None:
+        return None, None
+    rows = np.zeros(len(texts), bool)
+    lexical = None
+    if getattr(bundle.sentiment, "uses_encoder", False):
+        rows |= chinese
+    emotion = bundle.emotion
+    if isinstance(emotion, CorpusEmotion) and emotion.uses_encoder:
+        emo_rows, lexical = emotion.embedding_rows(texts, chinese=chinese)
+        rows |= emo_rows
+    elif getattr(emotion, "uses_encoder", False):
+        rows |= chinese
+    return rows, lexical
+
+
 def _emotion(
     bundle: ReadingBundle,
     texts: pa.Array,
     chinese: np.ndarray | None,
     emb: np.ndarray | None = None,
+    lexical: np.ndarray | None = None,
 ) -> np.ndarray:
     model = bundle.emotion
     if isinstance(model, LexiconEmotion):
         return model.predict(texts)
     if isinstance(model, CorpusEmotion):
-        return model.read(texts, chinese=chinese, emb=emb)
+        return model.read(texts, chinese=chinese, emb=emb, lexical=lexical)
     pred = model.predict(texts.to_pylist())
     return np.array([EMOTION_ALIASES.get(str(p).lower(), str(p)) for p in pred], dtype=object)
 
@@ -361,7 +386,8 @@ def _read_chunk(
         bundle.emotion, CorpusEmotion
     )
     chinese = chinese_mask(texts) if corpus else None
-    embs = shared_embeddings(bundle, py_texts, scenario_rows=rows, head_rows=chinese)
+    head_rows, emo_lexical = _head_rows(bundle, texts, chinese)
+    embs = shared_embeddings(bundle, py_texts, scenario_rows=rows, head_rows=head_rows)
     x, proba, model_name = _scenario_scores(bundle.scenario, py_texts, embs, x=x, p_text=p_text)
     best = np.argmax(proba, axis=1)
     model_code = bundle.scenario.classes_[best].astype(object)
@@ -388,7 +414,7 @@ def _read_chunk(
 
     # The Chinese mask is shared; sentiment's neutral rule needs the reading's emotion, so
     # emotion is read first.
-    emotion = _emotion(bundle, texts, chinese, _head_emb(bundle.emotion, embs))
+    emotion = _emotion(bundle, texts, chinese, _head_emb(bundle.emotion, embs), emo_lexical)
     sentiment, sentiment_score = _sentiment(
         bundle, texts, emotion, chinese, _head_emb(bundle.sentiment, embs)
     )
