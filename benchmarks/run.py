@@ -54,8 +54,12 @@ def _machine() -> str:
 
 
 def main() -> None:
-    """Run the benchmarks named on the command line (all by default)."""
-    wanted = sys.argv[1:] or SECTIONS
+    """Run the benchmarks named on the command line (all by default).
+
+    ``--assemble`` runs none and only rewrites docs/benchmarks.md from docs/bench/.
+    """
+    args = sys.argv[1:]
+    wanted = [] if args == ["--assemble"] else args or SECTIONS
     folder = Path("docs/bench")
     folder.mkdir(parents=True, exist_ok=True)
     for name in wanted:
