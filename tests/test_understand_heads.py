@@ -195,7 +195,7 @@ def test_pooled_emotion_head_encodes_only_unsure_chinese_voices() -> None:
     texts = words + codes
     labels = ["joy" if i % 2 else "anger" for i in range(240)]
     enc = LabelEncoder({t: int(y == "joy") for t, y in zip(texts, labels, strict=True)})
-    emotion = CorpusEmotion(encoder=enc).fit(texts, labels)
+    emotion = CorpusEmotion(encoder=enc, selective=True).fit(texts, labels)
     assert emotion.uses_encoder and emotion.pool_ is not None
     assert emotion.pool_.encode_below in SELECTIVE_THRESHOLDS
     voices = [*words[:10], *codes[:10], "broken again, no signal"]
@@ -219,3 +219,8 @@ def test_pooled_emotion_head_encodes_only_unsure_chinese_voices() -> None:
     table = pa.table({"id": [str(i) for i in range(len(voices))], "text": voices})
     assert read_table(table, bundle=bundle).column("emotion").to_pylist() == out.tolist()
     assert enc.calls == rows.sum()
+    # The default head (selective=False) pools every Chinese voice.
+    full = CorpusEmotion(encoder=enc).fit(texts, labels)
+    assert full.pool_ is not None and full.pool_.encode_below == float("inf")
+    rows, _ = full.embedding_rows(pa.array(voices), chinese=chinese)
+    assert rows.tolist() == chinese.tolist()
