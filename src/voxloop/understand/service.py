@@ -448,6 +448,11 @@ def train(
         emotion=emotion,
         encoder=encoder,
     )
+    below = getattr(bundle.scenario, "encode_below_", None)
+    if below is not None:
+        # The voices the reading encodes: lexical top-class probability below this ("all"
+        # when inner CV kept the encoder for every voice).
+        info["scenario_encode_below"] = "all" if below == float("inf") else round(below, 4)
     bundle.info.update(info)
     folder = save_bundle(settings=settings, bundle=bundle)
     models = {
@@ -474,6 +479,11 @@ def train(
             else {}
         ),
         **({"encoder": info["encoder"]} if "encoder" in info else {}),
+        **(
+            {"scenario_encode_below": info["scenario_encode_below"]}
+            if "scenario_encode_below" in info
+            else {}
+        ),
         **({"encoder_fallback": fallback} if fallback is not None else {}),
         **metrics,
     }
