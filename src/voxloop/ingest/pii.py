@@ -192,26 +192,44 @@ def mask_text(text: str) -> tuple[str, dict[str, int]]:
     probe = text.translate(_FOLD)
     if _PREFILTER_PY.search(probe) is None:
         return text, {}
-    masked, counts = _mask(probe)
+    return _mask_folded(text, probe)
+
+
+def _mask_folded(text: str, probe: str) -> tuple[str, dict[str, int]]:
+    """Mask ``probe`` (``text`` folded one character for one) and keep ``text`` elsewhere.
+
+    Each character of the masked result remembers the ``probe`` index it came from (none
+    inside a placeholder), so the original full-width characters are put back exactly
+    outside the masked spans. An alignment of the two strings after the fact is ambiguous
+    (a space next to a masked number can pair with the wrong space), this is not. Masked
+    digits are in no kept position, so none can come back.
+    """
+    current = probe
+    origin = list(range(len(probe)))
+    counts: dict[str, int] = {}
+    for rule in _RULES:
+        if rule.needs and rule.needs not in current:
+            continue
+        pieces: list[str] = []
+        kept: list[int] = []
+        last = n = 0
+        # finditer visits the same non-overlapping matches as the ``sub`` of ``_mask``.
+        for match in rule.pattern.finditer(current):
+            if rule.valid is not None and not rule.valid(match):
+                continue
+            placeholder = f"<{rule.kind}>"
+            pieces += (current[last : match.start()], placeholder)
+            kept += origin[last : match.start()] + [-1] * len(placeholder)
+            last = match.end()
+            n += 1
+        if n:
+            pieces.append(current[last:])
+            kept += origin[last:]
+            current, origin = "".join(pieces), kept
+            counts[rule.kind] = counts.get(rule.kind, 0) + n
     if not counts:
         return text, {}
-    return _unfold(text, probe, masked), counts
-
-
-def _unfold(text: str, probe: str, masked: str) -> str:
-    """Put the original (full-width) characters back outside the masked spans.
-
-    ``probe`` is ``text`` folded one character for one, and ``masked`` is ``probe`` with
-    spans replaced by placeholders; the characters an alignment of the two keeps unchanged
-    are taken from ``text``. Masked digits are not in ``masked``, so none can come back.
-    """
-    from difflib import SequenceMatcher
-
-    out: list[str] = []
-    matcher = SequenceMatcher(None, probe, masked, autojunk=False)
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        out.append(text[i1:i2] if op == "equal" else masked[j1:j2])
-    return "".join(out)
+    return "".join(text[o] if o >= 0 else c for c, o in zip(current, origin, strict=True)), counts
 
 
 def _mask(text: str) -> tuple[str, dict[str, int]]:
