@@ -242,12 +242,13 @@ def _uss() -> str:
         [
             "## Assist: dialogue satisfaction (USS)",
             "",
-            "Protocol of Sun et al. 2021 (SIGIR): label = most frequent annotator rating (ties "
-            "to the lower), 3 classes (<3 dissatisfied, 3 neutral, >3 satisfied), 10 contiguous "
-            "folds in file order; exchange level predicts each user turn's rating from the "
-            "dialogue before it. Model: char 2-4-gram TF-IDF of the last 4 turns + turn-structure "
-            "cues, balanced multinomial logistic regression. JDDC (the Chinese domain) is not in "
-            "../shared/data.",
+            "Protocol after Sun et al. 2021 (SIGIR): label = most frequent annotator rating "
+            "(ties to the lower) and 10 contiguous folds in file order, as in the authors' "
+            "`train_sat.py`, but 3 classes (<3 dissatisfied, 3 neutral, >3 satisfied) where "
+            "the authors predict the 5 levels; exchange level predicts each user turn's rating "
+            "from the dialogue before it. Model: char 2-4-gram TF-IDF of the last 4 turns + "
+            "turn-structure cues, balanced multinomial logistic regression. JDDC (the Chinese "
+            "domain) is not in ../shared/data.",
             "",
             "| domain | level | samples | folds | accuracy | macro-F1 | UAR | dissatisfied F1 | "
             "majority acc / macro-F1 | time | published |",
