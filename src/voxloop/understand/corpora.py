@@ -352,7 +352,7 @@ def fit_pool(
     """
     from sklearn.model_selection import StratifiedKFold
 
-    from voxloop.understand.encoders import SELECTIVE_THRESHOLDS, _full_proba, _pool
+    from voxloop.understand.encoders import _full_proba, _pool, selective_curve
 
     y = np.searchsorted(classes, np.asarray([str(v) for v in labels]))
     k = len(classes)
@@ -387,14 +387,13 @@ def fit_pool(
     if selective:
         # Selective encoding as in HybridClassifier: the lowest threshold on the lexical
         # top-class probability that scores at least as well as pooling every row.
-        lex_pred = np.argmax(p_lex[rows], axis=1)
-        pool_pred = np.argmax(_pool(p_lex[rows], p_emb[rows], best), axis=1)
-        top = np.max(p_lex[rows], axis=1)
-        for t in SELECTIVE_THRESHOLDS:
-            pred = np.where(top < t, pool_pred, lex_pred)
-            if _pool_metric(metric, y[rows], pred, k) >= cv[best]:
-                below = float(t)
-                break
+        curve = selective_curve(
+            p_lex[rows],
+            _pool(p_lex[rows], p_emb[rows], best),
+            y[rows],
+            score=lambda truth, pred: _pool_metric(metric, truth, pred, k),
+        )
+        below = min(t for t, (score, _) in curve.items() if score >= cv[best])
     return Pool(weight=best, probe=_probe(balanced=balanced).fit(emb, y), cv=cv, encode_below=below)
 
 
@@ -436,10 +435,11 @@ def _pooled(
 
 def pool_rows(pool: Pool | None, proba: np.ndarray) -> np.ndarray:
     """Return the mask of rows a pool encodes, given the lexical probabilities."""
-    if pool is None or pool.probe is None or not len(proba):
+    from voxloop.understand.encoders import below_threshold
+
+    if pool is None or pool.probe is None:
         return np.zeros(len(proba), bool)
-    out: np.ndarray = np.max(proba, axis=1) < getattr(pool, "encode_below", math.inf)
-    return out
+    return below_threshold(proba, getattr(pool, "encode_below", math.inf))
 
 
 def _head_embeddings(

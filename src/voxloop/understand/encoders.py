@@ -13,7 +13,7 @@ with ``HF_HUB_OFFLINE=1`` so that no hub is ever contacted.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, Self
 
 import httpx
@@ -345,25 +345,36 @@ SELECTIVE_THRESHOLDS: tuple[float, ...] = (
 SELECTIVE_MAX_LOSS = 0.0
 
 
+def below_threshold(proba: np.ndarray, below: float) -> np.ndarray:
+    """Return the mask of rows whose top-class probability is below ``below``.
+
+    The selective-encoding rule: these rows are encoded and pooled, the others keep the
+    lexical probabilities (``inf``: every row).
+    """
+    out: np.ndarray = np.max(proba, axis=1) < below if len(proba) else np.zeros(0, bool)
+    return out
+
+
 def selective_curve(
     p_text: np.ndarray,
     p_pool: np.ndarray,
     y_idx: np.ndarray,
     thresholds: Sequence[float] = SELECTIVE_THRESHOLDS,
+    score: Callable[[np.ndarray, np.ndarray], float] | None = None,
 ) -> dict[float, tuple[float, float]]:
-    """Return (accuracy, fraction encoded) per threshold of selective pooling.
+    """Return (score, fraction encoded) per threshold of selective pooling.
 
     Rows whose lexical top-class probability is below the threshold take the pooled
-    prediction, the rest the lexical one.
+    prediction, the rest the lexical one. ``score(y, pred)`` defaults to accuracy.
     """
-    top = np.max(p_text, axis=1)
     lex = np.argmax(p_text, axis=1)
     pooled = np.argmax(p_pool, axis=1)
     out: dict[float, tuple[float, float]] = {}
     for t in thresholds:
-        rows = top < t
+        rows = below_threshold(p_text, t)
         pred = np.where(rows, pooled, lex)
-        out[float(t)] = (float(np.mean(pred == y_idx)), float(np.mean(rows)))
+        value = float(np.mean(pred == y_idx)) if score is None else score(y_idx, pred)
+        out[float(t)] = (value, float(np.mean(rows)))
     return out
 
 
@@ -503,9 +514,7 @@ class HybridClassifier(PersistMixin):
     def embedding_rows(self, p_text: np.ndarray) -> np.ndarray:
         """Return the mask of rows to encode and pool, given the lexical probabilities."""
         # Models pickled before selective encoding pool every row.
-        below = getattr(self, "encode_below_", math.inf)
-        out: np.ndarray = np.max(p_text, axis=1) < below if len(p_text) else np.zeros(0, bool)
-        return out
+        return below_threshold(p_text, getattr(self, "encode_below_", math.inf))
 
     def proba_from_features(
         self,
